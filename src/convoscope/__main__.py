@@ -1,0 +1,3 @@
+from convoscope.cli import main
+
+main()

@@ -1,0 +1,54 @@
+"""The one interface every stage uses to talk to a language model.
+
+Stages build `LLMRequest`s and call `LLMClient.complete` (or `complete_many`). Backends, caching,
+retries, rate limits, usage accounting and the spending cap all live behind this interface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: str  # "user" or "assistant"
+    content: str
+
+
+@dataclass(frozen=True)
+class LLMRequest:
+    messages: tuple[ChatMessage, ...]
+    system: str | None = None
+    prefill: str | None = None  # the answer must start with this text (assistant prefill where supported)
+    temperature: float = 0.2
+    max_tokens: int = 512
+    json_schema: dict[str, Any] | None = None  # when set, the response is parsed and validated into `parsed`
+    role: str = "facets"  # which configured backend serves it: facets | naming | auditor | screener
+    task: str = ""  # for usage accounting and logs: "facets", "name", "propose", "dedupe", "assign", ...
+
+
+@dataclass
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass
+class LLMResponse:
+    text: str  # the full answer text (with the prefill prepended when one was given)
+    parsed: Any = None  # the validated object when the request had a json_schema
+    usage: Usage = field(default_factory=Usage)
+    cached: bool = False
+    failed: bool = False  # the item could not be completed (e.g. output never matched the schema)
+    error: str | None = None
+
+
+class LLMClient(Protocol):
+    """What stages see. `complete_many` runs requests concurrently and returns responses in order;
+    a failed item comes back with failed=True, never raises, unless the error is fatal for the run
+    (bad key, budget cap), which raises LLMFatalError / BudgetExceeded."""
+
+    async def complete(self, request: LLMRequest) -> LLMResponse: ...
+
+    async def complete_many(self, requests: Sequence[LLMRequest], *, description: str = "") -> list[LLMResponse]: ...

@@ -1,0 +1,147 @@
+"""The run directory: the only code that knows file names.
+
+Every artifact is written atomically (a temporary file in the same directory, then `os.replace`), and
+its stage's record in `manifest.json` is written after the artifact, so a run killed at any point
+never leaves an artifact that a later run takes as complete. A stage is complete when the manifest
+records it with the fingerprint of its current inputs and settings and all its files exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+MANIFEST = "manifest.json"
+
+
+def fingerprint(*parts: Any) -> str:
+    """A stable hash of JSON-able settings and upstream fingerprints."""
+    payload = orjson.dumps(parts, option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.sha256(payload).hexdigest()[:32]
+
+
+@contextmanager
+def _atomic_path(final: Path) -> Iterator[Path]:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, final)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+class RunStore:
+    """Reads and writes one run directory. Artifacts are addressed by name, never by path."""
+
+    def __init__(self, root: str | Path, *, create: bool = False):
+        self.root = Path(root)
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
+        elif not (self.root / MANIFEST).exists():
+            from convoscope.errors import ConvoscopeError
+
+            raise ConvoscopeError(f"{self.root}: not a convoscope run directory (no {MANIFEST}); run `convoscope run` first")
+        self._manifest = self._load_manifest()
+
+    # -- manifest -------------------------------------------------------------------------------
+    def _load_manifest(self) -> dict[str, Any]:
+        path = self.root / MANIFEST
+        if path.exists():
+            return json.loads(path.read_text())
+        return {"stages": {}}
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return self._manifest
+
+    def update_manifest(self, **fields: Any) -> None:
+        self._manifest.update(fields)
+        self._write_manifest()
+
+    def _write_manifest(self) -> None:
+        with _atomic_path(self.root / MANIFEST) as tmp:
+            tmp.write_text(json.dumps(self._manifest, indent=2, sort_keys=True, default=str))
+
+    def stage_complete(self, stage: str, fp: str) -> bool:
+        rec = self._manifest["stages"].get(stage)
+        if not rec or rec.get("fingerprint") != fp:
+            return False
+        return all(self._file(name).exists() for name in rec.get("artifacts", []))
+
+    def stage_record(self, stage: str) -> dict[str, Any] | None:
+        return self._manifest["stages"].get(stage)
+
+    def stage_fingerprint(self, stage: str) -> str | None:
+        rec = self.stage_record(stage)
+        return rec.get("fingerprint") if rec else None
+
+    def mark_complete(self, stage: str, fp: str, artifacts: list[str], *, seconds: float, **info: Any) -> None:
+        self._manifest["stages"][stage] = {
+            "fingerprint": fp,
+            "artifacts": artifacts,
+            "seconds": round(seconds, 3),
+            "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            **info,
+        }
+        self._write_manifest()
+
+    def invalidate(self, stage: str) -> None:
+        if self._manifest["stages"].pop(stage, None) is not None:
+            self._write_manifest()
+
+    # -- artifacts ------------------------------------------------------------------------------
+    _SUFFIX = {"table": ".parquet", "array": ".npy", "json": ".json"}
+
+    def _file(self, name: str) -> Path:
+        kind, _, base = name.partition(":")
+        return self.root / f"{base}{self._SUFFIX[kind]}"
+
+    def has(self, name: str) -> bool:
+        return self._file(name).exists()
+
+    def write_table(self, name: str, table: pa.Table) -> str:
+        key = f"table:{name}"
+        with _atomic_path(self._file(key)) as tmp:
+            pq.write_table(table, tmp, compression="zstd")
+        return key
+
+    def read_table(self, name: str, columns: list[str] | None = None) -> pa.Table:
+        return pq.read_table(self._file(f"table:{name}"), columns=columns)
+
+    def write_array(self, name: str, array: np.ndarray) -> str:
+        key = f"array:{name}"
+        with _atomic_path(self._file(key)) as tmp:
+            with open(tmp, "wb") as fh:
+                np.save(fh, array, allow_pickle=False)
+        return key
+
+    def read_array(self, name: str, mmap: bool = True) -> np.ndarray:
+        return np.load(self._file(f"array:{name}"), mmap_mode="r" if mmap else None, allow_pickle=False)
+
+    def write_json(self, name: str, obj: Any) -> str:
+        key = f"json:{name}"
+        with _atomic_path(self._file(key)) as tmp:
+            tmp.write_bytes(orjson.dumps(obj, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY, default=str))
+        return key
+
+    def read_json(self, name: str) -> Any:
+        return orjson.loads(self._file(f"json:{name}").read_bytes())
+
+    def artifact_paths(self) -> list[Path]:
+        """Every file in the run directory (used by privacy tests and `report`)."""
+        return sorted(p for p in self.root.rglob("*") if p.is_file())
