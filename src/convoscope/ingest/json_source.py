@@ -1,0 +1,96 @@
+"""JSON Lines and JSON documents, read one record at a time (ijson parses arrays incrementally)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import ijson
+import orjson
+
+from convoscope.errors import InputError
+from convoscope.model import Conversation
+
+from . import chatgpt_export, claude_export, hh, openai, prompt, sharegpt
+from .detect import describe_unknown, detect_record
+from .files import encoding_error, iter_lines
+from .options import IngestOptions
+from .record import RecordContext, RecordError
+
+Parser = Callable[[dict[str, Any], RecordContext], Conversation]
+PARSERS: dict[str, Parser] = {
+    "openai": openai.parse,
+    "sharegpt": sharegpt.parse,
+    "hh": hh.parse,
+    "claude_export": claude_export.parse,
+    "chatgpt_export": chatgpt_export.parse,
+    "prompt": prompt.parse,
+}
+Item = tuple[int, "Conversation | RecordError"]
+
+
+class UnknownFormat(InputError):
+    """The content matches no format (a directory read skips such files; a single file is an error)."""
+
+
+def read_json(
+    path: Path, name: str, stream: io.BufferedReader, container: str, options: IngestOptions, formats: list[str]
+) -> Iterator[Item]:
+    """(position, Conversation or RecordError) for each record; the detected format is appended to `formats`."""
+    records = _jsonl(path, stream) if container == "jsonl" else _document(path, stream)
+    parse: Parser | None = PARSERS[options.format] if options.format else None
+    if parse is not None:
+        formats.append(options.format)  # type: ignore[arg-type]
+    ctx = RecordContext(options, "")
+    for pos, rec in records:
+        if isinstance(rec, RecordError):
+            yield pos, rec
+            continue
+        if not isinstance(rec, dict):
+            if parse is None:
+                raise UnknownFormat(describe_unknown(rec), path=str(path), line=pos)
+            yield pos, RecordError(f"expected a JSON object, got {type(rec).__name__}")
+            continue
+        if parse is None:
+            fmt = detect_record(rec, options)
+            if fmt is None:
+                raise UnknownFormat(describe_unknown(rec), path=str(path), line=pos)
+            formats.append(fmt)
+            parse = PARSERS[fmt]
+        ctx.derived_id = f"{name}:{pos}"
+        try:
+            yield pos, parse(rec, ctx)
+        except RecordError as e:
+            yield pos, e
+
+
+def _jsonl(path: Path, stream: io.BufferedReader) -> Iterator[tuple[int, Any]]:
+    loads = orjson.loads
+    for number, line in iter_lines(stream):
+        try:
+            yield number, loads(line)
+        except orjson.JSONDecodeError as e:
+            bad_encoding = encoding_error(path, number, line)
+            if bad_encoding:
+                raise bad_encoding from None
+            yield number, RecordError(f"bad JSON: {e}")
+
+
+def _document(path: Path, stream: io.BufferedReader) -> Iterator[tuple[int, Any]]:
+    """Items of a top-level array (position = 1-based item number), or top-level values (a single object)."""
+    is_array = stream.peek(1 << 16).lstrip()[:1] == b"["
+    items = ijson.items(stream, "item", use_float=True) if is_array else ijson.items(
+        stream, "", use_float=True, multiple_values=True
+    )
+    number = 0
+    try:
+        for number, item in enumerate(items, 1):
+            yield number, item
+    except ijson.JSONError as e:
+        # The parser cannot resynchronise after a syntax error, so this stops the file even with skip_invalid.
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "utf" in reason.lower():
+            raise InputError("not UTF-8 text; convert the file to UTF-8", path=str(path)) from None
+        raise InputError(f"bad JSON in item {number + 1}: {reason}", path=str(path), line=number + 1) from None

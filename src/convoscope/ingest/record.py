@@ -1,0 +1,168 @@
+"""Pieces every record parser shares: field lookup, time parsing, metadata, building the Conversation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from convoscope.model import Conversation, Message, ToolCall
+
+from .options import IngestOptions
+
+ID_FIELDS = ("id", "conversation_id", "uid", "uuid")
+ACCOUNT_FIELDS = ("user", "user_id", "account_id")
+TIME_FIELDS = ("created_at", "timestamp")
+TEXT_FIELDS = ("text", "prompt")
+_SCALARS = (str, int, float, bool, type(None))
+# Values above this are not plausible Unix seconds (year 5138): read them as milliseconds.
+_MS_THRESHOLD = 1e11
+
+
+class RecordError(Exception):
+    """A malformed record; the reader adds file and line and turns it into an InputError."""
+
+    def __init__(self, reason: str, field: str | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.field = field
+
+
+@dataclass(slots=True)
+class RecordContext:
+    options: IngestOptions
+    derived_id: str  # used when the record has no id: "<file>:<line>"
+
+
+def pick(rec: dict[str, Any], explicit: str | None, defaults: tuple[str, ...]) -> tuple[str | None, Any]:
+    """The (field name, value) to use: the explicit field if given, else the first default present and not null."""
+    if explicit is not None:
+        return explicit, rec.get(explicit)
+    for name in defaults:
+        value = rec.get(name)
+        if value is not None and value != "":
+            return name, value
+    return None, None
+
+
+def as_id(value: Any, field: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise RecordError(f"expected a string or integer id, got {type(value).__name__}", field)
+    return str(value)
+
+
+def parse_time(value: Any, field: str | None) -> datetime | None:
+    """ISO 8601 string or Unix seconds (number or numeric string) -> aware UTC datetime; naive means UTC."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):  # Parquet timestamp columns
+        dt = value
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        dt = _from_unix(float(value), value, field)
+    elif isinstance(value, str):
+        s = value.strip()
+        try:
+            dt = _from_unix(float(s), value, field)
+        except ValueError:
+            try:
+                dt = datetime.fromisoformat(s[:-1] + "+00:00" if s.endswith(("Z", "z")) else s)
+            except ValueError:
+                raise RecordError(f"bad timestamp {value!r} (expected ISO 8601 or Unix seconds)", field) from None
+    else:
+        raise RecordError(f"bad timestamp {value!r} (expected ISO 8601 or Unix seconds)", field)
+    return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
+
+
+def _from_unix(seconds: float, raw: Any, field: str | None) -> datetime:
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        raise RecordError(f"bad timestamp {raw!r}", field)
+    if abs(seconds) > _MS_THRESHOLD:
+        seconds /= 1000.0
+    try:
+        return datetime.fromtimestamp(seconds, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        raise RecordError(f"bad timestamp {raw!r} (out of range)", field) from None
+
+
+def text_of_parts(parts: list[Any], field: str) -> str:
+    """Join the text of a content-part list (strings or {"type": "text", "text": ...}); other parts are skipped."""
+    if not parts:
+        raise RecordError("empty content list", field)
+    texts = []
+    for i, part in enumerate(parts):
+        if isinstance(part, str):
+            texts.append(part)
+        elif isinstance(part, dict):
+            text = part.get("text")
+            if part.get("type", "text") in ("text", "input_text", "output_text") and text is not None:
+                if not isinstance(text, str):
+                    raise RecordError(f"text part is {type(text).__name__}, expected string", f"{field}[{i}].text")
+                texts.append(text)
+        else:
+            raise RecordError(f"content part is {type(part).__name__}, expected string or object", f"{field}[{i}]")
+    return "\n".join(texts)
+
+
+def message(role: str, content: str, name: str | None = None, tool_calls: list[ToolCall] | None = None) -> Message:
+    # Parsers check role and content types themselves (to name the bad field), so skip re-validation.
+    return Message.model_construct(role=role, content=content, name=name, tool_calls=tool_calls)
+
+
+def build(
+    rec: dict[str, Any],
+    ctx: RecordContext,
+    messages: list[Message],
+    used: set[str] | frozenset[str],
+    *,
+    account: Any = None,
+    created_at: Any = None,
+    account_from_record: bool = True,
+    time_from_record: bool = True,
+) -> Conversation:
+    """Resolve id/account/time (options or defaults), collect unknown scalar fields as metadata."""
+    opts = ctx.options
+    if not messages:
+        raise RecordError("conversation has no messages", "messages")
+    id_name, id_value = pick(rec, opts.id_field, ID_FIELDS)
+    conv_id = as_id(id_value, id_name) or ctx.derived_id
+    account_name = None
+    if account_from_record:
+        account_name, account = pick(rec, opts.account_field, ACCOUNT_FIELDS)
+    time_name = None
+    if time_from_record:
+        time_name, created_at = pick(rec, opts.time_field, TIME_FIELDS)
+    skip = {id_name, account_name, time_name, "metadata", *used}
+    metadata: dict[str, Any] = {}
+    extra = rec.get("metadata")
+    if isinstance(extra, dict):
+        metadata.update(extra)
+    for key, value in rec.items():
+        if key not in skip and isinstance(value, _SCALARS):
+            metadata[key] = value
+    return Conversation.model_construct(
+        id=conv_id,
+        account_id=as_id(account, account_name or "account"),
+        created_at=parse_time(created_at, time_name or "created_at"),
+        messages=messages,
+        metadata=metadata,
+    )
+
+
+def require_list(rec: dict[str, Any], field: str) -> list[Any]:
+    value = rec.get(field)
+    if value is None:
+        raise RecordError("missing", field)
+    if not isinstance(value, list):
+        raise RecordError(f"expected a list, got {type(value).__name__}", field)
+    if not value:
+        raise RecordError("conversation has no messages", field)
+    return value
+
+
+def require_str(obj: dict[str, Any], key: str, field: str) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str):
+        raise RecordError("missing" if value is None else f"expected a string, got {type(value).__name__}", field)
+    return value

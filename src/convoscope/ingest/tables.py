@@ -1,0 +1,180 @@
+"""CSV and Parquet: one row per message (grouped into conversations) or one row per conversation."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from convoscope.errors import InputError
+
+from . import openai, prompt
+from .json_source import Item, UnknownFormat
+from .options import IngestOptions
+from .record import TEXT_FIELDS, RecordContext, RecordError, build, message
+
+_PARQUET_BATCH = 4096
+Row = tuple[int, dict[str, Any]]
+
+
+def read_csv(path: Path, name: str, stream: io.BufferedReader, options: IngestOptions, formats: list[str]) -> Iterator[Item]:
+    csv.field_size_limit(sys.maxsize)  # conversation text easily exceeds the 128 KiB default
+    text = io.TextIOWrapper(stream, encoding="utf-8", errors="strict", newline="")
+    delimiter = "\t" if path.name.lower().endswith((".tsv", ".tsv.gz")) else ","
+    reader = csv.DictReader(text, delimiter=delimiter)
+    try:
+        columns = reader.fieldnames
+    except UnicodeDecodeError:
+        raise InputError("not UTF-8 text; convert the file to UTF-8", path=str(path)) from None
+    if not columns:
+        raise InputError("file is empty", path=str(path))
+    formats.append("csv")
+
+    def rows() -> Iterator[Row]:
+        start = reader.line_num + 1  # a row's own first line, even when a quoted cell spans lines
+        try:
+            for row in reader:
+                if None in row:  # more cells than header columns
+                    yield start, {None: row.pop(None), **row}
+                else:
+                    yield start, row
+                start = reader.line_num + 1
+        except UnicodeDecodeError:
+            raise InputError("not UTF-8 text; convert the file to UTF-8", path=str(path), line=start) from None
+        except csv.Error as e:
+            raise InputError(f"bad CSV: {e}", path=str(path), line=start) from None
+
+    yield from _read_table(path, name, list(columns), rows(), options)
+
+
+def read_parquet(path: Path, name: str, options: IngestOptions, formats: list[str]) -> Iterator[Item]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.ParquetFile(path)
+    except Exception as e:  # pyarrow raises several types for corrupt files
+        raise InputError(f"cannot read Parquet file: {e}", path=str(path)) from None
+    formats.append("parquet")
+
+    def rows() -> Iterator[Row]:
+        number = 0
+        for batch in table.iter_batches(batch_size=_PARQUET_BATCH):
+            for row in batch.to_pylist():
+                number += 1
+                yield number, row
+
+    yield from _read_table(path, name, table.schema_arrow.names, rows(), options)
+
+
+def _read_table(path: Path, name: str, columns: list[str], rows: Iterator[Row], options: IngestOptions) -> Iterator[Item]:
+    msg_columns = {options.conversation_column, options.role_column, options.content_column}
+    layout = options.table_layout
+    if layout == "auto":
+        layout = "message" if msg_columns <= set(columns) else "conversation"
+    if layout == "message":
+        missing = sorted(msg_columns - set(columns))
+        if missing:
+            raise InputError(f"missing column(s) {', '.join(missing)} for one-row-per-message layout", path=str(path))
+        yield from _message_rows(name, rows, options)
+        return
+    if "messages" in columns:
+        yield from _conversation_rows(name, rows, options, _parse_messages_row)
+    elif (options.text_field or "") in columns or any(c in columns for c in TEXT_FIELDS):
+        yield from _conversation_rows(name, rows, options, prompt.parse)
+    else:
+        raise UnknownFormat(
+            f"unknown table layout: columns [{', '.join(columns[:10])}]; expected {options.conversation_column}/"
+            f"{options.role_column}/{options.content_column} (one row per message), a 'messages' column (JSON), "
+            "or a text/prompt column",
+            path=str(path),
+        )
+
+
+def _parse_messages_row(row: dict[str, Any], ctx: RecordContext):  # type: ignore[no-untyped-def]
+    raw = row.get("messages")
+    if isinstance(raw, str):  # CSV cells hold the message list as JSON
+        try:
+            row = {**row, "messages": orjson.loads(raw)}
+        except orjson.JSONDecodeError as e:
+            raise RecordError(f"bad JSON: {e}", "messages") from None
+    return openai.parse(row, ctx)
+
+
+def _conversation_rows(name: str, rows: Iterator[Row], options: IngestOptions, parse) -> Iterator[Item]:  # type: ignore[no-untyped-def]
+    ctx = RecordContext(options, "")
+    for number, row in rows:
+        if None in row:
+            yield number, RecordError("more cells than header columns")
+            continue
+        ctx.derived_id = f"{name}:{number}"
+        try:
+            yield number, parse(row, ctx)
+        except RecordError as e:
+            yield number, e
+
+
+def _message_rows(name: str, rows: Iterator[Row], options: IngestOptions) -> Iterator[Item]:
+    """Group consecutive rows with the same conversation id; each conversation's rows must be contiguous."""
+    ctx = RecordContext(options.model_copy(update={"id_field": options.conversation_column}), "")
+    finished: set[int] = set()  # hashes of conversation ids already yielded (a set of ints, not of rows)
+    group: list[Row] = []
+    for number, row in rows:
+        conv_id = row.get(options.conversation_column)
+        if None in row or conv_id is None or conv_id == "":
+            yield number, RecordError(
+                "more cells than header columns" if None in row else "missing", options.conversation_column
+            )
+            continue
+        if group and conv_id != group[0][1][options.conversation_column]:
+            yield _conversation(group, ctx, finished)
+            group = []
+        group.append((number, row))
+    if group:
+        yield _conversation(group, ctx, finished)
+
+
+def _conversation(group: list[Row], ctx: RecordContext, finished: set[int]) -> Item:
+    opts = ctx.options
+    first_number, first = group[0]
+    conv_id = first[opts.conversation_column]
+    key = hash(str(conv_id))
+    if key in finished:
+        return first_number, RecordError(
+            f"rows of conversation {conv_id!r} are not contiguous; sort the table by {opts.conversation_column}",
+            opts.conversation_column,
+        )
+    finished.add(key)
+    if opts.order_column is not None:
+        try:
+            group = sorted(group, key=lambda r: _order_key(r, opts.order_column))  # type: ignore[arg-type]
+        except RecordError as e:
+            return first_number, e
+    messages = []
+    for number, row in group:
+        role = openai.ROLES.get(row.get(opts.role_column))  # type: ignore[arg-type]
+        if role is None:
+            return number, RecordError(f"unknown role {row.get(opts.role_column)!r}", opts.role_column)
+        content = row.get(opts.content_column)
+        if not isinstance(content, str):
+            return number, RecordError("missing" if content is None else "expected a string", opts.content_column)
+        messages.append(message(role, content))
+    used = {opts.role_column, opts.content_column, opts.order_column}
+    ctx.derived_id = str(conv_id)
+    try:
+        return first_number, build(first, ctx, messages, used)  # type: ignore[arg-type]
+    except RecordError as e:
+        return first_number, e
+
+
+def _order_key(row: Row, column: str) -> float:
+    number, values = row
+    value = values.get(column)
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise RecordError(f"bad order value {value!r} at row {number} (expected a number)", column) from None
