@@ -1,0 +1,77 @@
+"""Persistent response cache: SQLite in WAL mode, shared by runs and processes.
+
+Only a sha256 key and the response are stored, never the prompt: prompts carry conversation text,
+and the cache lives in a shared user directory that outlives any run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from convoscope.llm.base import LLMRequest, Usage
+
+CACHE_FILE = "llm-cache.sqlite3"
+_KEY_VERSION = 1  # bump when the meaning of a cached answer changes
+
+
+def cache_key(backend: str, model: str, request: LLMRequest) -> str:
+    payload = {
+        "v": _KEY_VERSION,
+        "backend": backend,
+        "model": model,
+        "messages": [[m.role, m.content] for m in request.messages],
+        "system": request.system,
+        "prefill": request.prefill,
+        "temperature": request.temperature,
+        "max_tokens": request.max_tokens,
+        "schema": request.json_schema,
+    }
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CachedAnswer:
+    text: str
+    parsed: Any
+    usage: Usage
+
+
+class ResponseCache:
+    def __init__(self, directory: Path):
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / CACHE_FILE
+        # isolation_level=None: autocommit, so each put is one short write transaction.
+        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA busy_timeout=30000")  # several processes may write at once
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable on commit except at power loss
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS responses ("
+            " key TEXT PRIMARY KEY, text TEXT NOT NULL, parsed TEXT,"
+            " input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, created REAL NOT NULL)"
+        )
+
+    def get(self, key: str) -> CachedAnswer | None:
+        row = self._db.execute(
+            "SELECT text, parsed, input_tokens, output_tokens FROM responses WHERE key = ?", (key,)
+        ).fetchone()
+        if row is None:
+            return None
+        text, parsed, input_tokens, output_tokens = row
+        return CachedAnswer(text, json.loads(parsed) if parsed is not None else None, Usage(input_tokens, output_tokens))
+
+    def put(self, key: str, text: str, parsed: Any, usage: Usage) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?)",
+            (key, text, json.dumps(parsed) if parsed is not None else None, usage.input_tokens, usage.output_tokens, time.time()),
+        )
+
+    def close(self) -> None:
+        self._db.close()
