@@ -1,0 +1,147 @@
+"""Malformed input: located InputErrors, or skipped and counted with skip_invalid; nothing dropped silently."""
+
+from __future__ import annotations
+
+import pytest
+from test_ingest_helpers import read, write_json, write_jsonl
+
+from convoscope.errors import InputError
+
+CLINC = "/work/shared/data/clinc150/clinc150.jsonl"
+OK = [{"role": "user", "content": "x"}]
+
+
+@pytest.fixture
+def clinc50_broken(tmp_path):
+    try:
+        with open(CLINC, encoding="utf-8") as f:
+            lines = [next(f) for _ in range(50)]
+    except FileNotFoundError:
+        pytest.skip("shared data not available")
+    lines[16] = lines[16][:25] + "\n"  # line 17: truncated JSON
+    path = tmp_path / "clinc150.jsonl"
+    path.write_text("".join(lines), encoding="utf-8")
+    return path
+
+
+def test_broken_line_is_located(clinc50_broken):
+    with pytest.raises(InputError, match=r"clinc150\.jsonl:17: bad JSON") as exc:
+        read(clinc50_broken)
+    assert exc.value.line == 17
+
+
+def test_skip_invalid_counts(clinc50_broken):
+    convs, report = read(clinc50_broken, skip_invalid=True)
+    assert len(convs) == 49 and report.conversations == 49 and report.invalid == 1
+    assert report.invalid_examples[0].startswith(f"{clinc50_broken}:17: bad JSON")
+
+
+SHAREGPT_OK = {"conversations": [{"from": "human", "value": "ok"}]}
+
+
+# The first record is valid, so detection sees the intended format and the bad one is line 2.
+@pytest.mark.parametrize("first, record, field, reason", [
+    ({"messages": OK}, {"messages": "hello"}, "messages", "expected a list"),
+    ({"messages": OK}, {"messages": []}, "messages", "no messages"),
+    ({"messages": OK}, {"messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role", "unknown role"),
+    ({"messages": OK}, {"messages": [{"role": "user", "content": []}]}, "messages[0].content", "empty content list"),
+    ({"messages": OK}, {"messages": [{"role": "user"}]}, "messages[0].content", "missing"),
+    ({"messages": OK}, {"messages": OK, "created_at": "yesterday"}, "created_at", "bad timestamp"),
+    ({"messages": OK}, {"messages": OK, "id": {"nested": 1}}, "id", "expected a string or integer id"),
+    (SHAREGPT_OK, {"conversations": [{"from": "alien", "value": "x"}]}, "conversations[0].from", "unknown speaker"),
+    ({"text": "ok"}, {"text": "   "}, "text", "empty text"),
+])
+def test_bad_record_reports_field(tmp_path, first, record, field, reason):
+    path = write_jsonl(tmp_path / "bad.jsonl", [first, record])
+    with pytest.raises(InputError) as exc:
+        read(path)
+    assert f"bad.jsonl:2: field '{field}': " in str(exc.value) and reason in str(exc.value)
+    convs, report = read(path, skip_invalid=True)
+    assert len(convs) == 1 and report.invalid == 1
+
+
+def test_first_five_reasons_kept(tmp_path):
+    path = write_jsonl(tmp_path / "many.jsonl", [{"messages": OK}] + [{"messages": []}] * 7)
+    convs, report = read(path, skip_invalid=True)
+    assert report.invalid == 7 and len(report.invalid_examples) == 5 and len(convs) == 1
+
+
+def test_json_array_item_is_located(tmp_path):
+    path = write_json(tmp_path / "conversations.json", [{"conversations": [{"from": "human", "value": "a"}]},
+                                                        {"conversations": [{"from": "gpt"}]}])
+    with pytest.raises(InputError, match=r"conversations\.json:2: field 'conversations\[0\]\.value': missing"):
+        read(path)
+
+
+def test_truncated_json_array(tmp_path):
+    path = tmp_path / "cut.json"
+    path.write_text('[{"conversations": [{"from": "human", "value": "a"}]}, {"conversa', encoding="utf-8")
+    with pytest.raises(InputError, match=r"cut\.json:2: bad JSON"):
+        read(path, skip_invalid=True)  # cannot resynchronise: even skip_invalid stops, loudly
+
+
+def test_empty_inputs(tmp_path):
+    for name, data in [("empty.jsonl", b""), ("blank.jsonl", b"\n  \n"), ("empty.csv", b"")]:
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(InputError, match="empty"):
+            read(tmp_path / name)
+    with pytest.raises(InputError, match="no such file"):
+        read(tmp_path / "missing.jsonl")
+    (tmp_path / "d").mkdir()
+    with pytest.raises(InputError, match="no supported files"):
+        read(tmp_path / "d")
+
+
+def test_latin1_rejected(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes('{"text": "café"}\n'.encode("latin-1"))
+    with pytest.raises(InputError, match=r"latin1\.jsonl:1: not UTF-8"):
+        read(path, skip_invalid=True)
+    csv_path = tmp_path / "latin1.csv"
+    csv_path.write_bytes("text\ncafé\n".encode("latin-1"))
+    with pytest.raises(InputError, match="not UTF-8"):
+        read(csv_path)
+    arr = tmp_path / "latin1.json"
+    arr.write_bytes('[{"text": "café"}]'.encode("latin-1"))
+    with pytest.raises(InputError, match="not UTF-8"):
+        read(arr)
+    utf16 = tmp_path / "u16.jsonl"
+    utf16.write_bytes('{"text": "x"}\n'.encode("utf-16"))
+    with pytest.raises(InputError, match="UTF-16"):
+        read(utf16)
+
+
+def test_unknown_format(tmp_path):
+    path = write_jsonl(tmp_path / "odd.jsonl", [{"question": "x", "answer": "y"}])
+    with pytest.raises(InputError, match=r"odd\.jsonl:1: unknown format: first record has fields \[question, answer\]"):
+        read(path)
+    (tmp_path / "nonjson.jsonl").write_text("hello world\n")
+    with pytest.raises(InputError, match="bad JSON"):
+        read(tmp_path / "nonjson.jsonl")
+    (tmp_path / "odd.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(InputError, match="unknown table layout"):
+        read(tmp_path / "odd.csv")
+
+
+def test_duplicate_ids_are_invalid(tmp_path):
+    path = write_jsonl(tmp_path / "ids.jsonl", [{"id": "1", "text": "a"}, {"id": "1", "text": "b"}])
+    with pytest.raises(InputError, match=r"ids\.jsonl:2: field 'id': duplicate conversation id '1'"):
+        read(path)
+
+
+def test_csv_errors_point_at_rows(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("conversation_id,role,content\na,user,x\nb,robot,y\na,user,z\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"m\.csv:3: field 'role': unknown role 'robot'"):
+        read(path)
+    convs, report = read(path, skip_invalid=True)
+    assert len(convs) == 1 and report.invalid == 2
+    assert "m.csv:4: field 'conversation_id': rows of conversation 'a' are not contiguous" in report.invalid_examples[1]
+    with pytest.raises(InputError, match="missing column"):
+        read(tmp_path / "m.csv", table_layout="message", role_column="speaker")
+
+
+def test_chatgpt_bad_current_node(tmp_path):
+    path = write_json(tmp_path / "conversations.json", [{"id": "x", "mapping": {}, "current_node": "nope"}])
+    with pytest.raises(InputError, match=r"conversations\.json:1: field 'current_node'"):
+        read(path)
