@@ -1,0 +1,795 @@
+/* convoscope explorer: hand-written, no dependencies, no network access (except fetching its own
+ * data from the local `convoscope serve` server). Every string from the data is inserted with
+ * textContent / createTextNode, never as HTML. */
+(function () {
+  'use strict';
+
+  // ---------------------------------------------------------------- helpers
+  const $ = (id) => document.getElementById(id);
+  function el(tag, attrs, ...kids) {
+    const e = document.createElement(tag);
+    if (attrs) for (const k in attrs) {
+      const v = attrs[k];
+      if (v === null || v === undefined || v === false) continue;
+      if (k === 'class') e.className = v;
+      else if (k === 'text') e.textContent = v;
+      else if (k === 'style') e.setAttribute('style', v);
+      else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+      else e.setAttribute(k, v === true ? '' : String(v));
+    }
+    for (const c of kids) if (c !== null && c !== undefined && c !== false) e.append(c instanceof Node ? c : String(c));
+    return e;
+  }
+  const fmtInt = (n) => (n === null || n === undefined) ? '–' : Number(n).toLocaleString('en-US');
+  const fmtPct = (x, d) => (x === null || x === undefined || !isFinite(x)) ? '–' : (x * 100).toFixed(d === undefined ? (x < 0.01 ? 2 : 1) : d) + '%';
+  const fmtNum = (x, d) => (x === null || x === undefined || !isFinite(x)) ? '–' : Number(x).toFixed(d === undefined ? 2 : d);
+  const clamp = (v, a, b) => Math.max(a, Math.min(b, v));
+
+  function b64(s) {
+    const bin = atob(s), n = bin.length, u8 = new Uint8Array(n);
+    for (let i = 0; i < n; i++) u8[i] = bin.charCodeAt(i);
+    return u8.buffer;
+  }
+  function hex2rgb(h) { const v = parseInt(h.slice(1), 16); return [(v >> 16) & 255, (v >> 8) & 255, v & 255]; }
+  const rgbCss = (c) => 'rgb(' + c[0] + ',' + c[1] + ',' + c[2] + ')';
+
+  // Okabe-Ito (colour-blind safe) followed by Paul Tol's colour-blind safe "muted" set.
+  const PALETTE = ['#E69F00', '#56B4E9', '#009E73', '#0072B2', '#D55E00', '#CC79A7', '#F0E442',
+    '#332288', '#88CCEE', '#44AA99', '#117733', '#999933', '#DDCC77', '#CC6677', '#882255', '#AA4499'].map(hex2rgb);
+  const OTHER_RGB = [150, 150, 150], NULL_RGB = [205, 205, 205], BG_RGB = [255, 255, 255];
+  const VIRIDIS = ['#440154', '#482878', '#3e4989', '#31688e', '#26828e', '#1f9e89', '#35b779', '#6ece58', '#b5de2b', '#fde725'].map(hex2rgb);
+  function viridis(t) {
+    t = clamp(t, 0, 1) * (VIRIDIS.length - 1);
+    const i = Math.min(Math.floor(t), VIRIDIS.length - 2), f = t - i, a = VIRIDIS[i], b = VIRIDIS[i + 1];
+    return [Math.round(a[0] + (b[0] - a[0]) * f), Math.round(a[1] + (b[1] - a[1]) * f), Math.round(a[2] + (b[2] - a[2]) * f)];
+  }
+  const mix = (c, d, t) => [Math.round(c[0] + (d[0] - c[0]) * t), Math.round(c[1] + (d[1] - c[1]) * t), Math.round(c[2] + (d[2] - c[2]) * t)];
+  const pack = (c) => ((255 << 24) | (c[2] << 16) | (c[1] << 8) | c[0]) >>> 0;
+
+  // ---------------------------------------------------------------- data
+  async function loadData() {
+    const inl = $('explorer-data');
+    if (inl) return JSON.parse(inl.textContent);
+    const url = JSON.parse($('explorer-data-url').textContent);
+    const r = await fetch(url, { credentials: 'same-origin' });
+    if (!r.ok) throw new Error('could not load ' + url + ': HTTP ' + r.status);
+    return r.json();
+  }
+
+  let D, C, byId, N, PX, PY, LV, FIN, LEVELS, TOTAL, bounds, centroid;
+  function prepare(data) {
+    D = data; C = data.clusters; LEVELS = data.levels; byId = new Map();
+    C.forEach((c, i) => { c.idx = i; byId.set(c.id, i); });
+    for (const c of C) {
+      c.parentIdx = (c.parent !== null && byId.has(c.parent)) ? byId.get(c.parent) : -1;
+      c.kids = c.children.filter((k) => byId.has(k)).map((k) => byId.get(k));
+    }
+    const p = data.points; N = p.n; bounds = p.bounds;
+    const qx = new Uint16Array(b64(p.x)), qy = new Uint16Array(b64(p.y));
+    const IA = p.index === 'u32' ? Uint32Array : Uint16Array, NUL = p.index === 'u32' ? 0xFFFFFFFF : 0xFFFF;
+    PX = new Float32Array(N); PY = new Float32Array(N);
+    const sx = (bounds[1] - bounds[0]) / 65535, sy = (bounds[3] - bounds[2]) / 65535;
+    for (let i = 0; i < N; i++) { PX[i] = bounds[0] + qx[i] * sx; PY[i] = bounds[2] + qy[i] * sy; }
+    LV = []; FIN = new Int32Array(N).fill(-1);
+    for (let l = 0; l < LEVELS; l++) {
+      const raw = new IA(b64(p.levels[l])), a = new Int32Array(N);
+      for (let i = 0; i < N; i++) { const v = raw[i]; a[i] = v === NUL ? -1 : v; if (v !== NUL) FIN[i] = a[i]; }
+      LV.push(a);
+    }
+    TOTAL = (data.run && data.run.conversations) || N;
+    // centroids: from the aggregates, or the mean of the cluster's points
+    const sumx = new Float64Array(C.length), sumy = new Float64Array(C.length), cnt = new Float64Array(C.length);
+    for (let l = 0; l < LEVELS; l++) {
+      const a = LV[l];
+      for (let i = 0; i < N; i++) { const c = a[i]; if (c >= 0) { sumx[c] += PX[i]; sumy[c] += PY[i]; cnt[c]++; } }
+    }
+    centroid = C.map((c, i) => (typeof c.x === 'number' && typeof c.y === 'number') ? [c.x, c.y]
+      : (cnt[i] ? [sumx[i] / cnt[i], sumy[i] / cnt[i]] : null));
+    // top-level colour index
+    let k = 0;
+    for (const c of C) if (c.level === 0 && c.kind !== 'other') c.colorIdx = k++;
+    for (const c of C) if (c.level === 0 && c.kind === 'other') c.colorIdx = -1;
+    buildGrid();
+  }
+  const topOf = (i) => { let c = C[i]; while (c.parentIdx >= 0) c = C[c.parentIdx]; return c; };
+  const ancestors = (i) => { const out = []; let c = C[i]; while (c.parentIdx >= 0) { c = C[c.parentIdx]; out.unshift(c.idx); } return out; };
+  function baseRgb(i) {
+    if (i < 0) return NULL_RGB;
+    const t = topOf(i);
+    return t.colorIdx < 0 ? OTHER_RGB : PALETTE[t.colorIdx % PALETTE.length];
+  }
+
+  // spatial grid for hover / click
+  const G = 256; let gStart, gPts;
+  function buildGrid() {
+    const cellOf = new Int32Array(N), counts = new Int32Array(G * G + 1);
+    const fx = G / ((bounds[1] - bounds[0]) || 1), fy = G / ((bounds[3] - bounds[2]) || 1);
+    for (let i = 0; i < N; i++) {
+      const gx = Math.min(G - 1, Math.floor((PX[i] - bounds[0]) * fx)), gy = Math.min(G - 1, Math.floor((PY[i] - bounds[2]) * fy));
+      cellOf[i] = gy * G + gx; counts[cellOf[i] + 1]++;
+    }
+    for (let c = 0; c < G * G; c++) counts[c + 1] += counts[c];
+    gStart = counts; gPts = new Int32Array(N); const fill = counts.slice(0, G * G);
+    for (let i = 0; i < N; i++) gPts[fill[cellOf[i]]++] = i;
+  }
+  function nearestPoint(wx, wy, rw) {
+    const fx = G / ((bounds[1] - bounds[0]) || 1), fy = G / ((bounds[3] - bounds[2]) || 1);
+    const x0 = clamp(Math.floor((wx - rw - bounds[0]) * fx), 0, G - 1), x1 = clamp(Math.floor((wx + rw - bounds[0]) * fx), 0, G - 1);
+    const y0 = clamp(Math.floor((wy - rw - bounds[2]) * fy), 0, G - 1), y1 = clamp(Math.floor((wy + rw - bounds[2]) * fy), 0, G - 1);
+    if (wx + rw < bounds[0] || wx - rw > bounds[1] || wy + rw < bounds[2] || wy - rw > bounds[3]) return -1;
+    let best = -1, bd = rw * rw;
+    for (let gy = y0; gy <= y1; gy++) for (let gx = x0; gx <= x1; gx++) {
+      const c = gy * G + gx;
+      for (let j = gStart[c]; j < gStart[c + 1]; j++) {
+        const i = gPts[j], dx = PX[i] - wx, dy = PY[i] - wy, d = dx * dx + dy * dy;
+        if (d <= bd) { bd = d; best = i; }
+      }
+    }
+    return best;
+  }
+
+  // ---------------------------------------------------------------- state
+  const S = { sel: -1, colour: 'top', filter: '', fmin: 10, q: '', sort: 'size', k: 1, cx: 0, cy: 0 };
+  const expanded = new Set();
+  let searchHits = new Set(), searchRel = new Set();
+
+  // colour modes and filters, derived from the facets
+  let categoryValues = {};
+  function facetOptions() {
+    categoryValues = {};
+    for (const f of D.facets) if (f.kind === 'category') {
+      const tot = new Map();
+      for (const c of C) { const v = c.facets && c.facets[f.name]; if (v) for (const k in v) if (k !== 'other') tot.set(k, (tot.get(k) || 0) + v[k]); }
+      categoryValues[f.name] = [...tot.entries()].sort((a, b) => b[1] - a[1]).map((e) => e[0]).slice(0, 40);
+    }
+  }
+  const facetLabel = (n) => n.startsWith('meta.') ? n.slice(5) + ' (metadata)' : n;
+  function clusterValue(mode, i) {
+    // value of colour/sort mode for cluster i: number or null
+    if (i < 0) return null;
+    const c = C[i];
+    if (mode.startsWith('mean:')) { const f = c.facets[mode.slice(5)]; return f && typeof f.mean === 'number' ? f.mean : null; }
+    if (mode.startsWith('share:')) {
+      const rest = mode.slice(6), eq = rest.indexOf('='), fn = rest.slice(0, eq), val = rest.slice(eq + 1);
+      const f = c.facets[fn]; if (!f) return null;
+      let tot = 0; for (const k in f) tot += f[k];
+      return tot ? (f[val] || 0) / tot : null;
+    }
+    if (mode === 'size') return c.size;
+    return null;
+  }
+  function modeRange(mode) {
+    if (mode.startsWith('mean:')) {
+      const f = D.facets.find((x) => x.name === mode.slice(5));
+      if (f && typeof f.min === 'number' && typeof f.max === 'number') return [f.min, f.max];
+    }
+    let lo = Infinity, hi = -Infinity;
+    for (let i = 0; i < C.length; i++) { const v = clusterValue(mode, i); if (v !== null) { lo = Math.min(lo, v); hi = Math.max(hi, v); } }
+    if (!isFinite(lo)) return [0, 1];
+    if (mode.startsWith('share:')) lo = 0;
+    return [lo, hi > lo ? hi : lo + 1];
+  }
+  function filterMatch(i) {
+    if (!S.filter) return true;
+    if (i < 0) return false;
+    const c = C[i];
+    if (S.filter.startsWith('cat:')) {
+      const rest = S.filter.slice(4), eq = rest.indexOf('='), v = clusterValue('share:' + rest.slice(0, eq) + '=' + rest.slice(eq + 1), i);
+      return v !== null && v * 100 >= S.fmin;
+    }
+    if (S.filter.startsWith('num:')) {
+      const rest = S.filter.slice(4), ge = rest.lastIndexOf('>='), f = c.facets[rest.slice(0, ge)];
+      return !!f && typeof f.mean === 'number' && f.mean >= parseFloat(rest.slice(ge + 2));
+    }
+    return true;
+  }
+
+  // ---------------------------------------------------------------- controls
+  function fillControls() {
+    facetOptions();
+    const col = $('colour'), fil = $('filter'), srt = $('sort');
+    col.replaceChildren(el('option', { value: 'top' , text: 'Top-level cluster' }));
+    fil.replaceChildren(el('option', { value: '', text: 'None' }));
+    srt.replaceChildren(el('option', { value: 'size', text: 'Size' }), el('option', { value: 'name', text: 'Name' }));
+    for (const f of D.facets) {
+      if (D.facets_unavailable[f.name]) continue;
+      if (f.kind === 'number') {
+        col.append(el('option', { value: 'mean:' + f.name, text: 'Mean ' + facetLabel(f.name) }));
+        srt.append(el('option', { value: 'mean:' + f.name, text: 'Mean ' + facetLabel(f.name) }));
+        const lo = typeof f.min === 'number' ? f.min : 1, hi = typeof f.max === 'number' ? f.max : 5;
+        const g = el('optgroup', { label: 'Mean ' + facetLabel(f.name) });
+        for (let t = Math.ceil(lo + 0.5); t <= hi; t++) g.append(el('option', { value: 'num:' + f.name + '>=' + t, text: 'mean ' + facetLabel(f.name) + ' ≥ ' + t }));
+        if (g.children.length) fil.append(g);
+      } else {
+        const vals = categoryValues[f.name] || [];
+        if (!vals.length) continue;
+        const g1 = el('optgroup', { label: 'Share of ' + facetLabel(f.name) });
+        const g2 = el('optgroup', { label: facetLabel(f.name) });
+        for (const v of vals) {
+          g1.append(el('option', { value: 'share:' + f.name + '=' + v, text: facetLabel(f.name) + ' = ' + v }));
+          g2.append(el('option', { value: 'cat:' + f.name + '=' + v, text: facetLabel(f.name) + ' = ' + v }));
+        }
+        col.append(g1); fil.append(g2);
+      }
+    }
+    srt.append(el('option', { value: 'colour', text: 'Colour value' }));
+    col.addEventListener('change', () => { S.colour = col.value; changed({ colours: true, tree: S.sort === 'colour' }); });
+    fil.addEventListener('change', () => { S.filter = fil.value; changed({ colours: true, tree: true }); });
+    $('filter-min').addEventListener('input', () => { const v = parseFloat($('filter-min').value); if (isFinite(v)) { S.fmin = clamp(v, 0, 100); changed({ colours: true, tree: true }); } });
+    srt.addEventListener('change', () => { S.sort = srt.value; changed({ tree: true }); });
+    let t = null;
+    $('search').addEventListener('input', () => { clearTimeout(t); t = setTimeout(() => { S.q = $('search').value; runSearch(); changed({ colours: true, tree: true }); }, 120); });
+    $('search').addEventListener('keydown', (e) => {
+      if (e.key === 'Enter') { clearTimeout(t); S.q = $('search').value; runSearch(); const first = sortedHits()[0]; if (first !== undefined) select(first, { reveal: true, center: true }); else changed({ colours: true, tree: true }); }
+      if (e.key === 'Escape') { $('search').value = ''; S.q = ''; runSearch(); changed({ colours: true, tree: true }); }
+    });
+  }
+  function syncControls() {
+    const setSel = (s, v) => { if ([...s.options].some((o) => o.value === v)) s.value = v; else { s.selectedIndex = 0; } return s.value; };
+    S.colour = setSel($('colour'), S.colour); S.filter = setSel($('filter'), S.filter); S.sort = setSel($('sort'), S.sort);
+    $('search').value = S.q; $('filter-min').value = S.fmin;
+    $('filter-min-wrap').style.display = S.filter.startsWith('cat:') ? '' : 'none';
+  }
+  function runSearch() {
+    searchHits = new Set(); searchRel = new Set();
+    const q = S.q.trim().toLowerCase();
+    if (q) C.forEach((c, i) => {
+      if (c.name.toLowerCase().includes(q) || c.description.toLowerCase().includes(q)) {
+        searchHits.add(i); searchRel.add(i); for (const a of ancestors(i)) searchRel.add(a);
+      }
+    });
+    $('search-count').textContent = q ? (searchHits.size === 1 ? '1 cluster' : searchHits.size + ' clusters') : '';
+  }
+  const sortedHits = () => [...searchHits].sort((a, b) => C[a].level - C[b].level || C[b].size - C[a].size);
+
+  // ---------------------------------------------------------------- URL hash state
+  let hashTimer = null, lastHash = '';
+  function writeHash() {
+    clearTimeout(hashTimer);
+    hashTimer = setTimeout(() => {
+      const p = new URLSearchParams();
+      if (S.sel >= 0) p.set('c', C[S.sel].id);
+      if (S.colour !== 'top') p.set('colour', S.colour);
+      if (S.filter) { p.set('filter', S.filter); if (S.filter.startsWith('cat:')) p.set('fmin', String(S.fmin)); }
+      if (S.q) p.set('q', S.q);
+      if (S.sort !== 'size') p.set('sort', S.sort);
+      if (S.k !== 1 || S.cx !== home().cx || S.cy !== home().cy) p.set('z', [S.k.toFixed(3), S.cx.toPrecision(6), S.cy.toPrecision(6)].join(','));
+      const h = p.toString();
+      lastHash = h;
+      const url = location.href.split('#')[0] + (h ? '#' + h : '');
+      try { history.replaceState(null, '', url); } catch (e) { location.hash = h; }
+    }, 60);
+  }
+  function readHash() {
+    const h = location.hash.replace(/^#/, '');
+    const p = new URLSearchParams(h);
+    S.sel = p.has('c') && byId.has(p.get('c')) ? byId.get(p.get('c')) : -1;
+    S.colour = p.get('colour') || 'top';
+    S.filter = p.get('filter') || '';
+    S.fmin = p.has('fmin') ? clamp(parseFloat(p.get('fmin')) || 10, 0, 100) : 10;
+    S.q = p.get('q') || '';
+    S.sort = p.get('sort') || 'size';
+    const z = (p.get('z') || '').split(',').map(parseFloat);
+    if (z.length === 3 && z.every(isFinite)) { S.k = clamp(z[0], 0.2, 4000); S.cx = z[1]; S.cy = z[2]; }
+    else { const hm = home(); S.k = 1; S.cx = hm.cx; S.cy = hm.cy; }
+    lastHash = h;
+  }
+  window.addEventListener('hashchange', () => {
+    if (location.hash.replace(/^#/, '') === lastHash) return;
+    readHash(); syncControls(); runSearch();
+    if (S.sel >= 0) for (const a of ancestors(S.sel)) expanded.add(a);
+    changed({ colours: true, tree: true, panel: true, nohash: true });
+  });
+
+  // ---------------------------------------------------------------- selection
+  function select(i, opts) {
+    opts = opts || {};
+    S.sel = i;
+    if (i >= 0) { for (const a of ancestors(i)) expanded.add(a); }
+    if (i >= 0 && opts.center && centroid[i]) {
+      const [sx, sy] = toScreen(centroid[i][0], centroid[i][1]);
+      if (sx < 40 || sy < 40 || sx > cssW - 40 || sy > cssH - 40) { S.cx = centroid[i][0]; S.cy = centroid[i][1]; }
+    }
+    changed({ colours: true, tree: true, panel: true });
+    if (opts.reveal && i >= 0) {
+      const li = treeEl.querySelector('li[data-idx="' + i + '"]');
+      if (li) { li.scrollIntoView({ block: 'nearest' }); if (opts.focus) focusItem(li); }
+    }
+  }
+
+  let pending = {};
+  let raf = 0;
+  function changed(what) {
+    for (const k in what) pending[k] = pending[k] || what[k];
+    pending.draw = true;
+    if (!what.nohash) writeHash();
+    if (what.tree) renderTree();
+    if (what.panel) renderPanel();
+    $('filter-min-wrap').style.display = S.filter.startsWith('cat:') ? '' : 'none';
+    if (!raf) raf = requestAnimationFrame(frame);
+  }
+
+  // ---------------------------------------------------------------- tree
+  const treeEl = $('tree');
+  function sortKids(list) {
+    const arr = list.slice();
+    const other = (i) => C[i].kind === 'other' ? 1 : 0;
+    if (S.sort === 'name') arr.sort((a, b) => other(a) - other(b) || C[a].name.localeCompare(C[b].name));
+    else if (S.sort === 'size') arr.sort((a, b) => other(a) - other(b) || C[b].size - C[a].size);
+    else {
+      const mode = S.sort === 'colour' ? S.colour : S.sort;
+      const v = (i) => { const x = clusterValue(mode, i); return x === null ? -Infinity : x; };
+      arr.sort((a, b) => other(a) - other(b) || v(b) - v(a) || C[b].size - C[a].size);
+    }
+    return arr;
+  }
+  function markText(text, q) {
+    const frag = document.createDocumentFragment();
+    if (!q) { frag.append(text); return frag; }
+    const lo = text.toLowerCase(); let at = 0, j;
+    while ((j = lo.indexOf(q, at)) >= 0) {
+      frag.append(text.slice(at, j), el('mark', { text: text.slice(j, j + q.length) }));
+      at = j + q.length;
+    }
+    frag.append(text.slice(at));
+    return frag;
+  }
+  let focusIdx = -1;
+  function treeItem(i, depth) {
+    const c = C[i], q = S.q.trim().toLowerCase();
+    const hasKids = c.kids.length > 0, open = hasKids && expanded.has(i);
+    const parentSize = c.parentIdx >= 0 ? C[c.parentIdx].size : TOTAL;
+    const sw = c.kind === 'other' ? OTHER_RGB : baseRgb(i);
+    const valMode = S.sort.startsWith('mean:') ? S.sort : (S.sort === 'colour' && S.colour !== 'top' ? S.colour : null);
+    let num = fmtInt(c.size) + ' · ' + fmtPct(c.share);
+    if (valMode) { const v = clusterValue(valMode, i); num = (valMode.startsWith('share:') ? fmtPct(v) : fmtNum(v)) + ' · ' + fmtInt(c.size); }
+    const name = el('span', { class: 'name', title: c.name }, markText(c.name, q));
+    if (c.kind === 'other') name.append(el('span', { class: 'badge', text: 'withheld' }));
+    const row = el('div', { class: 'row', style: '--depth:' + depth },
+      el('span', { class: 'caret', 'aria-hidden': 'true', text: hasKids ? (open ? '▼' : '▶') : '' }),
+      name,
+      el('span', { class: 'num', text: num }),
+      el('span', { class: 'desc', title: c.description }, markText(c.description, q)),
+      el('span', { class: 'sizebar', 'aria-hidden': 'true', style: '--swatch:' + rgbCss(sw) },
+        el('i', { style: 'width:' + clamp(100 * c.size / (parentSize || 1), 1, 100).toFixed(1) + '%' })));
+    const li = el('li', {
+      role: 'treeitem', 'data-idx': i, 'data-id': c.id, 'aria-level': depth + 1,
+      'aria-selected': S.sel === i ? 'true' : 'false', tabindex: '-1',
+      'aria-label': c.name + (c.kind === 'other' ? ' (withheld)' : '') + ', ' + fmtInt(c.size) + ' conversations',
+      class: [c.kind === 'other' ? 'other' : '', (!filterMatchTree(i) || (q && !searchRel.has(i))) ? 'dim' : '', searchHits.has(i) ? 'hit' : ''].join(' ').trim() || null,
+    }, row);
+    if (hasKids) li.setAttribute('aria-expanded', open ? 'true' : 'false');
+    if (open) {
+      const ul = el('ul', { role: 'group' });
+      for (const k of sortKids(c.kids)) ul.append(treeItem(k, depth + 1));
+      li.append(ul);
+    }
+    return li;
+  }
+  function filterMatchTree(i) {
+    if (!S.filter) return true;
+    if (filterMatch(i)) return true;
+    // keep ancestors of matches readable
+    const stack = C[i].kids.slice();
+    while (stack.length) { const j = stack.pop(); if (filterMatch(j)) return true; stack.push(...C[j].kids); }
+    return false;
+  }
+  function renderTree() {
+    if (S.q.trim()) for (const i of searchRel) if (!searchHits.has(i) || C[i].kids.some((k) => searchRel.has(k))) expanded.add(i);
+    const scroll = treeEl.parentElement.scrollTop;
+    const roots = sortKids(C.filter((c) => c.parentIdx < 0).map((c) => c.idx));
+    treeEl.replaceChildren(...roots.map((i) => treeItem(i, 0)));
+    treeEl.parentElement.scrollTop = scroll;
+    let f = treeEl.querySelector('li[data-idx="' + (focusIdx >= 0 ? focusIdx : S.sel) + '"]') || treeEl.querySelector('li');
+    if (f) f.tabIndex = 0;
+    const shown = C.filter((c) => c.kind !== 'other').length;
+    $('tree-meta').textContent = fmtInt(shown) + ' published';
+  }
+  function focusItem(li) {
+    for (const x of treeEl.querySelectorAll('li[tabindex="0"]')) x.tabIndex = -1;
+    li.tabIndex = 0; focusIdx = +li.dataset.idx; li.focus({ preventScroll: false });
+  }
+  const visibleItems = () => [...treeEl.querySelectorAll('li[role="treeitem"]')].filter((li) => li.offsetParent !== null);
+  function toggle(i, open) {
+    if (!C[i].kids.length) return;
+    if (open === undefined) open = !expanded.has(i);
+    if (open) expanded.add(i); else expanded.delete(i);
+    renderTree();
+    const li = treeEl.querySelector('li[data-idx="' + i + '"]'); if (li) focusItem(li);
+  }
+  treeEl.addEventListener('click', (e) => {
+    const li = e.target.closest('li[role="treeitem"]'); if (!li) return;
+    const i = +li.dataset.idx;
+    focusIdx = i;
+    if (e.target.closest('.caret')) { toggle(i); return; }
+    if (S.sel === i && C[i].kids.length) toggle(i, !expanded.has(i));
+    else { if (C[i].kids.length) expanded.add(i); select(i, { center: true }); }
+    const li2 = treeEl.querySelector('li[data-idx="' + i + '"]'); if (li2) focusItem(li2);
+  });
+  treeEl.addEventListener('keydown', (e) => {
+    const li = e.target.closest('li[role="treeitem"]'); if (!li) return;
+    const i = +li.dataset.idx, items = visibleItems(), pos = items.indexOf(li);
+    let handled = true;
+    switch (e.key) {
+      case 'ArrowDown': if (pos < items.length - 1) focusItem(items[pos + 1]); break;
+      case 'ArrowUp': if (pos > 0) focusItem(items[pos - 1]); break;
+      case 'Home': focusItem(items[0]); break;
+      case 'End': focusItem(items[items.length - 1]); break;
+      case 'ArrowRight':
+        if (C[i].kids.length && !expanded.has(i)) toggle(i, true);
+        else if (C[i].kids.length) { const f = li.querySelector('ul li'); if (f) focusItem(f); }
+        break;
+      case 'ArrowLeft':
+        if (expanded.has(i)) toggle(i, false);
+        else if (C[i].parentIdx >= 0) { const p = treeEl.querySelector('li[data-idx="' + C[i].parentIdx + '"]'); if (p) focusItem(p); }
+        break;
+      case 'Enter': case ' ': select(i, { reveal: true, focus: true, center: true }); break;
+      default: handled = false;
+    }
+    if (handled) e.preventDefault();
+  });
+
+  // ---------------------------------------------------------------- panel
+  const panel = $('panel');
+  const clusterLink = (i) => el('button', { type: 'button', class: 'linkbtn', 'data-goto': i, text: C[i].name });
+  panel.addEventListener('click', (e) => {
+    const b = e.target.closest('[data-goto]'); if (!b) return;
+    const i = +b.dataset.goto; select(i, { reveal: true, center: true });
+  });
+  function bars(counts, total) {
+    const entries = Object.entries(counts).sort((a, b) => (a[0] === 'other') - (b[0] === 'other') || b[1] - a[1]);
+    const max = Math.max(1, ...entries.map((e) => e[1]));
+    const g = el('div', { class: 'bars' });
+    for (const [k, v] of entries.slice(0, 12)) {
+      g.append(el('span', { class: 'lbl', title: k, text: k }),
+        el('span', { class: 'trk' }, el('i', { style: 'width:' + (100 * v / max).toFixed(1) + '%' })),
+        el('span', { class: 'val', text: fmtInt(v) + ' · ' + fmtPct(total ? v / total : null, 0) }));
+    }
+    if (entries.length > 12) g.append(el('span', { class: 'lbl muted', text: '+ ' + (entries.length - 12) + ' more' }), el('span'), el('span'));
+    return g;
+  }
+  function histogram(h) {
+    const keys = Object.keys(h).sort((a, b) => (parseFloat(a) - parseFloat(b)) || a.localeCompare(b));
+    const max = Math.max(1, ...keys.map((k) => h[k]));
+    const tot = keys.reduce((s, k) => s + h[k], 0);
+    return el('div', { class: 'hist', role: 'img', 'aria-label': keys.map((k) => k + ': ' + h[k]).join(', ') },
+      ...keys.map((k) => el('div', { class: 'col', title: k + ': ' + fmtInt(h[k]) + ' (' + fmtPct(h[k] / (tot || 1), 0) + ')' },
+        el('i', { style: 'height:' + (100 * h[k] / max * 0.8).toFixed(1) + '%' }), el('span', { text: k }))));
+  }
+  function timeline(tl) {
+    const NS = 'http://www.w3.org/2000/svg', W = 320, H = 80;
+    const max = Math.max(1, ...tl.map((p) => p[1]));
+    const svg = document.createElementNS(NS, 'svg');
+    svg.setAttribute('viewBox', '0 0 ' + W + ' ' + H); svg.setAttribute('preserveAspectRatio', 'none');
+    svg.setAttribute('role', 'img'); svg.setAttribute('aria-label', 'Conversations over time, peak ' + max);
+    const pts = tl.map((p, j) => [tl.length > 1 ? (j / (tl.length - 1)) * (W - 4) + 2 : W / 2, H - 4 - (p[1] / max) * (H - 10)]);
+    const area = document.createElementNS(NS, 'path');
+    area.setAttribute('d', 'M' + pts[0][0] + ',' + (H - 2) + pts.map((p) => 'L' + p[0].toFixed(1) + ',' + p[1].toFixed(1)).join('') + 'L' + pts[pts.length - 1][0] + ',' + (H - 2) + 'Z');
+    area.setAttribute('fill', '#e3f0f8');
+    const line = document.createElementNS(NS, 'polyline');
+    line.setAttribute('points', pts.map((p) => p[0].toFixed(1) + ',' + p[1].toFixed(1)).join(' '));
+    line.setAttribute('fill', 'none'); line.setAttribute('stroke', '#0072B2'); line.setAttribute('stroke-width', '2');
+    line.setAttribute('vector-effect', 'non-scaling-stroke');
+    svg.append(area, line);
+    return el('div', { class: 'timeline' }, svg,
+      el('div', { class: 'axis' }, el('span', { text: tl[0][0] }), el('span', { text: 'peak ' + fmtInt(max) + ' / period' }), el('span', { text: tl[tl.length - 1][0] })));
+  }
+  function facetSection(c) {
+    const out = [];
+    const names = D.facets.map((f) => f.name);
+    for (const n of Object.keys(D.facets_unavailable)) if (!names.includes(n)) names.push(n);
+    for (const n of names) {
+      const f = D.facets.find((x) => x.name === n);
+      out.push(el('h3', { text: facetLabel(n) }));
+      if (D.facets_unavailable[n] !== undefined) { out.push(el('p', { class: 'unavail', text: 'unavailable: ' + D.facets_unavailable[n] })); continue; }
+      const v = c ? c.facets[n] : null;
+      if (!v) { out.push(el('p', { class: 'unavail', text: 'no data for this cluster' })); continue; }
+      if (f && f.kind === 'number' || (v.hist && 'mean' in v)) {
+        out.push(el('div', { class: 'facet-mean' }, 'mean ', el('b', { text: fmtNum(v.mean) }),
+          f && typeof f.min === 'number' ? el('span', { class: 'muted', text: ' (scale ' + f.min + '–' + f.max + ')' }) : null));
+        if (v.hist && Object.keys(v.hist).length) out.push(histogram(v.hist));
+      } else {
+        let tot = 0; for (const k in v) tot += v[k];
+        out.push(bars(v, tot));
+      }
+    }
+    return out;
+  }
+  function renderPanel() {
+    const kids = [];
+    if (S.sel < 0) {
+      const r = D.run || {};
+      kids.push(el('h2', { text: 'Overview' }));
+      kids.push(el('p', { class: 'muted', text: 'Select a cluster in the tree or on the map. Zoom in on the map to see finer clusters.' }));
+      kids.push(el('div', { class: 'stats' },
+        stat('Conversations', fmtInt(r.conversations !== undefined ? r.conversations : N)),
+        stat('Accounts', fmtInt(r.accounts)), stat('Levels', fmtInt(D.levels))));
+      const tops = C.filter((c) => c.parentIdx < 0).sort((a, b) => (a.kind === 'other') - (b.kind === 'other') || b.size - a.size);
+      kids.push(el('h3', { text: 'Top-level clusters' }));
+      kids.push(el('ul', { class: 'children' }, ...tops.map((c) => el('li', null, clusterLink(c.idx), el('span', { class: 'num', text: fmtInt(c.size) + ' · ' + fmtPct(c.share) })))));
+      kids.push(el('h3', { text: 'Run' }));
+      const rows = [['mode', r.mode], ['summarised facet', r.facet], ['embedding model', r.embedding_model],
+        ['time range', r.time_range ? r.time_range.map((t) => String(t).slice(0, 10)).join(' – ') : null],
+        ['privacy thresholds', r.min_accounts !== undefined ? 'clusters need ≥ ' + r.min_accounts + ' accounts and ≥ ' + r.min_conversations + ' conversations' : null],
+        ['withheld', D.withheld && D.withheld.clusters !== undefined ? fmtInt(D.withheld.clusters) + ' clusters, ' + fmtInt(D.withheld.conversations) + ' conversations' : null]];
+      for (const [k, v] of rows) if (v !== null && v !== undefined) kids.push(el('p', null, el('span', { class: 'muted', text: k + ': ' }), String(v)));
+      kids.push(...facetSection(null).filter((n) => n.classList.contains('unavail') && n.textContent.startsWith('unavailable') || n.tagName === 'H3').filter((n, j, a) => n.tagName !== 'H3' || (a[j + 1] && a[j + 1].tagName !== 'H3')));
+    } else {
+      const c = C[S.sel];
+      const anc = ancestors(S.sel);
+      const crumbs = el('div', { class: 'crumbs' }, el('span', { text: 'Level ' + c.level + (anc.length ? ' ·' : '') }));
+      anc.forEach((a, j) => { crumbs.append(clusterLink(a)); if (j < anc.length - 1) crumbs.append(el('span', { text: '›' })); });
+      kids.push(crumbs);
+      const h2 = el('h2', { id: 'panel-title', text: c.name });
+      if (c.kind === 'other') h2.append(el('span', { class: 'badge', text: 'withheld bucket' }));
+      kids.push(h2);
+      kids.push(el('p', { class: 'desc', text: c.description }));
+      const parentSize = c.parentIdx >= 0 ? C[c.parentIdx].size : null;
+      kids.push(el('div', { class: 'stats' },
+        stat('Conversations', fmtInt(c.size)), stat('Accounts', fmtInt(c.accounts)), stat('Share of all', fmtPct(c.share)),
+        ...(parentSize ? [stat('Share of parent', fmtPct(c.size / parentSize))] : [])));
+      if (c.parentIdx >= 0) kids.push(el('p', null, el('span', { class: 'muted', text: 'Parent: ' }), clusterLink(c.parentIdx)));
+      if (c.audit) kids.push(el('div', { class: 'audit' }, el('b', { text: 'Privacy audit score ' + c.audit.score + '/5' }), c.audit.reason ? ' — ' + c.audit.reason : ''));
+      if (c.kind === 'other') kids.push(el('p', { class: 'unavail', text: 'Conversations from clusters too small to publish; their names and descriptions are withheld.' }));
+      if (c.kids.length) {
+        kids.push(el('h3', { text: 'Children (' + c.kids.length + ')' }));
+        kids.push(el('ul', { class: 'children' }, ...sortKids(c.kids).map((k) => el('li', null, clusterLink(k), el('span', { class: 'num', text: fmtInt(C[k].size) + ' · ' + fmtPct(C[k].size / (c.size || 1)) })))));
+      }
+      if (c.timeline && c.timeline.length) { kids.push(el('h3', { text: 'Over time' })); kids.push(timeline(c.timeline)); }
+      kids.push(...facetSection(c));
+      kids.push(el('p', { class: 'note', text: 'Breakdowns count conversations; categories held by too few accounts are merged into "other".' }));
+    }
+    panel.replaceChildren(...kids);
+  }
+  function stat(k, v) { return el('div', { class: 'stat' }, el('div', { class: 'v', text: v }), el('div', { class: 'k', text: k })); }
+
+  // ---------------------------------------------------------------- map
+  const canvas = $('map'), ctx = canvas.getContext('2d');
+  let cssW = 1, cssH = 1, dpr = 1, img = null, buf = null, s0 = 1;
+  let pointCol = null, pointEmph = null, labels = [];
+  function home() {
+    return { cx: (bounds[0] + bounds[1]) / 2, cy: (bounds[2] + bounds[3]) / 2 };
+  }
+  function resize() {
+    const r = canvas.getBoundingClientRect();
+    dpr = Math.min(window.devicePixelRatio || 1, 2);
+    cssW = Math.max(1, r.width); cssH = Math.max(1, r.height);
+    canvas.width = Math.round(cssW * dpr); canvas.height = Math.round(cssH * dpr);
+    img = ctx.createImageData(canvas.width, canvas.height); buf = new Uint32Array(img.data.buffer);
+    const bw = (bounds[1] - bounds[0]) || 1, bh = (bounds[3] - bounds[2]) || 1;
+    s0 = Math.min(cssW / bw, cssH / bh) * 0.92;
+    pending.draw = true; if (!raf) raf = requestAnimationFrame(frame);
+  }
+  const toScreen = (wx, wy) => [cssW / 2 + (wx - S.cx) * s0 * S.k, cssH / 2 - (wy - S.cy) * s0 * S.k];
+  const toWorld = (sx, sy) => [S.cx + (sx - cssW / 2) / (s0 * S.k), S.cy - (sy - cssH / 2) / (s0 * S.k)];
+  function levelZoom(l) { return l === 0 ? 0 : 1.8 * Math.pow(2.2, l - 1); }
+  function deepestLevel() { let d = 0; for (let l = 1; l < LEVELS; l++) if (S.k >= levelZoom(l)) d = l; return d; }
+
+  function recolour() {
+    if (!pointCol) { pointCol = new Uint32Array(N); pointEmph = new Uint8Array(N); }
+    const mode = S.colour, cont = mode !== 'top';
+    const rng = cont ? modeRange(mode) : null;
+    const cc = new Array(C.length);
+    for (let i = 0; i < C.length; i++) {
+      if (!cont) cc[i] = baseRgb(i);
+      else { const v = clusterValue(mode, i); cc[i] = v === null ? NULL_RGB : viridis((v - rng[0]) / (rng[1] - rng[0])); }
+    }
+    const q = S.q.trim(), sel = S.sel, selLv = sel >= 0 ? LV[C[sel].level] : null;
+    const fm = new Uint8Array(C.length); for (let i = 0; i < C.length; i++) fm[i] = filterMatch(i) ? 1 : 0;
+    const cache = new Map();
+    for (let i = 0; i < N; i++) {
+      const f = FIN[i];
+      const colourIdx = cont ? f : (LV[0][i] >= 0 ? LV[0][i] : f);
+      let dim = 0;
+      if (S.filter && !(f >= 0 && fm[f])) dim = 2;
+      if (q && dim < 2) { let hit = false; for (let l = 0; l < LEVELS; l++) if (searchHits.has(LV[l][i])) { hit = true; break; } if (!hit) dim = 2; }
+      let emph = 0;
+      if (sel >= 0) { if (selLv[i] === sel) emph = 1; else dim = Math.max(dim, 1); }
+      const key = colourIdx * 4 + dim;
+      let col = cache.get(key);
+      if (col === undefined) {
+        const base = colourIdx >= 0 ? cc[colourIdx] : NULL_RGB;
+        col = pack(dim === 0 ? base : mix(base, BG_RGB, dim === 1 ? 0.6 : 0.85));
+        cache.set(key, col);
+      }
+      pointCol[i] = col; pointEmph[i] = emph ? 2 : (dim ? 0 : 1);
+    }
+    // emphasis: 0 = dimmed (drawn first), 1 = normal, 2 = selected (drawn last)
+    renderLegend(cc, rng);
+  }
+
+  function drawPoints() {
+    const W = canvas.width, H = canvas.height;
+    buf.fill(pack([255, 255, 255]));
+    const sc = s0 * S.k * dpr, ox = W / 2 - S.cx * sc, oy = H / 2 + S.cy * sc;
+    const base = N > 50000 ? 1.4 : N > 10000 ? 2 : 3;
+    const sz = Math.max(1, Math.min(8, Math.round(base * dpr * Math.pow(S.k, 0.35))));
+    const half = sz >> 1;
+    for (let pass = 0; pass < 3; pass++) {
+      for (let i = 0; i < N; i++) {
+        if (pointEmph[i] !== pass) continue;
+        const x = Math.round(PX[i] * sc + ox) - half, y = Math.round(oy - PY[i] * sc) - half;
+        if (x < -sz || y < -sz || x >= W || y >= H) continue;
+        const c = pointCol[i];
+        if (sz === 1) { buf[y * W + x] = c; continue; }
+        const xa = x < 0 ? 0 : x, xb = Math.min(W, x + sz), ya = y < 0 ? 0 : y, yb = Math.min(H, y + sz);
+        for (let yy = ya; yy < yb; yy++) { const row = yy * W; for (let xx = xa; xx < xb; xx++) buf[row + xx] = c; }
+      }
+    }
+    ctx.putImageData(img, 0, 0);
+  }
+
+  function drawLabels() {
+    ctx.save(); ctx.scale(dpr, dpr);
+    const deep = deepestLevel(), q = S.q.trim();
+    const cands = [];
+    for (let i = 0; i < C.length; i++) {
+      const c = C[i]; if (!centroid[i]) continue;
+      const forced = i === S.sel || (q && searchHits.has(i));
+      if (c.level > deep && !forced) continue;
+      cands.push(i);
+    }
+    const pri = (i) => (i === S.sel ? -1e12 : 0) + (searchHits.has(i) ? -1e11 : 0) + C[i].level * 1e9 - C[i].size;
+    cands.sort((a, b) => pri(a) - pri(b));
+    const placed = []; labels = [];
+    const anySel = S.sel >= 0;
+    for (const i of cands) {
+      const c = C[i], [sx, sy] = toScreen(centroid[i][0], centroid[i][1]);
+      if (sx < -50 || sy < -20 || sx > cssW + 50 || sy > cssH + 20) continue;
+      const isTopOfView = c.level < deep;
+      const fs = c.level === 0 ? (deep > 0 ? 13 : 14) : 12;
+      ctx.font = (c.level < deep ? '600 ' : (c.level === 0 ? '650 ' : '550 ')) + fs + 'px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
+      let text = c.name.length > 42 ? c.name.slice(0, 40) + '…' : c.name;
+      const w = ctx.measureText(text).width, h = fs + 4;
+      const box = [sx - w / 2 - 3, sy - h / 2, sx + w / 2 + 3, sy + h / 2];
+      if (i !== S.sel && placed.some((b) => !(box[2] < b[0] || box[0] > b[2] || box[3] < b[1] || box[1] > b[3]))) continue;
+      placed.push(box); labels.push({ i, box });
+      const dimmed = (anySel && i !== S.sel && !isAncestorOrSelf(i, S.sel)) || (S.filter && !filterMatchTree(i)) || (q && !searchRel.has(i));
+      ctx.globalAlpha = dimmed ? 0.45 : (isTopOfView ? 0.8 : 1);
+      if (searchHits.has(i) && q) { ctx.fillStyle = '#ffe680'; ctx.fillRect(box[0], box[1], box[2] - box[0], box[3] - box[1]); }
+      if (i === S.sel) { ctx.fillStyle = '#1d1f23'; ctx.fillRect(box[0], box[1], box[2] - box[0], box[3] - box[1]); }
+      ctx.textAlign = 'center'; ctx.textBaseline = 'middle';
+      ctx.lineJoin = 'round'; ctx.lineWidth = 3.5; ctx.strokeStyle = 'rgba(255,255,255,0.9)';
+      if (i !== S.sel) ctx.strokeText(text, sx, sy);
+      ctx.fillStyle = i === S.sel ? '#ffffff' : (c.kind === 'other' ? '#555' : '#1d1f23');
+      ctx.fillText(text, sx, sy);
+    }
+    ctx.restore();
+  }
+  function isAncestorOrSelf(a, i) { if (i < 0) return false; if (a === i) return true; return ancestors(i).includes(a); }
+
+  function renderLegend(cc, rng) {
+    const lg = $('legend');
+    const items = [];
+    if (S.colour === 'top') {
+      items.push(el('div', { class: 'ttl', text: 'Top-level clusters' }));
+      const tops = C.filter((c) => c.level === 0 && c.parentIdx < 0).sort((a, b) => (a.kind === 'other') - (b.kind === 'other') || b.size - a.size);
+      for (const c of tops) items.push(el('button', { type: 'button', class: 'item', 'data-goto': c.idx, title: c.name },
+        el('span', { class: 'sw', style: 'background:' + rgbCss(cc[c.idx]) }), el('span', { class: 'n', text: c.name })));
+    } else {
+      const o = $('colour').selectedOptions[0];
+      items.push(el('div', { class: 'ttl', text: o ? o.textContent : S.colour }));
+      const stops = []; for (let t = 0; t <= 1.0001; t += 0.1) stops.push(rgbCss(viridis(t)));
+      items.push(el('div', { class: 'grad', style: 'background:linear-gradient(90deg,' + stops.join(',') + ')' }));
+      const f = (v) => S.colour.startsWith('share:') ? fmtPct(v, 0) : fmtNum(v, 1);
+      items.push(el('div', { class: 'ends' }, el('span', { text: f(rng[0]) }), el('span', { text: f(rng[1]) })));
+    }
+    items.push(el('div', { class: 'item' }, el('span', { class: 'sw', style: 'background:' + rgbCss(NULL_RGB) }), el('span', { class: 'n muted', text: 'withheld / no data' })));
+    lg.replaceChildren(...items);
+  }
+  $('legend').addEventListener('click', (e) => { const b = e.target.closest('[data-goto]'); if (b) select(+b.dataset.goto, { reveal: true, center: true }); });
+
+  let ready = false;
+  function frame() {
+    raf = 0;
+    if (pending.colours || !pointCol) recolour();
+    drawPoints(); drawLabels();
+    const deep = deepestLevel();
+    $('map-status').textContent = fmtInt(N) + ' conversations · labels to level ' + deep + ' · zoom ×' + S.k.toFixed(1);
+    pending = {};
+    if (!ready) { ready = true; window.__explorerReady = performance.now(); document.body.dataset.ready = '1'; }
+  }
+
+  // interaction
+  let drag = null, moved = false;
+  canvas.addEventListener('pointerdown', (e) => {
+    drag = { x: e.clientX, y: e.clientY, cx: S.cx, cy: S.cy }; moved = false;
+    canvas.setPointerCapture(e.pointerId); canvas.classList.add('dragging');
+  });
+  canvas.addEventListener('pointermove', (e) => {
+    if (drag) {
+      const dx = e.clientX - drag.x, dy = e.clientY - drag.y;
+      if (Math.abs(dx) + Math.abs(dy) > 3) moved = true;
+      if (moved) { S.cx = drag.cx - dx / (s0 * S.k); S.cy = drag.cy + dy / (s0 * S.k); hideTip(); changed({}); return; }
+    }
+    hover(e);
+  });
+  canvas.addEventListener('pointerup', (e) => {
+    canvas.classList.remove('dragging');
+    const wasDrag = moved; drag = null;
+    if (!wasDrag) clickAt(e);
+  });
+  canvas.addEventListener('pointerleave', hideTip);
+  canvas.addEventListener('wheel', (e) => {
+    e.preventDefault();
+    const r = canvas.getBoundingClientRect();
+    zoomAt(e.clientX - r.left, e.clientY - r.top, Math.exp(-e.deltaY * (e.deltaMode === 1 ? 0.05 : 0.0015)));
+  }, { passive: false });
+  function zoomAt(sx, sy, f) {
+    const [wx, wy] = toWorld(sx, sy);
+    const k = clamp(S.k * f, 0.3, 4000);
+    S.k = k; S.cx = wx - (sx - cssW / 2) / (s0 * k); S.cy = wy + (sy - cssH / 2) / (s0 * k);
+    changed({});
+  }
+  $('zoom-in').addEventListener('click', () => zoomAt(cssW / 2, cssH / 2, 1.6));
+  $('zoom-out').addEventListener('click', () => zoomAt(cssW / 2, cssH / 2, 1 / 1.6));
+  $('zoom-reset').addEventListener('click', () => { const h = home(); S.k = 1; S.cx = h.cx; S.cy = h.cy; changed({}); });
+  canvas.addEventListener('keydown', (e) => {
+    const step = 60 / (s0 * S.k); let ok = true;
+    if (e.key === 'ArrowLeft') S.cx -= step; else if (e.key === 'ArrowRight') S.cx += step;
+    else if (e.key === 'ArrowUp') S.cy += step; else if (e.key === 'ArrowDown') S.cy -= step;
+    else if (e.key === '+' || e.key === '=') { zoomAt(cssW / 2, cssH / 2, 1.4); return e.preventDefault(); }
+    else if (e.key === '-' || e.key === '_') { zoomAt(cssW / 2, cssH / 2, 1 / 1.4); return e.preventDefault(); }
+    else if (e.key === '0') { const h = home(); S.k = 1; S.cx = h.cx; S.cy = h.cy; }
+    else if (e.key === 'Escape') { select(-1); return; }
+    else ok = false;
+    if (ok) { e.preventDefault(); changed({}); }
+  });
+
+  function pick(sx, sy) {
+    // a label, else the nearest point's cluster at the deepest visible level, else nearest centroid
+    for (let j = labels.length - 1; j >= 0; j--) { const b = labels[j].box; if (sx >= b[0] && sx <= b[2] && sy >= b[1] && sy <= b[3]) return labels[j].i; }
+    const [wx, wy] = toWorld(sx, sy), rw = 7 / (s0 * S.k);
+    const p = nearestPoint(wx, wy, rw);
+    if (p >= 0) {
+      for (let l = deepestLevel(); l >= 0; l--) if (LV[l][p] >= 0) return LV[l][p];
+      return -2; // a withheld conversation: no published cluster
+    }
+    return -1;
+  }
+  const tip = $('tooltip');
+  function hideTip() { tip.hidden = true; }
+  function hover(e) {
+    const r = canvas.getBoundingClientRect(), sx = e.clientX - r.left, sy = e.clientY - r.top;
+    const i = pick(sx, sy);
+    if (i === -1) { hideTip(); canvas.style.cursor = ''; return; }
+    canvas.style.cursor = 'pointer';
+    if (i === -2) tip.replaceChildren(el('b', { text: 'Withheld' }), 'cluster too small to publish');
+    else {
+      const c = C[i];
+      tip.replaceChildren(el('b', { text: c.name }), fmtInt(c.size) + ' conversations · ' + fmtPct(c.share) + ' · level ' + c.level);
+      if (S.colour !== 'top') { const v = clusterValue(S.colour, i); tip.append(el('div', { text: ($('colour').selectedOptions[0] || {}).textContent + ': ' + (S.colour.startsWith('share:') ? fmtPct(v) : fmtNum(v)) })); }
+    }
+    tip.hidden = false;
+    const tw = tip.offsetWidth, th = tip.offsetHeight;
+    tip.style.left = Math.min(cssW - tw - 6, sx + 14) + 'px'; tip.style.top = Math.min(cssH - th - 6, sy + 14) + 'px';
+  }
+  function clickAt(e) {
+    const r = canvas.getBoundingClientRect(), i = pick(e.clientX - r.left, e.clientY - r.top);
+    if (i >= 0) select(i, { reveal: true }); else if (i === -1) select(-1);
+  }
+
+  // ---------------------------------------------------------------- boot
+  async function boot() {
+    try {
+      const data = await loadData();
+      prepare(data);
+      fillControls();
+      readHash();
+      syncControls();
+      runSearch();
+      if (S.sel >= 0) for (const a of ancestors(S.sel)) expanded.add(a);
+      renderTree(); renderPanel();
+      resize();
+      new ResizeObserver(() => resize()).observe(canvas);
+      pending.colours = true;
+      if (S.sel >= 0) { const li = treeEl.querySelector('li[data-idx="' + S.sel + '"]'); if (li) li.scrollIntoView({ block: 'nearest' }); }
+    } catch (err) {
+      const box = $('error'); box.hidden = false; box.textContent = 'The explorer could not start: ' + (err && err.message ? err.message : err);
+      window.__explorerError = String(err && err.stack || err);
+      throw err;
+    }
+  }
+  window.__explorer = { state: S, select: (id) => select(byId.has(id) ? byId.get(id) : -1, { reveal: true, center: true }), clusters: () => C };
+  boot();
+})();
