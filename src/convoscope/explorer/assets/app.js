@@ -790,6 +790,12 @@
       throw err;
     }
   }
-  window.__explorer = { state: S, select: (id) => select(byId.has(id) ? byId.get(id) : -1, { reveal: true, center: true }), clusters: () => C };
+  window.__explorer = {  // a small hook for tests and the screenshot tool
+    state: S,
+    select: (id) => select(byId.has(id) ? byId.get(id) : -1, { reveal: true, center: true }),
+    screenOf: (id) => { const i = byId.get(id); return i === undefined || !centroid[i] ? null : toScreen(centroid[i][0], centroid[i][1]); },
+    labelsShown: () => labels.map((l) => C[l.i].id),
+    clusters: () => C.map((c) => ({ id: c.id, level: c.level, name: c.name })),
+  };
   boot();
 })();

@@ -1,0 +1,186 @@
+"""The explorer's payload and HTML: schema, compact encoding, privacy contract, escaping, server."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import re
+import threading
+import urllib.request
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from convoscope.explorer import build_explorer_html, build_payload, make_server, write_explorer
+from convoscope.store import RunStore
+from fakes.run_fixture import (
+    HOSTILE_NAME,
+    PLANTED_ACCOUNT_PREFIX,
+    PLANTED_CONV_PREFIX,
+    PLANTED_TEXT,
+    PLANTED_WITHHELD_DESCRIPTION,
+    PLANTED_WITHHELD_NAME,
+    make_run,
+)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return make_run(tmp_path_factory.mktemp("run"), n_points=1500, levels=3, seed=1)
+
+
+def embedded_payload(html: str) -> dict:
+    m = re.search(r'<script type="application/json" id="explorer-data">(.*?)</script>', html, re.S)
+    assert m, "no embedded data"
+    return json.loads(m.group(1))
+
+
+def decode(payload: dict) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    p = payload["points"]
+    dt = np.uint16 if p["index"] == "u16" else np.uint32
+    x = np.frombuffer(base64.b64decode(p["x"]), dtype="<u2")
+    y = np.frombuffer(base64.b64decode(p["y"]), dtype="<u2")
+    levels = [np.frombuffer(base64.b64decode(s), dtype=np.dtype(dt).newbyteorder("<")) for s in p["levels"]]
+    return x, y, levels
+
+
+def test_payload_matches_published_data(run_dir: Path) -> None:
+    store = RunStore(run_dir)
+    agg = store.read_json("aggregates")
+    points = store.read_table("points")
+    payload = build_payload(run_dir)
+    assert payload["levels"] == 3
+    assert [c["id"] for c in payload["clusters"]] == [c["id"] for c in agg["clusters"]]
+    assert payload["facets_unavailable"] == agg["facets_unavailable"]
+    x, y, levels = decode(payload)
+    assert payload["points"]["n"] == points.num_rows == len(x) == len(y)
+    ids = [c["id"] for c in payload["clusters"]]
+    null = 0xFFFF
+    for lv, col in enumerate(levels):
+        got = Counter(None if v == null else ids[v] for v in col.tolist())
+        want = Counter(points.column(f"level_{lv}").to_pylist())
+        assert got == want
+    # quantised positions stay within 1/65535 of the range
+    x0, x1, y0, y1 = payload["points"]["bounds"]
+    xs = np.sort(x0 + x / 65535 * (x1 - x0))
+    assert np.allclose(xs, np.sort(points.column("x").to_numpy()), atol=(x1 - x0) / 65535 + 1e-4)
+
+
+def test_html_is_self_contained_and_offline(run_dir: Path) -> None:
+    html = build_explorer_html(run_dir)
+    assert html.startswith("<!doctype html>")
+    assert not re.search(r'(src|href)\s*=\s*["\']?(https?:)?//', html), "external resource reference"
+    assert "Content-Security-Policy" in html
+    # only one </script> per script element: the data cannot close its element early
+    assert html.count("</script>") == 2
+    payload = embedded_payload(html)
+    assert payload["points"]["n"] == 1500
+
+
+def test_privacy_no_ids_no_withheld(run_dir: Path) -> None:
+    out = write_explorer(run_dir)
+    assert out == run_dir / "explorer.html"
+    html = out.read_text()
+    for planted in (PLANTED_CONV_PREFIX, PLANTED_ACCOUNT_PREFIX, PLANTED_WITHHELD_NAME, PLANTED_WITHHELD_DESCRIPTION,
+                    PLANTED_TEXT, "078-05-1120", "fewer than 5 accounts"):
+        assert planted not in html, planted
+    store = RunStore(run_dir)
+    internal = store.read_table("clusters").to_pylist()
+    withheld = [c["id"] for c in internal if not c["published"]]
+    assert withheld
+    payload = embedded_payload(html)
+    ids = {c["id"] for c in payload["clusters"]}
+    assert not ids & set(withheld)
+    for cid in withheld:
+        assert f'"{cid}"' not in html
+    # nothing but allow-listed keys
+    allowed = {"id", "level", "parent", "kind", "name", "description", "size", "accounts", "share", "children",
+               "x", "y", "audit", "facets", "timeline"}
+    for c in payload["clusters"]:
+        assert set(c) <= allowed
+    assert set(payload["points"]) == {"n", "bounds", "index", "x", "y", "levels"}
+    # the internal conversation ids are present in the run dir (so the check above means something)
+    assert store.read_table("conversations").column("conv_id")[0].as_py().startswith(PLANTED_CONV_PREFIX)
+
+
+def test_allow_list_drops_unexpected_fields(tmp_path: Path) -> None:
+    run = make_run(tmp_path, n_points=300, levels=2, seed=3)
+    store = RunStore(run)
+    agg = store.read_json("aggregates")
+    agg["clusters"][0]["examples"] = [PLANTED_CONV_PREFIX + "leak"]
+    agg["clusters"][0]["facets"]["language"]["extra"] = {"nested": PLANTED_ACCOUNT_PREFIX}
+    agg["run"]["input_path"] = "/home/someone/" + PLANTED_TEXT
+    agg["clusters"].append({"id": "hidden", "level": 0, "parent": None, "kind": "cluster", "published": False,
+                            "name": PLANTED_WITHHELD_NAME, "description": "", "size": 3, "children": []})
+    store.write_json("aggregates", agg)
+    html = build_explorer_html(run)
+    for planted in (PLANTED_CONV_PREFIX, PLANTED_ACCOUNT_PREFIX, PLANTED_TEXT, PLANTED_WITHHELD_NAME):
+        assert planted not in html
+
+
+def test_points_are_reordered(run_dir: Path) -> None:
+    """Row order of the shipped points must not follow the internal tables' order."""
+    payload = build_payload(run_dir)
+    _, _, levels = decode(payload)
+    top = levels[0].astype(np.int64)
+    assert np.all(np.diff(top) >= 0), "points sorted by cluster"
+
+
+def test_hostile_names_are_inert_in_the_markup(run_dir: Path) -> None:
+    html = build_explorer_html(run_dir)
+    assert HOSTILE_NAME not in html  # "<" is escaped inside the JSON
+    payload = embedded_payload(html)
+    assert HOSTILE_NAME in {c["name"] for c in payload["clusters"]}
+    # no data reaches the page through innerHTML
+    js = html[html.index("<script>"):]
+    assert "innerHTML" not in js and "insertAdjacentHTML" not in js and "document.write" not in js
+
+
+def test_unavailable_concerning(tmp_path: Path) -> None:
+    run = make_run(tmp_path, n_points=400, levels=2, seed=2, with_concerning=False)
+    payload = build_payload(run)
+    assert "concerning" in payload["facets_unavailable"]
+    assert all("concerning" not in c["facets"] for c in payload["clusters"])
+
+
+def test_missing_aggregates_is_a_clear_error(tmp_path: Path) -> None:
+    from convoscope.errors import ConvoscopeError
+
+    RunStore(tmp_path, create=True).update_manifest(stages={})
+    with pytest.raises(ConvoscopeError, match="aggregates"):
+        build_explorer_html(tmp_path)
+    with pytest.raises(ConvoscopeError):
+        build_explorer_html(tmp_path / "nope")
+
+
+def test_size_at_20k_is_mailable(tmp_path: Path) -> None:
+    run = make_run(tmp_path, n_points=20000, levels=3, seed=0)
+    size = len(build_explorer_html(run).encode())
+    assert size < 600_000, size
+
+
+def test_server_serves_page_and_data_only(run_dir: Path) -> None:
+    srv = make_server(run_dir, port=0)
+    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t.start()
+    try:
+        host, port = srv.server_address[:2]
+        assert host == "127.0.0.1"
+        base = f"http://127.0.0.1:{port}"
+        page = urllib.request.urlopen(base + "/").read().decode()
+        assert 'id="explorer-data-url"' in page and 'id="explorer-data"' not in page
+        req = urllib.request.Request(base + "/data.json", headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(req) as r:
+            assert r.headers["Content-Encoding"] == "gzip"
+            data = json.loads(gzip.decompress(r.read()))
+        assert data["points"]["n"] == 1500
+        for path in ("/points.parquet", "/conversations.parquet", "/manifest.json", "/../x", "/explorer.html"):
+            with pytest.raises(urllib.error.HTTPError) as e:
+                urllib.request.urlopen(base + path)
+            assert e.value.code == 404
+    finally:
+        srv.shutdown()
+        srv.server_close()

@@ -1,0 +1,231 @@
+"""The explorer in headless Chromium: offline load, tree, map, search, selection, URL state, serve."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from convoscope.explorer import make_server, write_explorer
+from fakes.run_fixture import HOSTILE_NAME, make_run
+
+CHROMIUM = "/usr/bin/chromium"
+pytestmark = pytest.mark.browser
+
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:  # pragma: no cover
+    sync_playwright = None
+
+if sync_playwright is None:
+    pytest.skip("playwright is not installed (pip install playwright)", allow_module_level=True)
+if not os.path.exists(CHROMIUM):
+    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
+
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update"]
+
+NONBLANK_JS = """() => { const c = document.getElementById('map');
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+  for (let i = 0; i < d.length; i += 4) if (d[i] !== 255 || d[i+1] !== 255 || d[i+2] !== 255) n++; return n; }"""
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return make_run(tmp_path_factory.mktemp("brun"), n_points=3000, levels=3, seed=0)
+
+
+@pytest.fixture(scope="module")
+def html_url(run_dir: Path) -> str:
+    return write_explorer(run_dir).resolve().as_uri()
+
+
+class Recorder:
+    def __init__(self, page):
+        self.errors: list[str] = []
+        self.requests: list[str] = []
+        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+        page.on("request", lambda r: self.requests.append(r.url))
+
+
+def open_page(chromium, url: str):
+    page = chromium.new_page(viewport={"width": 1280, "height": 800})
+    rec = Recorder(page)
+    page.goto(url)
+    page.wait_for_function("() => window.__explorerReady", timeout=15000)
+    return page, rec
+
+
+def panel_title(page) -> str:
+    return page.locator("#panel-title").inner_text().replace("withheld bucket", "").strip()
+
+
+def cluster_name(page, cid: str) -> str:
+    return page.evaluate("(id) => window.__explorer.clusters().find((c) => c.id === id).name", cid)
+
+
+def test_loads_offline_and_draws(chromium, html_url: str) -> None:
+    page, rec = open_page(chromium, html_url)
+    try:
+        assert rec.errors == []
+        bad = [u for u in rec.requests if urlparse(u).scheme not in ("file", "data")]
+        assert bad == [], bad
+        assert page.locator("#tree > li[role=treeitem]").count() >= 6
+        assert page.locator("#tree li.other .badge").inner_text() == "withheld"
+        assert page.evaluate(NONBLANK_JS) > 500
+        assert page.evaluate("window.__explorer.labelsShown().length") >= 3
+        # hostile markup in a name is text, never markup
+        assert page.evaluate("window.__pwned") is None
+        assert page.locator("img").count() == 0
+        page.fill("#search", "Tags & \"quotes\"")
+        page.press("#search", "Enter")
+        page.wait_for_timeout(200)
+        assert panel_title(page) == HOSTILE_NAME
+        assert page.evaluate("window.__pwned") is None
+        assert rec.errors == []
+    finally:
+        page.close()
+
+
+def test_search_highlights_tree_and_map(chromium, html_url: str) -> None:
+    page, rec = open_page(chromium, html_url)
+    try:
+        page.fill("#search", "data analysis")
+        page.wait_for_function("() => document.getElementById('search-count').textContent !== ''")
+        page.wait_for_timeout(100)
+        assert page.locator("#search-count").inner_text().endswith("clusters")
+        marks = page.locator("#tree mark")
+        assert marks.count() >= 1 and marks.first.inner_text().lower() == "data analysis"
+        assert page.locator("#tree li.hit").count() >= 1
+        shown = page.evaluate("window.__explorer.labelsShown()")
+        names = [cluster_name(page, c) for c in shown]
+        assert any("Data analysis" in n for n in names)
+        assert rec.errors == []
+    finally:
+        page.close()
+
+
+def test_tree_click_and_keyboard_select(chromium, html_url: str) -> None:
+    page, rec = open_page(chromium, html_url)
+    try:
+        first = page.locator("#tree > li[role=treeitem]").first
+        name = first.get_attribute("aria-label").split(",")[0]
+        first.locator(":scope > .row .name").click()
+        assert panel_title(page) == name
+        assert first.get_attribute("aria-selected") == "true"
+        assert first.get_attribute("aria-expanded") == "true"
+        # the panel: stats, children, facets, unavailable facet, timeline
+        panel = page.locator("#panel")
+        assert "Conversations" in panel.inner_text()
+        assert "unavailable: field not present in the input" in panel.inner_text()
+        assert panel.locator(".bars").count() >= 1 and panel.locator(".hist").count() >= 1
+        assert panel.locator(".timeline svg").count() == 1
+        # keyboard: ArrowDown goes to the first child, Enter selects it
+        page.keyboard.press("ArrowDown")
+        focused = page.evaluate("document.activeElement.dataset.id")
+        page.keyboard.press("Enter")
+        child_name = cluster_name(page, focused)
+        assert panel_title(page) == child_name
+        assert page.locator(f'#tree li[data-id="{focused}"]').get_attribute("aria-selected") == "true"
+        # the parent link in the panel goes back up
+        page.locator("#panel .crumbs .linkbtn").first.click()
+        assert panel_title(page) == name
+        assert rec.errors == []
+    finally:
+        page.close()
+
+
+def test_map_click_selects_cluster(chromium, html_url: str) -> None:
+    page, rec = open_page(chromium, html_url)
+    try:
+        shown = page.evaluate("window.__explorer.labelsShown()")
+        target = next(c for c in shown if not c.startswith("other"))
+        sx, sy = page.evaluate("(id) => window.__explorer.screenOf(id)", target)
+        box = page.locator("#map").bounding_box()
+        page.mouse.move(box["x"] + sx, box["y"] + sy)
+        page.wait_for_timeout(50)
+        assert not page.locator("#tooltip").is_hidden()
+        page.mouse.click(box["x"] + sx, box["y"] + sy)
+        page.wait_for_timeout(100)
+        assert panel_title(page) == cluster_name(page, target)
+        assert page.locator(f'#tree li[data-id="{target}"]').get_attribute("aria-selected") == "true"
+        # zooming in reveals finer labels
+        before = page.evaluate("window.__explorer.labelsShown()")
+        for _ in range(3):
+            page.mouse.wheel(0, -500)
+            page.wait_for_timeout(50)
+        page.wait_for_timeout(100)
+        assert page.evaluate("window.__explorer.state.k") > 4
+        after = page.evaluate("window.__explorer.labelsShown()")
+        levels = page.evaluate("(ids) => ids.map((id) => window.__explorer.clusters().find((c) => c.id === id).level)", after)
+        assert max(levels) >= 1, (before, after)
+        assert rec.errors == []
+    finally:
+        page.close()
+
+
+def test_url_state_round_trips(chromium, html_url: str) -> None:
+    page, rec = open_page(chromium, html_url)
+    try:
+        page.select_option("#colour", "mean:concerning")
+        page.select_option("#filter", "cat:language=Japanese")
+        page.fill("#search", "writing")
+        page.wait_for_timeout(200)
+        sel = page.locator("#tree li.hit").first
+        sel_id = sel.get_attribute("data-id")
+        sel.locator(":scope > .row .name").click()
+        page.click("#zoom-in")
+        page.wait_for_timeout(250)
+        url = page.url
+        state = page.evaluate("({...window.__explorer.state})")
+        assert "#" in url and "c=" in url and "colour=" in url and "q=writing" in url and "z=" in url
+        page2, rec2 = open_page(chromium, url)
+        try:
+            state2 = page2.evaluate("({...window.__explorer.state})")
+            for key in ("k", "cx", "cy"):
+                assert state2.pop(key) == pytest.approx(state.pop(key), rel=1e-3, abs=1e-4)
+            assert state2 == state
+            assert page2.input_value("#colour") == "mean:concerning"
+            assert page2.input_value("#filter") == "cat:language=Japanese"
+            assert page2.input_value("#search") == "writing"
+            assert panel_title(page2) == cluster_name(page2, sel_id)
+            assert page2.locator(f'#tree li[data-id="{sel_id}"]').get_attribute("aria-selected") == "true"
+            assert page2.locator("#legend .grad").count() == 1
+            assert rec2.errors == []
+        finally:
+            page2.close()
+        assert rec.errors == []
+    finally:
+        page.close()
+
+
+def test_serve_loads_data_from_server(chromium, run_dir: Path) -> None:
+    srv = make_server(run_dir, port=0)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        port = srv.server_address[1]
+        page, rec = open_page(chromium, f"http://127.0.0.1:{port}/")
+        try:
+            assert rec.errors == []
+            origins = {f"{urlparse(u).scheme}://{urlparse(u).netloc}" for u in rec.requests if not u.startswith("data:")}
+            assert origins == {f"http://127.0.0.1:{port}"}
+            assert any(u.endswith("/data.json") for u in rec.requests)
+            assert page.locator("#tree > li[role=treeitem]").count() >= 6
+            assert page.evaluate(NONBLANK_JS) > 500
+        finally:
+            page.close()
+    finally:
+        srv.shutdown()
+        srv.server_close()
