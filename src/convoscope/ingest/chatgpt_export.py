@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from convoscope.model import Conversation, Message
+from convoscope.model import Conversation
 
 from .record import RecordContext, RecordError, build, message
 
@@ -42,7 +42,7 @@ def _current_branch(rec: dict[str, Any], mapping: dict[str, Any]) -> list[str]:
     return path
 
 
-def _message(node: dict[str, Any], node_id: str) -> Message | None:
+def _message(node: dict[str, Any], node_id: str) -> dict[str, Any] | None:
     m = node.get("message")
     if m is None:
         return None

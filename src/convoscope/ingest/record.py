@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from convoscope.model import Conversation, Message, ToolCall
+from pydantic import ValidationError
+
+from convoscope.model import Conversation
 
 from .options import IngestOptions
 
@@ -105,15 +107,21 @@ def text_of_parts(parts: list[Any], field: str) -> str:
     return "\n".join(texts)
 
 
-def message(role: str, content: str, name: str | None = None, tool_calls: list[ToolCall] | None = None) -> Message:
-    # Parsers check role and content types themselves (to name the bad field), so skip re-validation.
-    return Message.model_construct(role=role, content=content, name=name, tool_calls=tool_calls)
+def message(role: str, content: str, name: str | None = None, tool_calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A message as a plain dict: `build` validates the whole conversation in one pydantic call, which is
+    faster than constructing each Message (and keeps pydantic as the final check)."""
+    msg: dict[str, Any] = {"role": role, "content": content}
+    if name is not None:
+        msg["name"] = name
+    if tool_calls is not None:
+        msg["tool_calls"] = tool_calls
+    return msg
 
 
 def build(
     rec: dict[str, Any],
     ctx: RecordContext,
-    messages: list[Message],
+    messages: list[dict[str, Any]],
     used: set[str] | frozenset[str],
     *,
     account: Any = None,
@@ -141,13 +149,26 @@ def build(
     for key, value in rec.items():
         if key not in skip and isinstance(value, _SCALARS):
             metadata[key] = value
-    return Conversation.model_construct(
-        id=conv_id,
-        account_id=as_id(account, account_name or "account"),
-        created_at=parse_time(created_at, time_name or "created_at"),
-        messages=messages,
-        metadata=metadata,
-    )
+    data = {
+        "id": conv_id,
+        "account_id": as_id(account, account_name or "account"),
+        "created_at": parse_time(created_at, time_name or "created_at"),
+        "messages": messages,
+        "metadata": metadata,
+    }
+    try:
+        return Conversation.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise RecordError(first["msg"], _loc(first["loc"])) from None
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    """("messages", 2, "content") -> "messages[2].content", the notation the parsers use."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
 def require_list(rec: dict[str, Any], field: str) -> list[Any]:
