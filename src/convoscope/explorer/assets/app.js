@@ -641,8 +641,13 @@
       ctx.font = (c.level < deep ? '600 ' : (c.level === 0 ? '650 ' : '550 ')) + fs + 'px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
       let text = c.name.length > 42 ? c.name.slice(0, 40) + '…' : c.name;
       const w = ctx.measureText(text).width, h = fs + 4;
-      const box = [sx - w / 2 - 3, sy - h / 2, sx + w / 2 + 3, sy + h / 2];
-      if (i !== S.sel && placed.some((b) => !(box[2] < b[0] || box[0] > b[2] || box[3] < b[1] || box[1] > b[3]))) continue;
+      // try the centroid, then just above / below it
+      let box = null, ly = sy;
+      for (const dy of (i === S.sel ? [0] : [0, -(h + 2), h + 2])) {
+        const bx = [sx - w / 2 - 3, sy + dy - h / 2, sx + w / 2 + 3, sy + dy + h / 2];
+        if (i === S.sel || !placed.some((b) => !(bx[2] < b[0] || bx[0] > b[2] || bx[3] < b[1] || bx[1] > b[3]))) { box = bx; ly = sy + dy; break; }
+      }
+      if (!box) continue;
       placed.push(box); labels.push({ i, box });
       const dimmed = (anySel && i !== S.sel && !isAncestorOrSelf(i, S.sel)) || (S.filter && !filterMatchTree(i)) || (q && !searchRel.has(i));
       ctx.globalAlpha = dimmed ? 0.45 : (isTopOfView ? 0.8 : 1);
@@ -650,9 +655,9 @@
       if (i === S.sel) { ctx.fillStyle = '#1d1f23'; ctx.fillRect(box[0], box[1], box[2] - box[0], box[3] - box[1]); }
       ctx.textAlign = 'center'; ctx.textBaseline = 'middle';
       ctx.lineJoin = 'round'; ctx.lineWidth = 3.5; ctx.strokeStyle = 'rgba(255,255,255,0.9)';
-      if (i !== S.sel) ctx.strokeText(text, sx, sy);
+      if (i !== S.sel) ctx.strokeText(text, sx, ly);
       ctx.fillStyle = i === S.sel ? '#ffffff' : (c.kind === 'other' ? '#555' : '#1d1f23');
-      ctx.fillText(text, sx, sy);
+      ctx.fillText(text, sx, ly);
     }
     ctx.restore();
   }
@@ -796,6 +801,7 @@
     screenOf: (id) => { const i = byId.get(id); return i === undefined || !centroid[i] ? null : toScreen(centroid[i][0], centroid[i][1]); },
     labelsShown: () => labels.map((l) => C[l.i].id),
     clusters: () => C.map((c) => ({ id: c.id, level: c.level, name: c.name })),
+    timeDraw: (k) => { if (k) S.k = k; const t = performance.now(); drawPoints(); drawLabels(); return performance.now() - t; },
   };
   boot();
 })();
