@@ -251,3 +251,18 @@ def test_report_to_dict_is_json(tmp_path):
     _, report = read(path)
     d = orjson.loads(orjson.dumps(report.to_dict()))
     assert d["conversations"] == 1 and d["format"] == "prompt" and d["missing_account"] is True
+
+
+def test_single_pretty_printed_object(tmp_path):
+    path = write_json(tmp_path / "one.json", {"id": "solo", "messages": [{"role": "user", "content": "x"}]})
+    convs, report = read(path)
+    assert [c.id for c in convs] == ["solo"] and report.format == "openai"
+
+
+def test_gzipped_csv(tmp_path):
+    import gzip
+
+    path = tmp_path / "rows.csv.gz"
+    path.write_bytes(gzip.compress(b"conversation_id,role,content\n7,user,a\n7,assistant,b\n"))
+    (c,), report = read(path)
+    assert c.id == "7" and [m.role for m in c.messages] == ["user", "assistant"] and report.format == "csv"
