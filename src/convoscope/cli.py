@@ -1,0 +1,254 @@
+"""Command line: `convoscope run | demo | validate | report | explore | serve | estimate | config | eval | analyze | compare`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from convoscope.errors import ConvoscopeError
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
+                  help="Privacy-preserving insights into how an AI assistant is used (an open implementation of Anthropic's Clio).")
+err = Console(stderr=True)
+out = Console()
+
+ConfigOpt = typer.Option(None, "--config", "-c", help="TOML config file (see `convoscope config --show`).", exists=False)
+FormatOpt = typer.Option(None, "--format", "-f", help="Input format; detected from the content when omitted.")
+
+
+def _ingest_overrides(fmt: str | None, skip_invalid: bool | None, account_field: str | None = None, time_field: str | None = None) -> dict[str, Any]:
+    return {"ingest.format": fmt, "ingest.skip_invalid": True if skip_invalid else None,
+            "ingest.account_field": account_field, "ingest.time_field": time_field}
+
+
+def _load(config: Optional[Path], overrides: dict[str, Any]):
+    from convoscope.config import load_config
+
+    return load_config(config, overrides)
+
+
+def _print_run_summary(store) -> None:
+    m = store.manifest
+    ingest = m["stages"]["ingest"]["report"]
+    agg = store.read_json("aggregates")
+    run = agg["run"]
+    err.print(f"[green]Done[/] in {m.get('seconds', 0):.1f}s: {run['conversations']:,} conversations, {run['accounts']:,} accounts, "
+              f"{run['levels']} levels, {sum(1 for c in agg['clusters'] if c['kind'] == 'cluster')} published clusters, "
+              f"{agg['withheld']['clusters']} withheld ({agg['withheld']['conversations']:,} conversations in 'other').")
+    if ingest.get("duplicates"):
+        err.print(f"  removed {ingest['duplicates']:,} exact duplicate conversations")
+    usage = m.get("llm_usage")
+    if usage:
+        total = usage.get("total", usage)
+        err.print(f"  LLM: {total.get('calls', 0):,} calls ({total.get('cached_calls', 0):,} from cache), "
+                  f"{total.get('input_tokens', 0):,} tokens in, {total.get('output_tokens', 0):,} out, ${total.get('cost_usd', 0):.4f}")
+    err.print(f"  run directory: {store.root}")
+
+
+@app.command()
+def run(
+    input: Path = typer.Argument(..., help="Conversations: a file or a directory (JSONL, JSON, CSV, Parquet, .gz)."),
+    out_dir: Path = typer.Option(Path("runs/latest"), "--out", "-o", help="Run directory (created; re-runs resume)."),
+    config: Optional[Path] = ConfigOpt,
+    fmt: Optional[str] = FormatOpt,
+    llm: Optional[str] = typer.Option(None, "--llm", help="Backend for every LLM role, e.g. anthropic:claude-3-5-haiku-latest, openai:gpt-4o-mini, openai:MODEL@http://localhost:8000/v1, llamacpp:/path/model.gguf, or none (extractive)."),
+    naming_llm: Optional[str] = typer.Option(None, "--naming-llm", help="A stronger backend for naming and the hierarchy."),
+    auditor_llm: Optional[str] = typer.Option(None, "--auditor-llm", help="Backend for the privacy auditor."),
+    embedding: Optional[str] = typer.Option(None, "--embedding", help="Embedding model (default: use-multilingual, bundled)."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip malformed records (counted and reported) instead of stopping."),
+    account_field: Optional[str] = typer.Option(None, "--account-field", help="Input field holding the account (user) id."),
+    time_field: Optional[str] = typer.Option(None, "--time-field", help="Input field holding the creation time."),
+    screener: Optional[str] = typer.Option(None, "--screen", help="Yes/no question selecting the conversations to analyse (needs --llm)."),
+    max_cost: Optional[float] = typer.Option(None, "--max-cost", help="Stop cleanly before spending more than this many USD."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the LLM/embedding cache."),
+    min_accounts: Optional[int] = typer.Option(None, "--min-accounts", help="Privacy threshold: distinct accounts per published cluster (default 5)."),
+    min_conversations: Optional[int] = typer.Option(None, "--min-conversations", help="Privacy threshold: conversations per published cluster (default 15)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Run the whole pipeline: ingest, facets, embeddings, clusters, names, hierarchy, privacy gates, map."""
+    from convoscope.pipeline import run_pipeline
+
+    overrides = _ingest_overrides(fmt, skip_invalid, account_field, time_field)
+    overrides.update({"llm.facets": llm, "llm.naming": naming_llm, "llm.auditor": auditor_llm, "embedding.model": embedding,
+                      "facets.screener": screener, "llm.max_cost_usd": max_cost, "llm.cache": False if no_cache else None,
+                      "embedding.cache": False if no_cache else None, "privacy.min_accounts": min_accounts,
+                      "privacy.min_conversations": min_conversations})
+    cfg = _load(config, overrides)
+    store = run_pipeline(input, out_dir, cfg, console=err, show_progress=not quiet)
+    _print_run_summary(store)
+    err.print(f"  next: convoscope report {out_dir}   |   convoscope explore {out_dir}")
+
+
+@app.command()
+def demo(
+    out_dir: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Run directory for the demo."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Run the pipeline on the bundled demo data (real hh-rlhf and Arena-Hard conversations), with no API key and no server, and write the explorer."""
+    from convoscope.config import Config
+    from convoscope.explorer import write_explorer
+    from convoscope.pipeline import run_pipeline
+
+    data = resources.files("convoscope").joinpath("data/demo.jsonl.gz")
+    with resources.as_file(data) as path:
+        err.print(f"Demo: {path.name} (3,062 real conversations, extractive mode: no LLM, bundled embedding model)")
+        store = run_pipeline(path, out_dir, Config(), console=err, show_progress=not quiet)
+    _print_run_summary(store)
+    html = write_explorer(Path(out_dir))
+    err.print(f"  explorer: {html}  (open it in a browser; it works offline)")
+    err.print(f"  report:   convoscope report {out_dir}")
+
+
+@app.command()
+def validate(
+    input: Path = typer.Argument(..., help="File or directory to check."),
+    fmt: Optional[str] = FormatOpt,
+    config: Optional[Path] = ConfigOpt,
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Count malformed records instead of stopping at the first."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+) -> None:
+    """Read every conversation and report format, counts, duplicates and invalid records. Exit 0 when valid, 1 when not."""
+    from convoscope.ingest import validate_input
+
+    cfg = _load(config, _ingest_overrides(fmt, True))
+    try:
+        report = validate_input(input, cfg.ingest)
+    except ConvoscopeError as e:
+        if as_json:
+            print(json.dumps({"valid": False, "error": str(e), "format": fmt, "conversations": 0, "invalid": 1, "duplicates": 0}))
+            raise typer.Exit(1)
+        raise
+    data = report.to_dict()
+    valid = data.get("invalid", 0) == 0 and data.get("conversations", 0) > 0
+    if as_json:
+        print(json.dumps({"valid": valid, **data}, default=str))
+    else:
+        table = Table(show_header=False, box=None)
+        for key, value in data.items():
+            table.add_row(key, str(value))
+        out.print(table)
+        out.print("[green]valid[/]" if valid else "[red]invalid[/]")
+    raise typer.Exit(0 if valid else 1)
+
+
+@app.command()
+def report(
+    run_dir: Path = typer.Argument(..., help="Run directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    depth: int = typer.Option(2, "--depth", help="Levels of the tree to print."),
+) -> None:
+    """Print the published hierarchy: names, sizes, shares and facet breakdowns."""
+    from convoscope.report import print_report, report_json
+
+    from convoscope.store import RunStore
+
+    store = RunStore(run_dir)
+    if as_json:
+        print(json.dumps(report_json(store), indent=2, default=str))
+    else:
+        print_report(store, out, depth=depth)
+
+
+@app.command()
+def explore(
+    run_dir: Path = typer.Argument(..., help="Run directory."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="HTML file to write (default: RUN/explorer.html)."),
+) -> None:
+    """Write the explorer: one self-contained, offline HTML file (map, tree, cluster panel, search)."""
+    from convoscope.explorer import write_explorer
+    from convoscope.store import RunStore
+
+    RunStore(run_dir)
+    path = write_explorer(run_dir, output)
+    err.print(f"explorer written to {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+@app.command()
+def serve(
+    run_dir: Path = typer.Argument(..., help="Run directory."),
+    port: int = typer.Option(8765, "--port", "-p"),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (default: this machine only)."),
+    no_browser: bool = typer.Option(False, "--no-browser", help="Do not open a browser."),
+) -> None:
+    """Serve the explorer from the run directory (for runs too large to inline)."""
+    from convoscope.explorer import serve as serve_explorer
+    from convoscope.store import RunStore
+
+    RunStore(run_dir)
+    serve_explorer(run_dir, port=port, host=host, open_browser=not no_browser)
+
+
+@app.command()
+def estimate(
+    input: Path = typer.Argument(..., help="Conversations to estimate for."),
+    llm: str = typer.Option(..., "--llm", help="Backend spec to price."),
+    naming_llm: Optional[str] = typer.Option(None, "--naming-llm"),
+    config: Optional[Path] = ConfigOpt,
+    fmt: Optional[str] = FormatOpt,
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Count tokens and estimate calls, cost and time of an LLM run, without calling anything."""
+    from convoscope.ingest import read_conversations
+    from convoscope.llm import CallPlan
+    from convoscope.llm import estimate as estimate_cost
+
+    cfg = _load(config, {**_ingest_overrides(fmt, None), "llm.facets": llm, "llm.naming": naming_llm})
+    plan = CallPlan(max_conversation_tokens=cfg.facets.max_conversation_tokens, conversations_per_cluster=cfg.cluster.conversations_per_cluster,
+                    facet_calls_per_conversation=(4 + len(cfg.facets.custom)) if cfg.facets.per_facet_calls else 1, screen=bool(cfg.facets.screener))
+    result = estimate_cost(read_conversations(input, cfg.ingest), cfg.llm, plan)
+    if as_json:
+        print(json.dumps(result, indent=2, default=str))
+        return
+    table = Table(title=f"Estimate for {input} with {llm}")
+    for col in ("stage", "calls", "input tokens", "output tokens", "cost (USD)"):
+        table.add_column(col, justify="right" if col != "stage" else "left")
+    for name, s in result["stages"].items():
+        table.add_row(name, f"{s['calls']:,}", f"{s['input_tokens']:,}", f"{s['output_tokens']:,}", f"{s['cost_usd']:.2f}" if s.get("cost_usd") is not None else "unknown")
+    out.print(table)
+    for key in ("conversations", "calls", "cost_usd", "seconds", "token_counter", "notes"):
+        if key in result:
+            out.print(f"{key}: {result[key]}")
+
+
+@app.command("config")
+def config_cmd(
+    show: bool = typer.Option(False, "--show", help="Print every setting with its default (or value) and meaning."),
+    config: Optional[Path] = ConfigOpt,
+) -> None:
+    """Show the settings (defaults, or the values from a config file)."""
+    from convoscope.config import describe_settings
+
+    cfg = _load(config, {})
+    table = Table(title="convoscope settings" + (f" ({config})" if config else " (defaults)"))
+    table.add_column("setting", style="bold")
+    table.add_column("value")
+    table.add_column("meaning")
+    values = cfg.model_dump(mode="json")
+    for dotted, default, meaning in describe_settings():
+        node: Any = values
+        for part in dotted.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        table.add_row(dotted, json.dumps(node) if config else default, meaning)
+    out.print(table)
+
+
+def main() -> None:
+    try:
+        app()
+    except ConvoscopeError as e:
+        err.print(f"[red]error:[/] {e}", highlight=False)
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]: finished work is saved; run the same command again to resume")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

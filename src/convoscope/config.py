@@ -1,0 +1,151 @@
+"""The one validated configuration object. Defaults are the paper's values where it gives them.
+
+Loaded from TOML (`--config FILE`), then overridden by command-line flags. Every field has a
+description; `convoscope config --show` prints them all.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from convoscope.errors import ConfigError
+from convoscope.ingest import IngestOptions
+from convoscope.llm.settings import LLMSettings
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class CustomFacet(_Section):
+    """A facet the user defines: a question answered by the LLM for every conversation."""
+
+    name: str = Field(description="Column name, e.g. 'sentiment' (letters, digits, underscores).", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    question: str = Field(description="The question asked about each conversation.")
+    type: Literal["text", "category", "number"] = Field("text", description="Open text, one category from `choices`, or a number in [min, max].")
+    choices: list[str] | None = Field(None, description="Allowed answers for a category facet.")
+    min: float | None = Field(None, description="Lowest allowed value for a number facet.")
+    max: float | None = Field(None, description="Highest allowed value for a number facet.")
+
+    @model_validator(mode="after")
+    def _check_type(self) -> "CustomFacet":
+        if self.type == "category" and not self.choices:
+            raise ValueError(f"facet '{self.name}': a category facet needs `choices`")
+        if self.type == "number" and (self.min is None or self.max is None or self.min >= self.max):
+            raise ValueError(f"facet '{self.name}': a number facet needs `min` < `max`")
+        return self
+
+
+class FacetSettings(_Section):
+    hierarchy_facet: str = Field("request", description="Open-text facet the clusters and hierarchy are built on: request, task, or a custom text facet.")
+    custom: list[CustomFacet] = Field(default_factory=list, description="User-defined facets ([[facets.custom]] tables in TOML).")
+    per_facet_calls: bool = Field(False, description="One LLM call per facet (the paper's cost model) instead of one call for all facets.")
+    max_conversation_tokens: int = Field(6000, ge=200, description="Token budget for the conversation shown to the facet model; longer ones keep their start and end (rule recorded in the manifest).")
+    screener: str | None = Field(None, description="Optional yes/no question; only conversations answered 'yes' are analysed (needs an LLM).")
+    extractive_max_chars: int = Field(1000, ge=50, description="Extractive mode: characters of the user's messages embedded per conversation.")
+
+
+class EmbeddingSettings(_Section):
+    model: str = Field("use-multilingual", description="'use-multilingual' (embedded default, numpy), 'minilm' (needs torch), 'st:NAME_OR_PATH' (sentence-transformers), or 'openai:MODEL@BASE_URL' (an embeddings endpoint).")
+    batch_size: int = Field(256, ge=1, description="Texts per embedding batch.")
+    cache: bool = Field(True, description="Cache vectors on disk by text hash and model (in the LLM cache directory).")
+
+
+class ClusterSettings(_Section):
+    conversations_per_cluster: int = Field(100, ge=5, description="Base k = conversations / this (the paper costs about 100 per cluster).")
+    min_clusters: int = Field(2, ge=2, description="Lower bound on base k.")
+    max_clusters: int = Field(5000, ge=2, description="Upper bound on base k.")
+
+
+class HierarchySettings(_Section):
+    levels: int | None = Field(None, ge=1, le=6, description="Number of levels including the base; default 3 when there are at least 60 base clusters, else 2.")
+    top_clusters: int | None = Field(None, ge=2, description="Wanted number of top-level clusters; default about sqrt(base k), between 5 and 30.")
+    neighbourhood_size: int = Field(40, ge=5, description="LLM mode: clusters per neighbourhood when proposing parents.")
+
+
+class PrivacySettings(_Section):
+    min_accounts: int = Field(5, ge=1, description="A cluster is published only with at least this many distinct accounts.")
+    min_conversations: int = Field(15, ge=1, description="... and at least this many conversations.")
+    min_audit_score: int = Field(3, ge=1, le=5, description="LLM mode: the privacy auditor's lowest passing rating (1 identifies individuals ... 5 fully general).")
+    scrub_identifiers: bool = Field(True, description="Mask e-mails, phone numbers, card numbers, IPs and URLs before any model sees the text.")
+    include_raw_text: bool = Field(False, description="Store raw conversation text in the run directory (never in the explorer). Off by default.")
+
+
+class MapSettings(_Section):
+    n_neighbors: int = Field(15, ge=2, description="UMAP neighbours (the paper: 15).")
+    min_dist: float = Field(0.0, ge=0.0, description="UMAP min_dist (the paper: 0).")
+    fit_sample: int = Field(20000, ge=100, description="UMAP is fitted on at most this many points; the rest are transformed.")
+
+
+class Config(_Section):
+    ingest: IngestOptions = Field(default_factory=IngestOptions)
+    llm: LLMSettings = Field(default_factory=LLMSettings)
+    facets: FacetSettings = Field(default_factory=FacetSettings)
+    embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
+    hierarchy: HierarchySettings = Field(default_factory=HierarchySettings)
+    privacy: PrivacySettings = Field(default_factory=PrivacySettings)
+    map: MapSettings = Field(default_factory=MapSettings)
+    seed: int = Field(0, description="Seed for every random choice (k-means, sampling, UMAP).")
+
+    @property
+    def llm_mode(self) -> bool:
+        return self.llm.enabled
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"{source}: {where}: {e['msg']}")
+    return "; ".join(lines)
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Load TOML (if given), apply dotted overrides like {"llm.facets": "openai:gpt-4o-mini"}, validate."""
+    data: dict[str, Any] = {}
+    source = "config"
+    if path is not None:
+        p = Path(path)
+        source = str(p)
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{p}: config file not found") from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{p}: invalid TOML: {e}") from None
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = data
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(e, source)) from None
+
+
+def describe_settings(model: type[BaseModel] = Config, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted name, default, meaning) for every setting, for `convoscope config --show`."""
+    rows: list[tuple[str, str, str]] = []
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        dotted = f"{prefix}{name}"
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            rows.extend(describe_settings(ann, dotted + "."))
+            continue
+        default = field.get_default(call_default_factory=True)
+        rows.append((dotted, repr(default), field.description or ""))
+    return rows

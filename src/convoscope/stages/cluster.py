@@ -1,0 +1,57 @@
+"""Stage 4: base clusters by k-means over the embeddings (the paper found k-means better than HDBSCAN
+and agglomerative clustering). k follows the data size: conversations / `conversations_per_cluster`
+(the paper costs its pipeline at about 100 conversations per cluster), bounded by the settings."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pyarrow as pa
+from sklearn.cluster import KMeans, MiniBatchKMeans
+
+from convoscope.config import ClusterSettings
+from convoscope.context import RunContext
+from convoscope.store import fingerprint
+
+STAGE = "cluster"
+# Above this many points full k-means gets slow on two cores; mini-batch k-means is within a point of it.
+FULL_KMEANS_MAX_POINTS = 30_000
+
+
+def choose_k(n: int, settings: ClusterSettings) -> int:
+    k = round(n / settings.conversations_per_cluster)
+    k = max(settings.min_clusters, min(settings.max_clusters, k))
+    return max(1, min(k, n))
+
+
+def kmeans(vectors: np.ndarray, k: int, seed: int, sample_weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and L2-normalised centroids (spherical k-means on unit vectors)."""
+    if k >= len(vectors):
+        return np.arange(len(vectors)), vectors.copy()
+    if len(vectors) > FULL_KMEANS_MAX_POINTS:
+        model = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=max(4096, 3 * k), max_no_improvement=20)
+    else:
+        model = KMeans(n_clusters=k, random_state=seed, n_init=3)
+    labels = model.fit_predict(vectors, sample_weight=sample_weight)
+    centroids = model.cluster_centers_.astype(np.float32)
+    centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+    return labels.astype(np.int64), centroids
+
+
+def run_cluster(ctx: RunContext, upstream: str) -> str:
+    config = ctx.config
+    fp = fingerprint(STAGE, upstream, config.cluster.model_dump(), config.seed)
+    if ctx.store.stage_complete(STAGE, fp):
+        return fp
+    started = time.perf_counter()
+    vectors = np.asarray(ctx.store.read_array("embeddings", mmap=False))
+    k = choose_k(len(vectors), config.cluster)
+    with ctx.console.status(f"k-means: {len(vectors):,} conversations into {k} base clusters"):
+        labels, centroids = kmeans(vectors, k, config.seed)
+    conv_ids = ctx.store.read_table("facets", columns=["conv_id"]).column("conv_id")
+    table = pa.table({"conv_id": conv_ids, "cluster": pa.array(labels, type=pa.int32())})
+    artifacts = [ctx.store.write_table("base_assignments", table), ctx.store.write_array("base_centroids", centroids)]
+    ctx.store.mark_complete(STAGE, fp, artifacts, seconds=time.perf_counter() - started, k=int(k),
+                            rule=f"k = conversations / {config.cluster.conversations_per_cluster}, within [{config.cluster.min_clusters}, {config.cluster.max_clusters}]")
+    return fp

@@ -1,0 +1,231 @@
+"""Stage 2: facets. One row per analysed conversation.
+
+LLM mode: the Clio facets (Request, Task, Language, Concerning, and the user's custom facets) come
+from one call per conversation by default (the paper pays once per facet; we pay once), or one call
+per facet with `facets.per_facet_calls`. Extractive mode: only computed facets (language by langid);
+the LLM facets are recorded as unavailable, never faked.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Iterable
+
+import pyarrow as pa
+
+from convoscope import prompts
+from convoscope.config import Config, CustomFacet
+from convoscope.context import RunContext
+from convoscope.languages import detect_language
+from convoscope.llm.base import ChatMessage, LLMRequest
+from convoscope.model import Conversation
+from convoscope.scrub import scrub
+from convoscope.store import fingerprint
+
+STAGE = "facets"
+REQUEST_OPENING = "The user's overall request for the assistant is to"
+TASK_OPENING = "The task is to"
+TRUNCATION_RULE = "conversations longer than the token budget (4 characters a token) keep their first two thirds and last third of the budget, with a marker in between"
+LLM_BATCH = 256  # conversations per batch of concurrent requests; bounds memory, the cache makes batches resumable
+
+_BUILTIN_QUESTIONS = {
+    "request": (
+        f"What is the user's overall request for the assistant? One or two sentences, starting with \"{REQUEST_OPENING}\". "
+        "Be descriptive but leave out anything that could identify a person, and say clearly if the request is harmful. "
+        f"Examples: \"{REQUEST_OPENING} write a cover letter for a junior accounting job.\" "
+        f"\"{REQUEST_OPENING} explain how to treat a minor burn at home.\""
+    ),
+    "task": (
+        f"What task is the assistant asked to perform? One sentence, starting with \"{TASK_OPENING}\". "
+        f"Example: \"{TASK_OPENING} debug a Python function that parses dates.\""
+    ),
+    "language": "Which natural languages are used in the conversation? Full English names, comma-separated (e.g. \"English, Spanish\"); no programming languages.",
+    "concerning": (
+        "How concerning is this conversation for safety, from 1 to 5? 1: benign. 2: slightly sensitive but fine. "
+        "3: could be misused or touches risky topics. 4: likely harmful intent or content. "
+        "5: explicit threats, serious illegal activity, or severe harm."
+    ),
+}
+
+
+def format_conversation(conv: Conversation, max_tokens: int, *, scrub_text: bool) -> str:
+    """The conversation as the model sees it, cut to the token budget by TRUNCATION_RULE."""
+    parts = []
+    for m in conv.messages:
+        speaker = {"user": "User", "assistant": "Assistant", "system": "System", "tool": "Tool"}[m.role]
+        parts.append(f"{speaker}: {m.content}")
+    text = "\n\n".join(parts)
+    if scrub_text:
+        text = scrub(text)
+    budget = max_tokens * 4
+    if len(text) > budget:
+        head = text[: budget * 2 // 3]
+        tail = text[-(budget // 3) :]
+        text = f"{head}\n\n[... {len(text) - len(head) - len(tail)} characters omitted ...]\n\n{tail}"
+    return text
+
+
+def _custom_schema(facet: CustomFacet) -> dict[str, Any]:
+    if facet.type == "category":
+        return {"type": "string", "enum": list(facet.choices or [])}
+    if facet.type == "number":
+        return {"type": "number", "minimum": facet.min, "maximum": facet.max}
+    return {"type": "string"}
+
+
+def _custom_question(facet: CustomFacet) -> str:
+    if facet.type == "category":
+        return f"{facet.question} Answer with exactly one of: {', '.join(facet.choices or [])}."
+    if facet.type == "number":
+        return f"{facet.question} Answer with a number from {facet.min:g} to {facet.max:g}."
+    return f"{facet.question} At most two sentences, with no detail that could identify anyone."
+
+
+def facet_questions(config: Config) -> dict[str, tuple[str, dict[str, Any]]]:
+    """key -> (question, JSON schema of the answer)."""
+    questions: dict[str, tuple[str, dict[str, Any]]] = {
+        "request": (_BUILTIN_QUESTIONS["request"], {"type": "string"}),
+        "task": (_BUILTIN_QUESTIONS["task"], {"type": "string"}),
+        "language": (_BUILTIN_QUESTIONS["language"], {"type": "string"}),
+        "concerning": (_BUILTIN_QUESTIONS["concerning"], {"type": "integer", "minimum": 1, "maximum": 5}),
+    }
+    for facet in config.facets.custom:
+        questions[facet.name] = (_custom_question(facet), _custom_schema(facet))
+    return questions
+
+
+def _facet_request(conversation_text: str, questions: dict[str, tuple[str, dict[str, Any]]]) -> LLMRequest:
+    numbered = "\n".join(f"{i}. {key}: {q}" for i, (key, (q, _)) in enumerate(questions.items(), 1))
+    schema = {
+        "type": "object",
+        "properties": {key: s for key, (_, s) in questions.items()},
+        "required": list(questions),
+        "additionalProperties": False,
+    }
+    prompt = prompts.render("facets", conversation=conversation_text, questions=numbered, keys=", ".join(questions))
+    return LLMRequest(
+        messages=(ChatMessage("user", prompt),),
+        system=prompts.render("facets_system"),
+        temperature=0.2,
+        max_tokens=200 + 120 * len(questions),
+        json_schema=schema,
+        role="facets",
+        task="facets",
+    )
+
+
+def _with_opening(text: Any, opening: str) -> str | None:
+    if not isinstance(text, str) or not text.strip():
+        return None
+    text = " ".join(text.split())
+    if not text.lower().startswith(opening.lower()):
+        text = f"{opening} {text[0].lower()}{text[1:]}"
+    return text
+
+
+def _first_language(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        return "Unknown"
+    return value.split(",")[0].strip().title() or "Unknown"
+
+
+def _llm_facets(ctx: RunContext, convs: list[Conversation]) -> list[dict[str, Any]]:
+    config = ctx.config
+    questions = facet_questions(config)
+    texts = [format_conversation(c, config.facets.max_conversation_tokens, scrub_text=config.privacy.scrub_identifiers) for c in convs]
+    if config.facets.per_facet_calls:
+        keys = list(questions)
+        requests = [_facet_request(t, {k: questions[k]}) for t in texts for k in keys]
+        responses = ctx.complete_many(requests, description="Facets")
+        merged: list[dict[str, Any]] = []
+        for i in range(len(texts)):
+            row: dict[str, Any] = {"failed": False}
+            for j, key in enumerate(keys):
+                resp = responses[i * len(keys) + j]
+                if resp.failed or not isinstance(resp.parsed, dict):
+                    row["failed"] = True
+                else:
+                    row[key] = resp.parsed.get(key)
+            merged.append(row)
+        return merged
+    responses = ctx.complete_many([_facet_request(t, questions) for t in texts], description="Facets")
+    out = []
+    for resp in responses:
+        if resp.failed or not isinstance(resp.parsed, dict):
+            out.append({"failed": True})
+        else:
+            out.append({**resp.parsed, "failed": False})
+    return out
+
+
+def _batches(items: Iterable[Conversation], size: int) -> Iterable[list[Conversation]]:
+    batch: list[Conversation] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def stage_fingerprint(ctx: RunContext, upstream: str) -> str:
+    c = ctx.config
+    return fingerprint(
+        STAGE, upstream, c.llm.facets if c.llm_mode else "none", c.facets.model_dump(), c.privacy.scrub_identifiers,
+        prompts.load("facets").template if c.llm_mode else None,
+    )
+
+
+def run_facets(ctx: RunContext, upstream: str, selected: set[str] | None) -> str:
+    fp = stage_fingerprint(ctx, fingerprint(upstream, sorted(selected) if selected is not None else None))
+    if ctx.store.stage_complete(STAGE, fp):
+        return fp
+    started = time.perf_counter()
+    config = ctx.config
+    custom_names = [f.name for f in config.facets.custom]
+    cols: dict[str, list] = {k: [] for k in ("conv_id", "request", "task", "language", "concerning", "failed")}
+    for name in custom_names:
+        cols[f"facet.{name}"] = []
+    total = ctx.store.stage_record("ingest")["report"]["conversations"]
+    convs = (c for c in ctx.iter_input() if selected is None or c.id in selected)
+    with ctx.progress() as progress:
+        task = progress.add_task("Facets", total=len(selected) if selected is not None else total)
+        for batch in _batches(convs, LLM_BATCH):
+            llm_rows = _llm_facets(ctx, batch) if config.llm_mode else [None] * len(batch)
+            for conv, row in zip(batch, llm_rows):
+                cols["conv_id"].append(conv.id)
+                if row is None:
+                    cols["request"].append(None)
+                    cols["task"].append(None)
+                    cols["language"].append(detect_language(conv.user_text(" ")))
+                    cols["concerning"].append(None)
+                    cols["failed"].append(False)
+                    for name in custom_names:
+                        cols[f"facet.{name}"].append(None)
+                    continue
+                cols["request"].append(_with_opening(row.get("request"), REQUEST_OPENING))
+                cols["task"].append(_with_opening(row.get("task"), TASK_OPENING))
+                language = _first_language(row.get("language"))
+                cols["language"].append(language if language != "Unknown" else detect_language(conv.user_text(" ")))
+                concern = row.get("concerning")
+                cols["concerning"].append(int(concern) if isinstance(concern, (int, float)) and 1 <= concern <= 5 else None)
+                cols["failed"].append(bool(row.get("failed")))
+                for name in custom_names:
+                    value = row.get(name)
+                    cols[f"facet.{name}"].append(None if value is None else str(value))
+            progress.advance(task, len(batch))
+    table = pa.table(
+        {k: pa.array(v, type=pa.int8() if k == "concerning" else (pa.bool_() if k == "failed" else pa.string())) for k, v in cols.items()}
+    )
+    failed = sum(cols["failed"])
+    if failed:
+        ctx.console.print(f"[yellow]warning:[/] facet extraction failed for {failed} conversations; they are kept with empty facets and counted in the manifest")
+    artifact = ctx.store.write_table("facets", table)
+    ctx.store.mark_complete(
+        STAGE, fp, [artifact], seconds=time.perf_counter() - started,
+        mode="llm" if config.llm_mode else "extractive", failed=failed, rows=table.num_rows,
+        truncation_rule=TRUNCATION_RULE, max_conversation_tokens=config.facets.max_conversation_tokens,
+        unavailable={} if config.llm_mode else {"request": "needs an LLM", "task": "needs an LLM", "concerning": "needs an LLM (run with --llm)"},
+    )
+    return fp

@@ -1,0 +1,268 @@
+"""Stage 6: organise the base clusters into a hierarchy, level by level up to the wanted top size.
+
+Level sizes follow a geometric series between the base count and the top count. LLM mode runs the
+paper's algorithm: neighbourhoods of about 40 clusters, propose parent names per neighbourhood,
+deduplicate them, assign every child with the parent list shuffled, then rename each parent from the
+children it received. Every level is one pass, so the build always terminates with the wanted number
+of levels; every child gets exactly one parent and empty parents are dropped. Extractive mode groups
+cluster centroids by size-weighted k-means and names parents by distinctive terms.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+from convoscope import prompts
+from convoscope.config import Config
+from convoscope.context import RunContext
+from convoscope.keywords import build_keyword_index, class_tfidf, keyword_name, top_terms
+from convoscope.llm.base import ChatMessage, LLMRequest
+from convoscope.stages.cluster import kmeans
+from convoscope.stages.embed import analysis_texts
+from convoscope.stages.naming import NAME_SCHEMA, clean_name
+from convoscope.stages.rows import analysed_rows, distinct_per_group
+from convoscope.store import fingerprint
+
+STAGE = "hierarchy"
+NAMES_SCHEMA = {"type": "object", "properties": {"names": {"type": "array", "items": {"type": "string"}, "minItems": 1}},
+                "required": ["names"], "additionalProperties": False}
+ASSIGN_SCHEMA = {"type": "object", "properties": {"scratchpad": {"type": "string"}, "parent": {"type": "string"}},
+                 "required": ["scratchpad", "parent"], "additionalProperties": False}
+OUTSIDE_NEIGHBOURS = 5  # clusters from outside a neighbourhood shown with it, as in the paper
+
+
+def level_sizes(n_base: int, config: Config) -> list[int]:
+    """Cluster counts from the base up to the top, e.g. [1000, 100, 10]."""
+    h = config.hierarchy
+    top = h.top_clusters or max(5, min(30, round(math.sqrt(n_base))))
+    if n_base <= top:
+        return [n_base]
+    levels = h.levels or (3 if n_base >= 60 else 2)
+    if levels == 1:
+        return [n_base]
+    ratio = (top / n_base) ** (1 / (levels - 1))
+    sizes = [n_base]
+    for level in range(1, levels):
+        size = top if level == levels - 1 else round(n_base * ratio**level)
+        sizes.append(max(1, min(size, sizes[-1] - 1)))
+    return sizes
+
+
+@dataclass
+class Node:
+    id: str
+    name: str
+    description: str
+    members: np.ndarray  # indices of the nodes one level down (or of conversations for base clusters)
+    centroid: np.ndarray = field(repr=False, default=None)
+
+
+def _normalise(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+
+def _group_centroids(children: list[Node], sizes: np.ndarray, n_parents: int, seed: int) -> np.ndarray:
+    centroids = np.vstack([c.centroid for c in children])
+    labels, _ = kmeans(centroids, n_parents, seed, sample_weight=sizes.astype(np.float64))
+    return labels
+
+
+# ---------------------------------------------------------------------------------------------- LLM
+def _names_request(template: str, **values) -> LLMRequest:
+    return LLMRequest(messages=(ChatMessage("user", prompts.render(template, **values)),), system=prompts.render("naming_system"),
+                      temperature=1.0, max_tokens=1500, json_schema=NAMES_SCHEMA, role="naming", task=template)
+
+
+def _describe(node: Node) -> str:
+    return f"{node.name}: {node.description}"
+
+
+def _llm_parents(ctx: RunContext, children: list[Node], desired: int, child_vecs: np.ndarray, embed) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """The paper's propose / dedupe / assign / rename for one level. Returns child->parent labels and parent names."""
+    seed = ctx.config.seed
+    n = len(children)
+    n_hoods = max(1, round(n / ctx.config.hierarchy.neighbourhood_size))
+    hood_labels, hood_centroids = kmeans(child_vecs, n_hoods, seed)
+    # 1. propose candidates per neighbourhood (with a few nearest clusters from outside it)
+    requests = []
+    for h in range(len(hood_centroids)):
+        inside = np.flatnonzero(hood_labels == h)
+        outside = np.flatnonzero(hood_labels != h)
+        near = outside[np.argsort(-(child_vecs[outside] @ hood_centroids[h]))[:OUTSIDE_NEIGHBOURS]] if len(outside) else outside
+        want = max(1, round(desired * len(inside) / n))
+        shown = "\n".join(f"- {_describe(children[i])}" for i in np.concatenate([inside, near]))
+        requests.append(_names_request("propose_parents", clusters=shown, desired=want, low=max(1, math.floor(want * 0.5)), high=max(1, math.ceil(want * 1.5))))
+    candidates: list[str] = []
+    for resp in ctx.complete_many(requests, description=f"Proposing {desired} parents"):
+        if not resp.failed and isinstance(resp.parsed, dict):
+            candidates.extend(clean_name(x) for x in resp.parsed["names"] if str(x).strip())
+    candidates = list(dict.fromkeys(c for c in candidates if c))
+    # 2. deduplicate across neighbourhoods; fall back to grouping the candidates by embedding
+    low, high = max(1, math.floor(desired * 0.5)), max(1, math.ceil(desired * 1.5))
+    parent_names: list[str] = []
+    if len(candidates) > desired:
+        resp = ctx.complete_many([_names_request("dedupe_parents", candidates="\n".join(f"- {c}" for c in candidates), desired=desired, low=low, high=high)],
+                                 description="Deduplicating parents")[0]
+        if not resp.failed and isinstance(resp.parsed, dict):
+            parent_names = list(dict.fromkeys(clean_name(x) for x in resp.parsed["names"] if str(x).strip()))
+        if not (low <= len(parent_names) <= high):
+            cand_vecs = embed(candidates)
+            labels, cents = kmeans(cand_vecs, min(desired, len(candidates)), seed)
+            parent_names = [candidates[int(np.argmax(np.where(labels == g, cand_vecs @ cents[g], -np.inf)))] for g in range(len(cents))]
+    else:
+        parent_names = candidates
+    if not parent_names:  # every proposal failed: group by embedding, named below by rename
+        labels = _group_centroids(children, np.array([len(c.members) for c in children]), min(desired, n), seed)
+        parent_names = [f"Group {g + 1}" for g in range(labels.max() + 1)]
+    else:
+        # 3. assign each child, parent list shuffled per request (the paper's guard against order bias)
+        rng = np.random.default_rng(seed)
+        parent_vecs = embed(parent_names)
+        lookup = {p.lower(): i for i, p in enumerate(parent_names)}
+        reqs = []
+        for child in children:
+            order = rng.permutation(len(parent_names))
+            reqs.append(LLMRequest(
+                messages=(ChatMessage("user", prompts.render("assign_parent", child=_describe(child), parents="\n".join(f"- {parent_names[i]}" for i in order))),),
+                system=prompts.render("naming_system"), temperature=0.2, max_tokens=400, json_schema=ASSIGN_SCHEMA, role="naming", task="assign"))
+        labels = np.empty(n, dtype=np.int64)
+        answers = ctx.complete_many(reqs, description="Assigning clusters to parents")
+        unmatched = []
+        for i, resp in enumerate(answers):
+            choice = resp.parsed.get("parent") if (not resp.failed and isinstance(resp.parsed, dict)) else None
+            idx = lookup.get(clean_name(choice).lower()) if choice else None
+            if idx is None:
+                unmatched.append(i)
+            else:
+                labels[i] = idx
+        if unmatched:  # a name not in the list, or a failed call: the nearest parent by embedding
+            answer_vecs = embed([str((answers[i].parsed or {}).get("parent") or _describe(children[i])) for i in unmatched])
+            labels[unmatched] = np.argmax(answer_vecs @ parent_vecs.T, axis=1)
+    # 4. drop empty parents, then rename each from the children it received
+    used = np.unique(labels)
+    remap = {int(old): new for new, old in enumerate(used)}
+    labels = np.array([remap[int(x)] for x in labels])
+    reqs = []
+    for g in range(len(used)):
+        kids = np.flatnonzero(labels == g)
+        reqs.append(LLMRequest(messages=(ChatMessage("user", prompts.render("rename_parent", children="\n".join(f"- {_describe(children[i])}" for i in kids))),),
+                               system=prompts.render("naming_system"), temperature=1.0, max_tokens=300, json_schema=NAME_SCHEMA, role="naming", task="rename"))
+    names = []
+    for g, resp in enumerate(ctx.complete_many(reqs, description="Renaming parents")):
+        if not resp.failed and isinstance(resp.parsed, dict):
+            names.append((clean_name(resp.parsed["name"]), " ".join(str(resp.parsed["description"]).split())))
+        else:
+            old = parent_names[int(used[g])]
+            names.append((old, "The naming model failed to describe this group."))
+    return labels, names
+
+
+# ------------------------------------------------------------------------------------------ build
+def build_hierarchy(ctx: RunContext) -> tuple[list[list[Node]], np.ndarray]:
+    """Levels from the base up, and each conversation's base cluster."""
+    config = ctx.config
+    base = ctx.store.read_table("base_clusters").to_pylist()
+    conv_labels = ctx.store.read_table("base_assignments", columns=["cluster"]).column("cluster").to_numpy().astype(np.int64)
+    centroids = ctx.store.read_array("base_centroids", mmap=False)
+    levels: list[list[Node]] = [[Node(b["id"], b["name"], b["description"], np.flatnonzero(conv_labels == i), centroids[i]) for i, b in enumerate(base)]]
+    sizes = level_sizes(len(base), config)
+    embedder = None
+    keyword = None
+    if config.llm_mode:
+        from convoscope.embedders import make_embedder
+
+        embedder = make_embedder(config.embedding.model)
+    else:
+        rows = analysed_rows(ctx.store)
+        index = build_keyword_index(list(analysis_texts(ctx)), list(rows.accounts), config.privacy.min_accounts)
+        keyword = index
+    for height, desired in enumerate(sizes[1:], start=1):
+        children = levels[-1]
+        child_sizes = np.array([_conversation_count(levels, height - 1, i) for i in range(len(children))])
+        if config.llm_mode:
+            child_vecs = embedder.encode([_describe(c) for c in children])
+            labels, names = _llm_parents(ctx, children, desired, child_vecs, embedder.encode)
+        else:
+            labels = _group_centroids(children, child_sizes, desired, config.seed)
+            used = np.unique(labels)
+            labels = np.searchsorted(used, labels)
+            names = [("", "")] * len(used)
+        parents = []
+        for g in range(labels.max() + 1):
+            kids = np.flatnonzero(labels == g)
+            weights = child_sizes[kids].astype(np.float32)[:, None]
+            centroid = _normalise((np.vstack([children[i].centroid for i in kids]) * weights).sum(axis=0))
+            parents.append(Node(f"p{height}-{g}", names[g][0], names[g][1], kids, centroid))
+        if keyword is not None:
+            conv_parent = _conversation_labels(levels + [parents], height)
+            scores = class_tfidf(keyword, conv_parent, len(parents))
+            for g, p in enumerate(parents):
+                p.name, p.description = keyword_name(top_terms(scores, keyword.terms, g, 5))
+        levels.append(parents)
+    return levels, conv_labels
+
+
+def _conversation_labels(levels: list[list[Node]], height: int) -> np.ndarray:
+    """Each conversation's cluster index at `height` (0 = base)."""
+    base = levels[0]
+    n = sum(len(b.members) for b in base)
+    labels = np.empty(n, dtype=np.int64)
+    for i, b in enumerate(base):
+        labels[b.members] = i
+    for h in range(1, height + 1):
+        up = np.empty(len(levels[h - 1]), dtype=np.int64)
+        for g, p in enumerate(levels[h]):
+            up[p.members] = g
+        labels = up[labels]
+    return labels
+
+
+def _conversation_count(levels: list[list[Node]], height: int, index: int) -> int:
+    node = levels[height][index]
+    if height == 0:
+        return len(node.members)
+    return sum(_conversation_count(levels, height - 1, int(i)) for i in node.members)
+
+
+def run_hierarchy(ctx: RunContext, upstream: str) -> str:
+    config = ctx.config
+    fp = fingerprint(STAGE, upstream, config.hierarchy.model_dump(), config.seed, config.llm.naming or config.llm.facets if config.llm_mode else "none",
+                     [prompts.load(t).template for t in ("propose_parents", "dedupe_parents", "assign_parent", "rename_parent")] if config.llm_mode else None)
+    if ctx.store.stage_complete(STAGE, fp):
+        return fp
+    started = time.perf_counter()
+    levels, _ = build_hierarchy(ctx)
+    rows = analysed_rows(ctx.store)
+    n_levels = len(levels)
+    records = {k: [] for k in ("id", "level", "parent", "name", "description", "size", "accounts")}
+    assignment_cols: dict[str, list] = {}
+    for height, nodes in enumerate(levels):
+        conv_labels = _conversation_labels(levels, height)
+        sizes = np.bincount(conv_labels, minlength=len(nodes))
+        accounts = distinct_per_group(conv_labels, rows.accounts, len(nodes))
+        parent_of = {}
+        if height + 1 < n_levels:
+            for p in levels[height + 1]:
+                for i in p.members:
+                    parent_of[int(i)] = p.id
+        for i, node in enumerate(nodes):
+            records["id"].append(node.id)
+            records["level"].append(n_levels - 1 - height)
+            records["parent"].append(parent_of.get(i))
+            records["name"].append(node.name)
+            records["description"].append(node.description)
+            records["size"].append(int(sizes[i]))
+            records["accounts"].append(int(accounts[i]))
+        ids = np.array([n.id for n in nodes], dtype=object)
+        assignment_cols[f"level_{n_levels - 1 - height}"] = ids[conv_labels].tolist()
+    clusters = pa.table({**records, "level": pa.array(records["level"], type=pa.int32()), "size": pa.array(records["size"], type=pa.int64()),
+                         "accounts": pa.array(records["accounts"], type=pa.int64())})
+    assignments = pa.table({"conv_id": rows.conv_ids, **{f"level_{l}": assignment_cols[f"level_{l}"] for l in range(n_levels)}})
+    artifacts = [ctx.store.write_table("hierarchy", clusters), ctx.store.write_table("assignments", assignments)]
+    ctx.store.mark_complete(STAGE, fp, artifacts, seconds=time.perf_counter() - started, levels=n_levels, sizes=[len(l) for l in reversed(levels)])
+    return fp

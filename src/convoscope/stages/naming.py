@@ -1,0 +1,112 @@
+"""Stage 5: name the base clusters.
+
+LLM mode follows the paper: the model sees up to 50 random member summaries and up to 50 contrastive
+summaries (those nearest the centroid from other clusters) and writes a name of at most ten words and
+a two-sentence description. Extractive mode names each cluster by its distinctive terms over a
+k-anonymous vocabulary (see keywords.py).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pyarrow as pa
+
+from convoscope import prompts
+from convoscope.context import RunContext
+from convoscope.keywords import build_keyword_index, class_tfidf, keyword_name, top_terms
+from convoscope.llm.base import ChatMessage, LLMRequest
+from convoscope.stages.embed import analysis_texts
+from convoscope.stages.rows import analysed_rows, distinct_per_group
+from convoscope.store import fingerprint
+
+STAGE = "name"
+SAMPLE = 50
+NAME_SCHEMA = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "description": {"type": "string"}},
+    "required": ["name", "description"],
+    "additionalProperties": False,
+}
+FACET_CRITERIA = {
+    "request": "The name should say what the users asked the assistant to do, as an imperative sentence.",
+    "task": "The name should say what task the assistant performed.",
+}
+
+
+def clean_name(name: str, max_words: int = 10) -> str:
+    words = " ".join(str(name).replace("\n", " ").split()).strip(" .\"'").split(" ")
+    return " ".join(words[:max_words])
+
+
+def _name_request(members: list[str], contrast: list[str], facet: str) -> LLMRequest:
+    criteria = FACET_CRITERIA.get(facet, f"The name should describe the shared '{facet}' of the conversations.")
+    prompt = prompts.render(
+        "name_cluster",
+        members="\n".join(f"- {s}" for s in members),
+        contrast="\n".join(f"- {s}" for s in contrast) or "(none)",
+        criteria=criteria,
+    )
+    return LLMRequest(messages=(ChatMessage("user", prompt),), system=prompts.render("naming_system"), temperature=1.0,
+                      max_tokens=300, json_schema=NAME_SCHEMA, role="naming", task="name")
+
+
+def llm_cluster_names(ctx: RunContext, labels: np.ndarray, centroids: np.ndarray, vectors: np.ndarray, summaries: list[str]) -> list[tuple[str, str]]:
+    rng = np.random.default_rng(ctx.config.seed)
+    requests = []
+    for c in range(len(centroids)):
+        members = np.flatnonzero(labels == c)
+        picked = rng.choice(members, size=min(SAMPLE, len(members)), replace=False)
+        others = np.flatnonzero(labels != c)
+        if len(others):
+            sims = vectors[others] @ centroids[c]
+            nearest = others[np.argsort(-sims)[:SAMPLE]]
+        else:
+            nearest = others
+        requests.append(_name_request([summaries[i] for i in sorted(picked)], [summaries[i] for i in nearest], ctx.config.facets.hierarchy_facet))
+    responses = ctx.complete_many(requests, description="Naming clusters")
+    names = []
+    for c, resp in enumerate(responses):
+        if resp.failed or not isinstance(resp.parsed, dict):
+            names.append((f"Unnamed cluster {c}", "The naming model failed on this cluster."))
+        else:
+            names.append((clean_name(resp.parsed["name"]), " ".join(str(resp.parsed["description"]).split())))
+    return names
+
+
+def run_naming(ctx: RunContext, upstream: str) -> str:
+    config = ctx.config
+    fp = fingerprint(STAGE, upstream, config.llm.naming or config.llm.facets if config.llm_mode else "none",
+                     config.privacy.min_accounts, prompts.load("name_cluster").template if config.llm_mode else None)
+    if ctx.store.stage_complete(STAGE, fp):
+        return fp
+    started = time.perf_counter()
+    labels = ctx.store.read_table("base_assignments", columns=["cluster"]).column("cluster").to_numpy().astype(np.int64)
+    centroids = ctx.store.read_array("base_centroids", mmap=False)
+    rows = analysed_rows(ctx.store)
+    k = len(centroids)
+    texts = list(analysis_texts(ctx))
+    if config.llm_mode:
+        vectors = np.asarray(ctx.store.read_array("embeddings", mmap=False))
+        names = llm_cluster_names(ctx, labels, centroids, vectors, texts)
+        info = {"mode": "llm"}
+    else:
+        with ctx.console.status("Naming clusters by distinctive terms"):
+            index = build_keyword_index(texts, list(rows.accounts), config.privacy.min_accounts)
+            scores = class_tfidf(index, labels, k)
+            names = [keyword_name(top_terms(scores, index.terms, c, 5)) for c in range(k)]
+        info = {"mode": "extractive", "vocabulary": index.vocabulary_size, "k_anonymous_vocabulary": index.allowed_terms}
+    del texts
+    sizes = np.bincount(labels, minlength=k)
+    accounts = distinct_per_group(labels, rows.accounts, k)
+    table = pa.table({
+        "id": [f"b{c}" for c in range(k)],
+        "name": [n for n, _ in names],
+        "description": [d for _, d in names],
+        "size": pa.array(sizes, type=pa.int64()),
+        "accounts": pa.array(accounts, type=pa.int64()),
+    })
+    artifact = ctx.store.write_table("base_clusters", table)
+    ctx.store.mark_complete(STAGE, fp, [artifact], seconds=time.perf_counter() - started, **info)
+    return fp
