@@ -181,6 +181,10 @@ def test_url_state_round_trips(chromium, html_url: str) -> None:
     try:
         page.select_option("#colour", "mean:concerning")
         page.select_option("#filter", "cat:language=Japanese")
+        page.fill("#filter-min", "30")
+        page.wait_for_timeout(100)
+        assert page.locator("#tree li.dim").count() > 0  # the filter dims non-matching clusters
+        assert page.locator("#tree > li:not(.dim)").count() > 0
         page.fill("#search", "writing")
         page.wait_for_timeout(200)
         sel = page.locator("#tree li.hit").first
@@ -200,6 +204,7 @@ def test_url_state_round_trips(chromium, html_url: str) -> None:
             assert page2.input_value("#colour") == "mean:concerning"
             assert page2.input_value("#filter") == "cat:language=Japanese"
             assert page2.input_value("#search") == "writing"
+            assert page2.input_value("#filter-min") == "30"
             assert panel_title(page2) == cluster_name(page2, sel_id)
             assert page2.locator(f'#tree li[data-id="{sel_id}"]').get_attribute("aria-selected") == "true"
             assert page2.locator("#legend .grad").count() == 1
@@ -229,3 +234,21 @@ def test_serve_loads_data_from_server(chromium, run_dir: Path) -> None:
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_unavailable_facet_and_sort(chromium, tmp_path: Path) -> None:
+    run = make_run(tmp_path, n_points=800, levels=2, seed=4, with_concerning=False)
+    page, rec = open_page(chromium, write_explorer(run).resolve().as_uri())
+    try:
+        assert "mean:concerning" not in page.eval_on_selector_all("#colour option", "os => os.map(o => o.value)")
+        page.locator("#tree > li[role=treeitem]").first.locator(":scope > .row .name").click()
+        assert "unavailable: needs an LLM (run with --llm)" in page.locator("#panel").inner_text()
+        page.select_option("#sort", "name")
+        names = page.eval_on_selector_all("#tree > li:not(.other)", "ls => ls.map(l => l.getAttribute('aria-label'))")
+        assert names == sorted(names)
+        page.select_option("#sort", "mean:turns")
+        page.wait_for_timeout(50)
+        assert "sort=mean" in page.url
+        assert rec.errors == []
+    finally:
+        page.close()
