@@ -9,7 +9,9 @@ from convoscope.model import Conversation
 from .record import RecordContext, RecordError, build, message, require_list, text_of_parts
 
 # Newer or legacy role names folded onto the model's four roles.
-ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool", "function": "tool"}
+ROLES = {
+    "system": "system", "developer": "system", "user": "user", "assistant": "assistant", "tool": "tool", "function": "tool",
+}  # fmt: skip
 _PLAIN_ROLES = frozenset({"system", "user", "assistant", "tool"})
 _USED = frozenset({"messages"})
 

@@ -107,7 +107,9 @@ def text_of_parts(parts: list[Any], field: str) -> str:
     return "\n".join(texts)
 
 
-def message(role: str, content: str, name: str | None = None, tool_calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def message(
+    role: str, content: str, name: str | None = None, tool_calls: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """A message as a plain dict: `build` validates the whole conversation in one pydantic call, which is
     faster than constructing each Message (and keeps pydantic as the final check)."""
     msg: dict[str, Any] = {"role": role, "content": content}

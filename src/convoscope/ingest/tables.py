@@ -12,9 +12,10 @@ from typing import Any
 import orjson
 
 from convoscope.errors import InputError
+from convoscope.model import Conversation
 
 from . import openai, prompt
-from .json_source import Item, UnknownFormat
+from .json_source import Item, Parser, UnknownFormat
 from .options import IngestOptions
 from .record import TEXT_FIELDS, RecordContext, RecordError, build, message
 
@@ -22,7 +23,9 @@ _PARQUET_BATCH = 4096
 Row = tuple[int, dict[str, Any]]
 
 
-def read_csv(path: Path, name: str, stream: io.BufferedReader, options: IngestOptions, formats: list[str]) -> Iterator[Item]:
+def read_csv(
+    path: Path, name: str, stream: io.BufferedReader, options: IngestOptions, formats: list[str]
+) -> Iterator[Item]:
     csv.field_size_limit(sys.maxsize)  # conversation text easily exceeds the 128 KiB default
     text = io.TextIOWrapper(stream, encoding="utf-8", errors="strict", newline="")
     delimiter = "\t" if path.name.lower().endswith((".tsv", ".tsv.gz")) else ","
@@ -95,7 +98,7 @@ def _read_table(path: Path, name: str, columns: list[str], rows: Iterator[Row], 
         )
 
 
-def _parse_messages_row(row: dict[str, Any], ctx: RecordContext):  # type: ignore[no-untyped-def]
+def _parse_messages_row(row: dict[str, Any], ctx: RecordContext) -> Conversation:
     raw = row.get("messages")
     if isinstance(raw, str):  # CSV cells hold the message list as JSON
         try:
@@ -105,7 +108,7 @@ def _parse_messages_row(row: dict[str, Any], ctx: RecordContext):  # type: ignor
     return openai.parse(row, ctx)
 
 
-def _conversation_rows(name: str, rows: Iterator[Row], options: IngestOptions, parse) -> Iterator[Item]:  # type: ignore[no-untyped-def]
+def _conversation_rows(name: str, rows: Iterator[Row], options: IngestOptions, parse: Parser) -> Iterator[Item]:
     ctx = RecordContext(options, "")
     for number, row in rows:
         if None in row:
