@@ -85,10 +85,20 @@ def test_empty_inputs(tmp_path):
         (tmp_path / name).write_bytes(data)
         with pytest.raises(InputError, match="empty"):
             read(tmp_path / name)
+    for name, data in [("empty_array.json", b"[]"), ("header_only.csv", b"text\n")]:
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(InputError, match="no records"):
+            read(tmp_path / name)
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(InputError, match="cannot read Parquet file"):
+        read(tmp_path / "bad.parquet")
     with pytest.raises(InputError, match="no such file"):
         read(tmp_path / "missing.jsonl")
     (tmp_path / "d").mkdir()
     with pytest.raises(InputError, match="no supported files"):
+        read(tmp_path / "d")
+    (tmp_path / "d" / "x.jsonl").write_bytes(b"")
+    with pytest.raises(InputError, match=r"no readable file \(.*x\.jsonl: file is empty\)"):
         read(tmp_path / "d")
 
 

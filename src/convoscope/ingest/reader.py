@@ -35,8 +35,9 @@ def read_conversations(
     for file_path, name in files:
         formats: list[str] = []
         try:
-            items = _read_file(file_path, name, options, formats)
-            for pos, item in items:
+            n_records = 0
+            for pos, item in _read_file(file_path, name, options, formats):
+                n_records += 1
                 if isinstance(item, RecordError):
                     _invalid(report, options, InputError(item.reason, path=str(file_path), line=pos, field=item.field))
                     continue
@@ -56,6 +57,8 @@ def read_conversations(
                     item.effective_account, item.account_id is not None, len(item.messages), item.created_at is not None
                 )
                 yield item
+            if n_records == 0:  # e.g. "[]" or a CSV header without rows: empty input, not a silent no-op
+                raise UnknownFormat("file has no records", path=str(file_path))
         except UnknownFormat as e:
             if not in_directory:
                 raise
@@ -67,7 +70,7 @@ def read_conversations(
         read_any = True
         report.files += 1
     if not read_any:
-        raise InputError("no file in a known format (see skipped files)", path=str(root))
+        raise InputError(f"no readable file ({'; '.join(report.skipped_files[:3])})", path=str(root))
 
 
 def validate_input(path: str | Path, options: IngestOptions) -> IngestReport:

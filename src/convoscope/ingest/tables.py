@@ -61,7 +61,8 @@ def read_parquet(path: Path, name: str, options: IngestOptions, formats: list[st
     try:
         table = pq.ParquetFile(path)
     except Exception as e:  # pyarrow raises several types for corrupt files
-        raise InputError(f"cannot read Parquet file: {e}", path=str(path)) from None
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"cannot read Parquet file: {reason}", path=str(path)) from None
     formats.append("parquet")
 
     def rows() -> Iterator[Row]:
