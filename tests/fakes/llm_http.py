@@ -67,12 +67,18 @@ class FakeHTTPServer:
 
         def serve() -> None:
             self._loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(self._loop)
             self._server = self._loop.run_until_complete(
                 asyncio.start_server(self._connection, "127.0.0.1", 0, backlog=2048)
             )
             self.port = self._server.sockets[0].getsockname()[1]
             started.set()
             self._loop.run_forever()
+            # Finish open connections' handlers while the loop still runs, so none is left dangling.
+            handlers = asyncio.all_tasks(self._loop)
+            for task in handlers:
+                task.cancel()
+            self._loop.run_until_complete(asyncio.gather(*handlers, return_exceptions=True))
             self._server.close()
             self._loop.run_until_complete(self._server.wait_closed())
             self._loop.close()

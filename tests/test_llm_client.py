@@ -1,0 +1,367 @@
+"""The LLM client against fake OpenAI and Anthropic servers over real loopback HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+from fakes.llm_servers import FakeAnthropicServer, FakeOpenAIServer, last_user_text, schema_of
+
+from convoscope.errors import BudgetExceeded, ConfigError, LLMFatalError
+from convoscope.llm import ChatMessage, LLMRequest, LLMSettings, build_client
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"summary": {"type": "string"}, "language": {"type": "string", "enum": ["en", "fr"]}},
+    "required": ["summary", "language"],
+    "additionalProperties": False,
+}
+
+
+def settings(spec: str, tmp_path: Path, **overrides) -> LLMSettings:
+    fast_retries = {"retry_initial_s": 0.01, "retry_max_s": 0.05}
+    return LLMSettings(facets=spec, cache_dir=tmp_path / "cache", **{**fast_retries, **overrides})
+
+
+def ask(text: str, **fields) -> LLMRequest:
+    return LLMRequest(messages=(ChatMessage("user", text),), **fields)
+
+
+def run_many(llm_settings: LLMSettings, requests: list[LLMRequest]):
+    async def go():
+        client = build_client(llm_settings, progress=False)
+        try:
+            return await client.complete_many(requests, description="test"), client
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())
+
+
+@pytest.fixture(autouse=True)
+def keys(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-good")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "ak-good")
+
+
+# -- happy paths -----------------------------------------------------------------------------------
+
+
+def test_openai_text_and_structured(tmp_path):
+    with FakeOpenAIServer(api_key="sk-good") as server:
+        s = settings(f"openai:fake-model@{server.url}", tmp_path)
+        (text, structured), client = run_many(s, [ask("hello", system="be brief"), ask("hi", json_schema=SCHEMA, task="facets")])
+    assert text.text == "This is a fake answer." and not text.failed
+    assert structured.parsed == {"summary": "example summary", "language": "en"}
+    first, second = server.requests
+    assert first["messages"][0] == {"role": "system", "content": "be brief"}
+    assert first["model"] == "fake-model" and "response_format" not in first
+    assert second["response_format"] == {"type": "json_schema", "json_schema": {"name": "facets", "schema": SCHEMA, "strict": True}}
+    assert server.request_headers[0]["authorization"] == "Bearer sk-good"
+    assert client.requests_sent == 2
+    assert client.usage_summary()["roles"]["facets"]["input_tokens"] > 0
+
+
+def test_openai_prefill_is_an_instruction_and_prepended(tmp_path):
+    with FakeOpenAIServer(responder=lambda body: "helping with a recipe.") as server:
+        (response,), _ = run_many(settings(f"openai:m@{server.url}/v1", tmp_path), [ask("cook?", prefill="The user's overall request is")])
+    assert response.text == "The user's overall request ishelping with a recipe." or response.text.startswith("The user's overall request is")
+    assert "Begin your answer with exactly this text: The user's overall request is" in last_user_text(server.requests[0])
+
+
+def test_anthropic_prefill_headers_and_tool_use(tmp_path):
+    with FakeAnthropicServer(api_key="ak-good", responder=lambda body: " a recipe." if schema_of(body) is None else '{"summary": "s", "language": "fr"}') as server:
+        (text, structured), _ = run_many(
+            settings(f"anthropic:claude-haiku-4-5@{server.url}", tmp_path),
+            [ask("cook?", prefill="The user wants ", system="sys"), ask("x", json_schema=SCHEMA)],
+        )
+    assert text.text == "The user wants a recipe."
+    assert structured.parsed == {"summary": "s", "language": "fr"}
+    first, second = server.requests
+    assert first["messages"][-1] == {"role": "assistant", "content": "The user wants"}
+    assert first["system"] == "sys" and first["max_tokens"] == 512
+    assert second["tool_choice"] == {"type": "tool", "name": "answer"} and second["tools"][0]["input_schema"] == SCHEMA
+    headers = server.request_headers[0]
+    assert headers["x-api-key"] == "ak-good" and headers["anthropic-version"] == "2023-06-01"
+
+
+def test_anthropic_base_url_from_environment(tmp_path, monkeypatch):
+    with FakeAnthropicServer() as server:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+        (response,), _ = run_many(settings("anthropic:claude-haiku-4-5", tmp_path), [ask("hi")])
+    assert response.text == "This is a fake answer." and server.request_count == 1
+
+
+# -- transient faults are retried and nothing is lost ----------------------------------------------
+
+
+def test_429_waits_for_retry_after(tmp_path):
+    with FakeOpenAIServer() as server:
+        server.fail_next(1, status=429, retry_after=1)
+        start = time.monotonic()
+        responses, client = run_many(settings(f"openai:m@{server.url}", tmp_path, max_concurrency=1), [ask(f"q{i}") for i in range(3)])
+        elapsed = time.monotonic() - start
+    assert elapsed >= 1.0
+    assert all(not r.failed and r.text for r in responses)
+    assert server.request_count == 4 and client.usage_summary()["roles"]["facets"]["retries"] == 1
+
+
+@pytest.mark.parametrize("server_class,status", [(FakeOpenAIServer, 500), (FakeAnthropicServer, 529), (FakeOpenAIServer, 503)])
+def test_server_errors_then_success(tmp_path, server_class, status):
+    with server_class() as server:
+        server.fail_next(2, status=status)
+        spec = "openai:m" if server_class is FakeOpenAIServer else "anthropic:claude-haiku-4-5"
+        responses, _ = run_many(settings(f"{spec}@{server.url}", tmp_path, max_concurrency=1), [ask("a"), ask("b")])
+    assert [r.failed for r in responses] == [False, False] and server.request_count == 4
+
+
+def test_dropped_connection_then_success(tmp_path):
+    with FakeOpenAIServer() as server:
+        server.drop_next(2)
+        responses, _ = run_many(settings(f"openai:m@{server.url}", tmp_path), [ask("a"), ask("b")])
+    assert all(r.text == "This is a fake answer." for r in responses) and server.request_count == 4
+
+
+def test_malformed_body_then_success(tmp_path):
+    with FakeAnthropicServer() as server:
+        server.malformed_next(1)
+        (response,), _ = run_many(settings(f"anthropic:claude-haiku-4-5@{server.url}", tmp_path), [ask("a")])
+    assert response.text == "This is a fake answer." and server.request_count == 2
+
+
+def test_timeout_then_success(tmp_path):
+    with FakeOpenAIServer() as server:
+        server.slow_next(1, delay=1.0)
+        (response,), _ = run_many(settings(f"openai:m@{server.url}", tmp_path, timeout_s=0.2), [ask("a")])
+    assert not response.failed and server.request_count == 2
+
+
+def test_retries_exhausted_marks_item_failed(tmp_path):
+    with FakeOpenAIServer() as server:
+        server.fail_next(3, status=500)
+        (response,), client = run_many(settings(f"openai:m@{server.url}", tmp_path, max_retries=2), [ask("a")])
+    assert response.failed and "HTTP 500" in response.error
+    assert client.usage_summary()["roles"]["facets"]["failed"] == 1
+
+
+# -- fatal errors stop the run with one line --------------------------------------------------------
+
+
+def test_rejected_key_is_fatal_at_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong")
+    with FakeOpenAIServer(api_key="sk-good", latency=0.05) as server:
+        start = time.monotonic()
+        with pytest.raises(LLMFatalError) as caught:
+            run_many(settings(f"openai:m@{server.url}", tmp_path, max_concurrency=4), [ask(f"q{i}") for i in range(200)])
+        elapsed = time.monotonic() - start
+    assert str(caught.value) == "OPENAI_API_KEY was rejected (401)"
+    assert elapsed < 2 and server.request_count <= 8  # the others were cancelled, not sent
+
+
+def test_anthropic_rejected_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "ak-wrong")
+    with FakeAnthropicServer(api_key="ak-good") as server, pytest.raises(LLMFatalError, match=r"^ANTHROPIC_API_KEY was rejected \(401\)$"):
+        run_many(settings(f"anthropic:claude-haiku-4-5@{server.url}", tmp_path), [ask("a")])
+
+
+def test_unknown_model_is_fatal(tmp_path):
+    with FakeOpenAIServer(models={"real-model"}) as server, pytest.raises(LLMFatalError, match="model 'nope' not found"):
+        run_many(settings(f"openai:nope@{server.url}", tmp_path), [ask("a")])
+
+
+def test_unreachable_server_is_fatal(tmp_path):
+    with FakeOpenAIServer() as server:
+        url = server.url
+    with pytest.raises(LLMFatalError, match="cannot connect"):
+        run_many(settings(f"openai:m@{url}", tmp_path, max_retries=1), [ask("a")])
+
+
+def test_missing_key_for_public_api_is_a_config_error(tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY")
+    with pytest.raises(ConfigError, match="OPENAI_API_KEY is not set"):
+        build_client(settings("openai:gpt-4o-mini", tmp_path))
+
+
+def test_role_without_backend_raises_config_error(tmp_path):
+    with FakeOpenAIServer() as server:
+        s = settings(f"openai:m@{server.url}", tmp_path, naming="none", auditor="none")
+        with pytest.raises(ConfigError, match="llm.naming is 'none'"):
+            run_many(s, [ask("a", role="naming")])
+    client = build_client(LLMSettings(cache=False), progress=False)
+    with pytest.raises(ConfigError):
+        asyncio.run(client.complete(ask("a")))
+
+
+# -- cache --------------------------------------------------------------------------------------------
+
+
+def test_cache_shared_across_clients_makes_zero_requests(tmp_path):
+    requests = [ask(f"question {i}", json_schema=SCHEMA if i % 2 else None, temperature=1.0) for i in range(10)]
+    with FakeOpenAIServer() as server:
+        s = settings(f"openai:m@{server.url}", tmp_path)
+        first, _ = run_many(s, requests)
+        second, client = run_many(s, requests)
+    assert server.request_count == 10 and client.requests_sent == 0
+    assert all(r.cached for r in second) and not any(r.cached for r in first)
+    assert [(r.text, r.parsed) for r in first] == [(r.text, r.parsed) for r in second]
+    assert client.usage_summary()["roles"]["facets"]["cached_calls"] == 10
+
+
+def test_cache_holds_no_prompt_text(tmp_path):
+    secret = "PLANTED-PROMPT-7f3a9c my card is 4111 1111 1111 1111"
+    with FakeOpenAIServer() as server:
+        # (a prefill is the stage's own text and part of the answer, so it is not planted here)
+        run_many(settings(f"openai:m@{server.url}", tmp_path), [ask(secret, system=secret), ask(secret, json_schema=SCHEMA)])
+    files = list((tmp_path / "cache").iterdir())
+    assert files and all(b"PLANTED-PROMPT" not in f.read_bytes() for f in files)
+
+
+def test_cache_off_sends_every_time(tmp_path):
+    with FakeOpenAIServer() as server:
+        s = settings(f"openai:m@{server.url}", tmp_path, cache=False)
+        run_many(s, [ask("a")])
+        run_many(s, [ask("a")])
+    assert server.request_count == 2 and not (tmp_path / "cache").exists()
+
+
+def test_cache_key_depends_on_model_and_temperature(tmp_path):
+    with FakeOpenAIServer() as server:
+        run_many(settings(f"openai:m1@{server.url}", tmp_path), [ask("a"), ask("a", temperature=0.9)])
+        run_many(settings(f"openai:m2@{server.url}", tmp_path), [ask("a")])
+    assert server.request_count == 3
+
+
+def test_cache_survives_concurrent_writer_processes(tmp_path):
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from pathlib import Path; from convoscope.llm.cache import ResponseCache; from convoscope.llm.base import Usage\n"
+        "c = ResponseCache(Path(sys.argv[1]))\n"
+        "for i in range(100): c.put(f'{sys.argv[2]}-{i}', 'answer', {'i': i}, Usage(1, 2))\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), name]) for name in ("a", "b", "c")]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0, 0]
+    from convoscope.llm.cache import ResponseCache
+
+    cache = ResponseCache(tmp_path)
+    assert cache.get("b-99").parsed == {"i": 99}
+    assert cache._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+# -- concurrency, budget, usage -------------------------------------------------------------------------
+
+
+def test_concurrency_bound_is_respected(tmp_path):
+    with FakeOpenAIServer(latency=0.05) as server:
+        run_many(settings(f"openai:m@{server.url}", tmp_path, max_concurrency=4, cache=False), [ask(f"q{i}") for i in range(20)])
+    assert server.max_in_flight == 4
+
+
+def test_budget_cap_stops_before_crossing(tmp_path):
+    # 100 USD per 1M tokens each way: one request (about 10 input + 1000 max output tokens) reserves about 0.1 USD.
+    s = settings("openai:pricey@URL", tmp_path, max_cost_usd=0.35, prices={"pricey": (100.0, 100.0)}, max_concurrency=1)
+    with FakeOpenAIServer() as server:
+        s = s.model_copy(update={"facets": f"openai:pricey@{server.url}"})
+        requests = [ask(f"question {i}", max_tokens=1000) for i in range(10)]
+
+        async def go():
+            client = build_client(s, progress=False)
+            try:
+                with pytest.raises(BudgetExceeded):
+                    await client.complete_many(requests)
+                return client.usage_summary()
+            finally:
+                await client.aclose()
+
+        summary = asyncio.run(go())
+        assert server.request_count == 3  # the 4th would have crossed 0.35 in the worst case
+        assert summary["total"]["cost_usd"] <= 0.35
+        # finished work is kept: a rerun with a higher cap gets the first three from the cache
+        (s2 := s.model_copy(update={"max_cost_usd": 10.0}))
+        responses, client = run_many(s2, requests)
+    assert sum(r.cached for r in responses) == 3 and client.requests_sent == 7
+
+
+def test_usage_and_cost_per_role(tmp_path):
+    with FakeAnthropicServer() as server:
+        s = settings(f"anthropic:claude-haiku-4-5@{server.url}", tmp_path, naming=f"anthropic:claude-sonnet-4-5@{server.url}", prices={"claude-sonnet-4-5": (3.0, 15.0)})
+        _, client = run_many(s, [ask("a"), ask("b", role="naming"), ask("c", role="auditor"), ask("d", role="screener")])
+    summary = client.usage_summary()
+    assert set(summary["roles"]) == {"facets", "naming", "auditor", "screener"}
+    facets = summary["roles"]["facets"]
+    assert facets["calls"] == 1 and facets["cost_usd"] == pytest.approx((facets["input_tokens"] * 1 + facets["output_tokens"] * 5) / 1e6)
+    assert summary["roles"]["naming"]["backend"].startswith("anthropic:claude-sonnet-4-5")
+    assert summary["total"]["calls"] == 4 and summary["notes"] == []
+
+
+def test_unknown_price_is_noted(tmp_path):
+    with FakeOpenAIServer() as server:
+        _, client = run_many(settings(f"openai:my-local-model@{server.url}", tmp_path), [ask("a")])
+    summary = client.usage_summary()
+    assert summary["total"]["cost_usd"] == 0 and "unknown price" in summary["notes"][0]
+
+
+# -- structured output: re-ask with the validation error, then give up without raising ------------------
+
+
+def test_schema_retry_feeds_back_the_error(tmp_path):
+    answers = iter(['Here you go: {"summary": "s", "language": "de"}', '```json\n{"summary": "s", "language": "en"}\n```'])
+    with FakeOpenAIServer(responder=lambda body: next(answers)) as server:
+        (response,), client = run_many(settings(f"openai:m@{server.url}", tmp_path), [ask("q", json_schema=SCHEMA)])
+    assert response.parsed == {"summary": "s", "language": "en"} and not response.failed
+    retry = server.requests[1]["messages"]
+    assert retry[-2] == {"role": "assistant", "content": 'Here you go: {"summary": "s", "language": "de"}'}
+    assert "'de' is not one of ['en', 'fr']" in retry[-1]["content"] and "$.language" in retry[-1]["content"]
+    assert client.usage_summary()["roles"]["facets"]["requests"] == 2
+
+
+def test_output_never_valid_marks_item_failed(tmp_path):
+    with FakeAnthropicServer(responder=lambda body: "I cannot answer in JSON.") as server:
+        responses, client = run_many(
+            settings(f"anthropic:claude-haiku-4-5@{server.url}", tmp_path), [ask("q", json_schema=SCHEMA), ask("fine")]
+        )
+    failed, fine = responses
+    assert failed.failed and failed.parsed is None and "no JSON" in failed.error and not fine.failed
+    assert server.request_count == 4  # 3 attempts for the structured item + 1
+    roles = client.usage_summary()["roles"]["facets"]
+    assert roles["failed"] == 1 and roles["calls"] == 2
+    with FakeAnthropicServer() as server2:  # a failed item is not cached: a rerun asks again
+        run_many(settings(f"anthropic:claude-haiku-4-5@{server2.url}", tmp_path), [ask("q", json_schema=SCHEMA)])
+    assert server2.request_count == 1
+
+
+def test_client_works_across_event_loops(tmp_path):
+    with FakeOpenAIServer() as server:
+        client = build_client(settings(f"openai:m@{server.url}", tmp_path, cache=False), progress=False)
+        first = asyncio.run(client.complete(ask("a")))
+        second = asyncio.run(client.complete(ask("b")))
+        asyncio.run(client.aclose())
+    assert first.text == second.text == "This is a fake answer."
+
+
+def test_on_result_sees_each_response(tmp_path):
+    seen = []
+    with FakeOpenAIServer() as server:
+
+        async def go():
+            client = build_client(settings(f"openai:m@{server.url}", tmp_path), progress=False)
+            await client.complete_many([ask("a"), ask("b")], on_result=lambda i, r: seen.append(i))
+            await client.aclose()
+
+        asyncio.run(go())
+    assert sorted(seen) == [0, 1]
+
+
+def test_no_prompt_text_in_logs(tmp_path, caplog):
+    secret = "PLANTED-LOG-SECRET"
+    caplog.set_level("DEBUG")
+    with FakeOpenAIServer() as server:
+        server.fail_next(1, status=500)
+        server.drop_next(1)
+        run_many(settings(f"openai:m@{server.url}", tmp_path), [ask(secret, json_schema=SCHEMA)])
+    assert caplog.records and secret not in caplog.text
+    assert json.dumps(server.requests).count(secret) == 3  # it was sent, three times, but never logged
