@@ -123,7 +123,7 @@ def test_latin1_rejected(tmp_path):
 
 def test_unknown_format(tmp_path):
     path = write_jsonl(tmp_path / "odd.jsonl", [{"question": "x", "answer": "y"}])
-    with pytest.raises(InputError, match=r"odd\.jsonl:1: unknown format: first record has fields \[question, answer\]"):
+    with pytest.raises(InputError, match=r"odd\.jsonl:1: unknown format: first record has fields \(question, answer\)"):
         read(path)
     (tmp_path / "nonjson.jsonl").write_text("hello world\n")
     with pytest.raises(InputError, match="bad JSON"):

@@ -53,6 +53,6 @@ def describe_unknown(rec: Any) -> str:
         return f"unknown format: first record is a JSON {type(rec).__name__}, not an object"
     keys = ", ".join(list(rec)[:10]) or "none"
     return (
-        f"unknown format: first record has fields [{keys}]; expected one of {', '.join(FORMATS)} "
+        f"unknown format: first record has fields ({keys}); expected one of {', '.join(FORMATS)} "
         "(set the format explicitly, or text_field for single-prompt data)"
     )

@@ -92,7 +92,7 @@ def _read_table(path: Path, name: str, columns: list[str], rows: Iterator[Row], 
         yield from _conversation_rows(name, rows, options, prompt.parse)
     else:
         raise UnknownFormat(
-            f"unknown table layout: columns [{', '.join(columns[:10])}]; expected {options.conversation_column}/"
+            f"unknown table layout: columns ({', '.join(columns[:10])}); expected {options.conversation_column}/"
             f"{options.role_column}/{options.content_column} (one row per message), a 'messages' column (JSON), "
             "or a text/prompt column",
             path=str(path),
