@@ -1,0 +1,164 @@
+"""Evaluation commands: reconstruction metrics, the privacy planting evaluation, the auditor-accuracy
+plumbing and the synthetic-data generator (the last two against the fake OpenAI server: they test our
+plumbing, not a model)."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from fakes.llm_servers import FakeOpenAIServer, last_user_text, schema_of
+
+from convoscope.config import Config
+from convoscope.eval.cli import eval_app
+from convoscope.eval.common import agreement, purity
+
+CLINC = Path("/work/shared/data/clinc150/clinc150.jsonl")
+DOMAINS = ("travel", "banking", "kitchen_and_dining", "auto_and_commute")
+runner = CliRunner()
+
+
+def test_purity_and_agreement_bounds():
+    assert purity(["a", "a", "b", "b"], [1, 1, 2, 2]) == 1.0
+    assert purity(["a", "b", "a", "b"], [1, 1, 1, 1]) == 0.5
+    m = agreement(["a", "a", "b", "b"], [0, 0, 1, 1])
+    assert m["nmi"] == 1.0 and m["ari"] == 1.0 and m["purity"] == 1.0
+
+
+# ---------------------------------------------------------------------------------- reconstruction
+@pytest.fixture(scope="module")
+def clinc_slice(tmp_path_factory) -> Path:
+    if not CLINC.exists():
+        pytest.skip("clinc150 data not present")
+    rows = [json.loads(line) for line in CLINC.read_text().splitlines()]
+    rows = [r for r in rows if r["parent_label"] in DOMAINS]
+    random.Random(0).shuffle(rows)
+    path = tmp_path_factory.mktemp("clinc") / "slice.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows[:600]))
+    return path
+
+
+def test_reconstruction_cli_json(clinc_slice, tmp_path):
+    result = runner.invoke(eval_app, ["reconstruction", str(clinc_slice), "--label-field", "label", "--parent-field", "parent_label",
+                                      "--out", str(tmp_path / "run"), "--json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    r = json.loads(result.stdout.strip().splitlines()[-1])
+    assert r["categories"] == 4 and r["conversations"] == 600
+    for key in ("accuracy", "nmi", "purity"):
+        assert 0.0 <= r[key] <= 1.0
+    assert -1.0 <= r["ari"] <= 1.0
+    assert r["accuracy"] > 0.5  # chance is 0.25
+    assert r["purity"] > 0.5 and r["nmi"] > 0.2
+    assert set(r["per_language"]) == {"en"} and r["per_language"]["en"]["conversations"] == 600
+    assert r["levels"][0]["name"] == "top" and r["levels"][-1]["name"] == "base"
+    assert r["withheld"]["conversations"] >= 0
+    b = r["baseline"]
+    for key in ("top", "base"):
+        for who in ("ours", "baseline"):
+            assert 0.0 <= b[key][who]["nmi"] <= 1.0 and 0.0 <= b[key][who]["purity"] <= 1.0
+
+
+# ---------------------------------------------------------------------------------------- privacy
+def test_privacy_extractive_zero_survival(tmp_path):
+    from convoscope.eval.privacy import evaluate_privacy
+
+    r = evaluate_privacy(None, tmp_path, Config(), sample=220, seed=1, show_progress=False,
+                         n_single=10, n_cross=3, cross_accounts=3, repeated=25, n_injection=4)
+    assert r["items"] == 6 * (10 + 3 + 1 + 4)
+    assert r["groups"]["repeated"]["accounts"] == 1 and r["groups"]["repeated"]["conversations"] == 25
+    assert r["groups"]["cross_account"]["accounts"] == 9
+    assert r["layers"]["facets"].startswith("n/a")
+    for layer in ("names", "bundle", "run_files"):
+        assert r["layers"][layer]["survived"] == 0, (layer, r["layers"][layer])
+    assert r["layers"]["run_files"]["files_scanned"] >= 8
+    # the planted file itself does hold the items (the scan would find them if they leaked)
+    planted = (tmp_path / "planted_input.jsonl").read_text()
+    items = json.loads((tmp_path / "planted_items.json").read_text())["items"]
+    assert all(it["value"] in planted for it in items)
+
+
+def test_survivor_search_finds_planted_strings():
+    from convoscope.eval.privacy import survivors
+
+    items = [{"group": "single", "kind": "name", "value": "Ann Quorvath", "needles": ["Ann Quorvath", "Quorvath"]},
+             {"group": "single", "kind": "phone", "value": "+1 555 123 4567", "needles": ["+1 555 123 4567", "15551234567"]}]
+    assert len(survivors(items, "cluster about quorvath family")) == 1
+    assert len(survivors(items, "nothing here")) == 0
+
+
+# ---------------------------------------------------------------------------------------- auditor
+PRIVATE_HINT = re.compile(r"@|\d{3}|\b(Street|Road|Apt|named|ID|born)\b|[A-Z][a-z]+ [A-Z][a-z]+'s")
+
+
+def keyword_auditor(body: dict) -> str:
+    """A keyword rule standing in for the auditor model: tests the plumbing, not a model."""
+    text = last_user_text(body)
+    cluster = text.split("<cluster>", 1)[1].split("</cluster>", 1)[0]
+    score = 1 if PRIVATE_HINT.search(cluster) else 5
+    return json.dumps({"justification": "keyword rule", "score": score})
+
+
+def test_auditor_accuracy_plumbing(tmp_path):
+    from convoscope.eval.privacy import load_auditor_labels
+
+    labels = load_auditor_labels()
+    assert len(labels) >= 40 and all(x["rationale"] for x in labels)
+    assert sum(x["private"] for x in labels) >= 15 and sum(not x["private"] for x in labels) >= 15
+    expected = sum((PRIVATE_HINT.search(f"{x['name']}: {x['description']}") is None) == (not x["private"]) for x in labels) / len(labels)
+    with FakeOpenAIServer(responder=keyword_auditor) as server:
+        result = runner.invoke(eval_app, ["privacy", "--auditor-only", "--llm", f"openai:fake@{server.url}", "--out", str(tmp_path), "--json", "--quiet"])
+        assert result.exit_code == 0, result.output
+        assert server.request_count == len(labels)
+    r = json.loads(result.stdout.strip().splitlines()[-1])
+    assert r["labelled"] == len(labels)
+    assert r["accuracy"] == pytest.approx(expected, abs=1e-3)
+    assert r["failed_requests"] == 0
+
+
+def test_auditor_only_needs_llm(tmp_path):
+    result = runner.invoke(eval_app, ["privacy", "--auditor-only", "--out", str(tmp_path)])
+    assert result.exit_code == 2
+
+
+# ------------------------------------------------------------------------------------- synthesizer
+def synth_responder(body: dict) -> str:
+    schema = schema_of(body)
+    text = last_user_text(body)
+    props = schema["properties"]
+    if "subcategories" in props:
+        cat = re.search(r'category "([^"]+)"', text).group(1)
+        return json.dumps({"subcategories": [f"{cat} basics", f"{cat} advanced", f"{cat} troubleshooting"]})
+    if "prompt" in props:
+        sub = re.search(r'about "([^"]+)"', text).group(1)
+        lang = re.search(r"Language: ([^.]+)\.", text).group(1)
+        return json.dumps({"prompt": f"[{lang}] Please help me with {sub}."})
+    prompt = re.search(r"<message>(.*)</message>", text, re.S).group(1)
+    return json.dumps({"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": "Sure, here is how."},
+                                    {"role": "user", "content": "Thanks!"}]})
+
+
+def test_synthesize_with_fake_server(tmp_path):
+    from convoscope.ingest import IngestOptions, read_conversations
+
+    out = tmp_path / "synthetic.jsonl"
+    with FakeOpenAIServer(responder=synth_responder) as server:
+        result = runner.invoke(eval_app, ["synthesize", "--categories", "Cooking, Travel,Taxes", "--llm", f"openai:fake@{server.url}",
+                                          "--out", str(out), "--per-category", "5", "--subcategories", "3", "--languages", "English,French", "--quiet"])
+        assert result.exit_code == 0, result.output
+        assert server.request_count == 3 + 15 + 15
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 15
+    assert {r["metadata"]["category"] for r in records} == {"Cooking", "Travel", "Taxes"}
+    assert {r["metadata"]["language"] for r in records} == {"English", "French"}
+    for r in records:
+        assert r["metadata"]["subcategory"].startswith(r["metadata"]["category"])
+        assert r["messages"][0]["role"] == "user" and r["metadata"]["language"] in r["messages"][0]["content"]
+        assert r["metadata"]["tone"] and r["metadata"]["length"] in ("short", "medium", "long")
+    # the pipeline's reader accepts it, with the labels in metadata
+    convs = list(read_conversations(out, IngestOptions()))
+    assert len(convs) == 15 and convs[0].metadata["category"] == records[0]["metadata"]["category"]
