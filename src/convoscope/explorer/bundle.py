@@ -27,7 +27,7 @@ NULL16 = 0xFFFF
 NULL32 = 0xFFFFFFFF
 
 _RUN_KEYS = ("mode", "facet", "conversations", "accounts", "levels", "min_accounts", "min_conversations",
-             "embedding_model", "time_range")
+             "embedding_model", "time_range", "time_unit", "level_sizes")
 _CLUSTER_KEYS = ("id", "level", "parent", "kind", "name", "description", "size", "accounts", "share",
                  "children", "x", "y")
 
@@ -53,8 +53,11 @@ def _clean_facet(kind: str | None, value: Any) -> dict[str, Any] | None:
         return None
     if kind == "number" or ("mean" in value and "hist" in value):
         hist = value.get("hist") or {}
-        return {"mean": _num(value.get("mean")),
-                "hist": {str(k): int(v) for k, v in hist.items() if _num(v) is not None}}
+        out = {"mean": _num(value.get("mean")),
+               "hist": {str(k): int(v) for k, v in hist.items() if _num(v) is not None}}
+        if _num(value.get("n")) is not None:
+            out["n"] = int(value["n"])
+        return out
     return {str(k): int(v) for k, v in value.items() if _num(v) is not None}
 
 

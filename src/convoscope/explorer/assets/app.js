@@ -443,7 +443,7 @@
     for (const [k, v] of entries.slice(0, 12)) {
       g.append(el('span', { class: 'lbl', title: k, text: k }),
         el('span', { class: 'trk' }, el('i', { style: 'width:' + (100 * v / max).toFixed(1) + '%' })),
-        el('span', { class: 'val', text: fmtInt(v) + ' · ' + fmtPct(total ? v / total : null, 0) }));
+        el('span', { class: 'val', text: fmtInt(v) + ' · ' + fmtPct(total ? v / total : null) }));
     }
     if (entries.length > 12) g.append(el('span', { class: 'lbl muted', text: '+ ' + (entries.length - 12) + ' more' }), el('span'), el('span'));
     return g;
@@ -472,7 +472,7 @@
     line.setAttribute('vector-effect', 'non-scaling-stroke');
     svg.append(area, line);
     return el('div', { class: 'timeline' }, svg,
-      el('div', { class: 'axis' }, el('span', { text: tl[0][0] }), el('span', { text: 'peak ' + fmtInt(max) + ' / period' }), el('span', { text: tl[tl.length - 1][0] })));
+      el('div', { class: 'axis' }, el('span', { text: tl[0][0] }), el('span', { text: 'peak ' + fmtInt(max) + ' / ' + ((D.run && D.run.time_unit) || 'period') }), el('span', { text: tl[tl.length - 1][0] })));
   }
   function facetSection(c) {
     const out = [];
@@ -547,8 +547,19 @@
   const canvas = $('map'), ctx = canvas.getContext('2d');
   let cssW = 1, cssH = 1, dpr = 1, img = null, buf = null, s0 = 1;
   let pointCol = null, pointEmph = null, labels = [];
+  // the home view frames the central 99% of points, so a few outliers do not shrink the map
+  let view = null;
+  function viewBox() {
+    if (view) return view;
+    if (N < 50) return (view = bounds.slice());
+    const q = (arr, a, b) => { const s = Float32Array.from(arr).sort(); return [s[Math.floor(a * (s.length - 1))], s[Math.ceil(b * (s.length - 1))]]; };
+    const [x0, x1] = q(PX, 0.005, 0.995), [y0, y1] = q(PY, 0.005, 0.995);
+    const px = (x1 - x0) * 0.03, py = (y1 - y0) * 0.03;
+    return (view = [x0 - px, x1 + px, y0 - py, y1 + py]);
+  }
   function home() {
-    return { cx: (bounds[0] + bounds[1]) / 2, cy: (bounds[2] + bounds[3]) / 2 };
+    const v = viewBox();
+    return { cx: (v[0] + v[1]) / 2, cy: (v[2] + v[3]) / 2 };
   }
   function resize() {
     const r = canvas.getBoundingClientRect();
@@ -556,7 +567,7 @@
     cssW = Math.max(1, r.width); cssH = Math.max(1, r.height);
     canvas.width = Math.round(cssW * dpr); canvas.height = Math.round(cssH * dpr);
     img = ctx.createImageData(canvas.width, canvas.height); buf = new Uint32Array(img.data.buffer);
-    const bw = (bounds[1] - bounds[0]) || 1, bh = (bounds[3] - bounds[2]) || 1;
+    const v = viewBox(), bw = (v[1] - v[0]) || 1, bh = (v[3] - v[2]) || 1;
     s0 = Math.min(cssW / bw, cssH / bh) * 0.92;
     pending.draw = true; if (!raf) raf = requestAnimationFrame(frame);
   }
@@ -634,13 +645,15 @@
     const placed = []; labels = [];
     const anySel = S.sel >= 0;
     for (const i of cands) {
-      const c = C[i], [sx, sy] = toScreen(centroid[i][0], centroid[i][1]);
+      const c = C[i], sy = toScreen(centroid[i][0], centroid[i][1])[1];
+      let sx = toScreen(centroid[i][0], centroid[i][1])[0];
       if (sx < -50 || sy < -20 || sx > cssW + 50 || sy > cssH + 20) continue;
       const isTopOfView = c.level < deep;
       const fs = c.level === 0 ? (deep > 0 ? 13 : 14) : 12;
       ctx.font = (c.level < deep ? '600 ' : (c.level === 0 ? '650 ' : '550 ')) + fs + 'px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
       let text = c.name.length > 42 ? c.name.slice(0, 40) + '…' : c.name;
       const w = ctx.measureText(text).width, h = fs + 4;
+      sx = clamp(sx, w / 2 + 4, Math.max(w / 2 + 4, cssW - w / 2 - 4));  // keep the label inside the map
       // try the centroid, then just above / below it
       let box = null, ly = sy;
       for (const dy of (i === S.sel ? [0] : [0, -(h + 2), h + 2])) {
@@ -663,17 +676,19 @@
   }
   function isAncestorOrSelf(a, i) { if (i < 0) return false; if (a === i) return true; return ancestors(i).includes(a); }
 
+  let legendOpen = true;
   function renderLegend(cc, rng) {
     const lg = $('legend');
     const items = [];
+    lg.classList.toggle('collapsed', !legendOpen);
     if (S.colour === 'top') {
-      items.push(el('div', { class: 'ttl', text: 'Top-level clusters' }));
+      items.push(legendTitle('Top-level clusters'));
       const tops = C.filter((c) => c.level === 0 && c.parentIdx < 0).sort((a, b) => (a.kind === 'other') - (b.kind === 'other') || b.size - a.size);
       for (const c of tops) items.push(el('button', { type: 'button', class: 'item', 'data-goto': c.idx, title: c.name },
         el('span', { class: 'sw', style: 'background:' + rgbCss(cc[c.idx]) }), el('span', { class: 'n', text: c.name })));
     } else {
       const o = $('colour').selectedOptions[0];
-      items.push(el('div', { class: 'ttl', text: o ? o.textContent : S.colour }));
+      items.push(legendTitle(o ? o.textContent : S.colour));
       const stops = []; for (let t = 0; t <= 1.0001; t += 0.1) stops.push(rgbCss(viridis(t)));
       items.push(el('div', { class: 'grad', style: 'background:linear-gradient(90deg,' + stops.join(',') + ')' }));
       const f = (v) => S.colour.startsWith('share:') ? fmtPct(v, 0) : fmtNum(v, 1);
@@ -682,7 +697,13 @@
     items.push(el('div', { class: 'item' }, el('span', { class: 'sw', style: 'background:' + rgbCss(NULL_RGB) }), el('span', { class: 'n muted', text: 'withheld / no data' })));
     lg.replaceChildren(...items);
   }
-  $('legend').addEventListener('click', (e) => { const b = e.target.closest('[data-goto]'); if (b) select(+b.dataset.goto, { reveal: true, center: true }); });
+  function legendTitle(t) {
+    return el('button', { type: 'button', class: 'ttl', 'aria-expanded': legendOpen ? 'true' : 'false', title: 'Show / hide the legend' },
+      el('span', { 'aria-hidden': 'true', text: legendOpen ? '▾ ' : '▸ ' }), t);
+  }
+  $('legend').addEventListener('click', (e) => {
+    if (e.target.closest('.ttl')) { legendOpen = !legendOpen; changed({ colours: true, nohash: true }); return; }
+    const b = e.target.closest('[data-goto]'); if (b) select(+b.dataset.goto, { reveal: true, center: true }); });
 
   let ready = false;
   function frame() {
