@@ -73,12 +73,16 @@ def run_embed(ctx: RunContext, upstream: str) -> str:
         vectors: list[np.ndarray | None] = cache.get_many(batch) if cache else [None] * len(batch)
         missing = [i for i, v in enumerate(vectors) if v is None]
         if missing:
-            fresh = embedder.encode([batch[i] for i in missing])
-            computed += len(missing)
+            # each distinct text is encoded once, so equal texts get bit-identical vectors (batch padding
+            # can otherwise perturb the last digits) and reruns from the cache cluster identically
+            distinct = list(dict.fromkeys(batch[i] for i in missing))
+            fresh = embedder.encode(distinct)
+            computed += len(distinct)
             if cache:
-                cache.put_many([batch[i] for i in missing], fresh)
-            for i, v in zip(missing, fresh):
-                vectors[i] = v
+                cache.put_many(distinct, fresh)
+            by_text = dict(zip(distinct, fresh))
+            for i in missing:
+                vectors[i] = by_text[batch[i]]
         chunks.append(np.vstack(vectors).astype(np.float32))
         batch.clear()
 
@@ -98,6 +102,6 @@ def run_embed(ctx: RunContext, upstream: str) -> str:
     artifact = ctx.store.write_array("embeddings", embeddings)
     ctx.store.mark_complete(
         STAGE, fp, [artifact], seconds=time.perf_counter() - started,
-        model=embedder.name, dims=int(embeddings.shape[1]), computed=computed, cached=int(len(embeddings) - computed),
+        model=embedder.name, dims=int(embeddings.shape[1]), computed=computed, reused=int(len(embeddings) - computed),
     )
     return fp
