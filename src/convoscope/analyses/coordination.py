@@ -14,9 +14,9 @@ ids, conversation ids or text:
     conversations and at least max(`min_template_accounts`, the run's `min_accounts`) distinct
     accounts, under the finest published cluster that contains it (the cluster name, never the text).
 (c) bursts: a cluster's count in one time bucket (the aggregates' timeline: day, week or month) far
-    above its baseline. The baseline is leave-one-out and follows overall volume: the cluster's
-    count outside the bucket times the ratio of the other clusters' count in the bucket to their count
-    outside it. z = (count - baseline) / sqrt(max(baseline, 1)) (Poisson), with the Poisson tail
+    above its baseline. The baseline is leave-one-out and follows overall volume: the cluster's share
+    of all conversations outside the bucket times all conversations in the bucket (all = the published
+    clusters of the same level). z = (count - baseline) / sqrt(max(baseline, 1)) (Poisson), with the Poisson tail
     probability P(X >= count). Reported when z >= `burst_z` and count >= `min_burst`.
 """
 
@@ -128,11 +128,10 @@ def bursts(run: Run, burst_z: float = 4.0, min_burst: int = 10) -> dict[str, Any
             for bucket, count in s.items():
                 if count < min_burst:
                     continue
-                others_in = totals[bucket] - count
-                others_out = grand - totals[bucket] - (size - count)
-                if others_out <= 0:
+                outside = grand - totals[bucket]
+                if outside <= 0:
                     continue
-                baseline = (size - count) * others_in / others_out
+                baseline = (size - count) / outside * totals[bucket]
                 lam = max(baseline, 1.0)
                 z = (count - lam) / np.sqrt(lam)
                 if z >= burst_z:
@@ -191,4 +190,4 @@ def print_coordination(result: dict[str, Any], console: Console) -> None:
     for r in b["bursts"]:
         t.add_row(label(r, 50), str(r["level"]), r["bucket"], f"{r['count']:,}", f"{r['baseline']:.1f}", f"{r['z']:.1f}", fmt_p(r["p"]))
     console.print(t if b["bursts"] else "(c) Bursts: none.")
-    console.print(f"[dim]rule: {b['rule']}; baseline = cluster's count outside the bucket x (other clusters in the bucket / outside it)[/]")
+    console.print(f"[dim]rule: {b['rule']}; baseline = cluster's share outside the bucket x all conversations in the bucket[/]")
