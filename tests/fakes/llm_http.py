@@ -38,6 +38,7 @@ class FakeHTTPServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: asyncio.base_events.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
         self.port = 0
 
     # -- faults, applied to the next requests in arrival order ---------------------------------
@@ -74,19 +75,23 @@ class FakeHTTPServer:
             self.port = self._server.sockets[0].getsockname()[1]
             started.set()
             self._loop.run_forever()
-            # Finish open connections' handlers while the loop still runs, so none is left dangling.
-            handlers = asyncio.all_tasks(self._loop)
-            for task in handlers:
-                task.cancel()
-            self._loop.run_until_complete(asyncio.gather(*handlers, return_exceptions=True))
-            self._server.close()
-            self._loop.run_until_complete(self._server.wait_closed())
+            self._loop.run_until_complete(self._shutdown())
             self._loop.close()
 
         self._thread = threading.Thread(target=serve, name=type(self).__name__, daemon=True)
         self._thread.start()
         started.wait()
         return self
+
+    async def _shutdown(self) -> None:
+        """Close the listener and every open connection, and let their handlers end on their own."""
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._writers):
+            writer.transport.abort()
+        handlers = asyncio.all_tasks() - {asyncio.current_task()}
+        if handlers:
+            await asyncio.wait(handlers, timeout=2)
 
     def __exit__(self, *exc: object) -> None:
         assert self._loop is not None and self._thread is not None
@@ -96,6 +101,7 @@ class FakeHTTPServer:
     # -- protocol ----------------------------------------------------------------------------------
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.add(writer)
         try:
             while True:
                 request_line = await reader.readline()
@@ -121,6 +127,7 @@ class FakeHTTPServer:
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
+            self._writers.discard(writer)
             if not writer.transport.is_closing():
                 writer.close()
 
