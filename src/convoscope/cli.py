@@ -239,6 +239,12 @@ def config_cmd(
     out.print(table)
 
 
+from convoscope.analyses.cli import analyze_app, compare_command  # noqa: E402
+
+app.add_typer(analyze_app, name="analyze")
+app.command("compare")(compare_command)
+
+
 def main() -> None:
     try:
         app()

@@ -23,7 +23,7 @@ TOPIC_WORDS = {
 }
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 PHONE = re.compile(r"\+?\d[\d\s().-]{7,}\d")
-NAME = re.compile(r"\b(?:my name is|I am|I'm) ([A-Z][a-z]+ [A-Z][a-z]+)")
+NAME = re.compile(r"\b(?i:my name is|i am|i'm|full name) ([A-Z][a-z]+ [A-Z][a-z]+)")
 
 
 def _topic(text: str) -> str:
@@ -48,7 +48,8 @@ def make_responder(leaky: bool = False, audit_marker: str = "PLANTED"):
         if "request" in props:  # facets
             convo = _between(text, "conversation")
             topic = _topic(convo)
-            request = f"The user's overall request for the assistant is to get help with {topic}."
+            detail = next((w for w in TOPIC_WORDS.get(topic, []) if w in convo.lower()), "a question")
+            request = f"The user's overall request for the assistant is to get help with {topic}, about {detail}."
             if leaky:
                 extras = [m.group(0) for m in [EMAIL.search(convo)] if m] + [m.group(1) for m in [NAME.search(convo)] if m]
                 if extras:

@@ -1,0 +1,119 @@
+"""End-to-end pipeline behaviour a user relies on: shape of the hierarchy, privacy gates, reruns."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from convoscope.config import load_config
+from convoscope.pipeline import run_pipeline
+from convoscope.report import report_json
+from convoscope.stages.hierarchy import level_sizes
+from fakes.corpus import make_records, write_jsonl
+
+SMALL = {"cluster.conversations_per_cluster": 12, "privacy.min_conversations": 5, "privacy.min_accounts": 3}
+
+
+@pytest.fixture(scope="module")
+def extractive_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("extractive")
+    data = write_jsonl(root / "convs.jsonl", make_records(per_topic=70, accounts=40))
+    cfg = load_config(None, SMALL)
+    store = run_pipeline(data, root / "run", cfg, show_progress=False)
+    return data, root / "run", store, cfg
+
+
+def test_hierarchy_is_a_tree_with_consistent_counts(extractive_run):
+    _, _, store, cfg = extractive_run
+    rep = report_json(store)
+    clusters = rep["clusters"]
+    by_id = {c["id"]: c for c in clusters}
+    assert rep["levels"] >= 2
+    tops = [c for c in clusters if c["level"] == 0]
+    assert sum(c["size"] for c in tops) == rep["run"]["conversations"]
+    for c in clusters:
+        if c["kind"] == "cluster":
+            assert c["published"] and c["size"] >= cfg.privacy.min_conversations and c["accounts"] >= cfg.privacy.min_accounts
+        if c["parent"] is not None:
+            assert by_id[c["parent"]]["level"] == c["level"] - 1
+    for c in clusters:  # children (published + other) add up to the parent
+        if c["children"]:
+            assert sum(by_id[k]["size"] for k in c["children"]) == c["size"]
+    hierarchy = store.read_table("hierarchy").to_pylist()
+    for h in hierarchy:  # every non-top cluster has exactly one existing parent, and no parent is empty
+        if h["level"] > 0:
+            assert h["parent"] in {x["id"] for x in hierarchy if x["level"] == h["level"] - 1}
+        if h["level"] < rep["levels"] - 1:
+            assert any(x["parent"] == h["id"] for x in hierarchy)
+
+
+def test_extractive_names_are_distinctive_terms_and_topics_separate(extractive_run):
+    _, _, store, _ = extractive_run
+    base = store.read_table("assignments").to_pylist()
+    conversations = store.read_table("conversations").to_pylist()
+    topic = {c["conv_id"]: json.loads(c["metadata"])["topic"] for c in conversations}
+    levels = store.manifest["stages"]["hierarchy"]["levels"]
+    per_cluster: dict[str, list[str]] = {}
+    for row in base:
+        per_cluster.setdefault(row[f"level_{levels - 1}"], []).append(topic[row["conv_id"]])
+    purity = sum(max(map(ts.count, set(ts))) for ts in per_cluster.values()) / len(base)
+    assert purity > 0.9  # four clearly different topics must not be mixed at the base level
+    names = " ".join(c["name"].lower() for c in report_json(store)["clusters"])
+    assert any(w in names for w in ("tax", "python", "travel", "recipe", "flight"))
+    assert store.manifest["stages"]["facets"]["unavailable"]["concerning"].startswith("needs an LLM")
+
+
+def test_rerun_skips_every_stage_and_gives_the_same_result(extractive_run):
+    data, run_dir, store, cfg = extractive_run
+    before = {name: rec["finished_at"] for name, rec in store.manifest["stages"].items()}
+    again = run_pipeline(data, run_dir, cfg, show_progress=False)
+    after = {name: rec["finished_at"] for name, rec in again.manifest["stages"].items()}
+    assert before == after
+    assert again.read_json("aggregates") == store.read_json("aggregates")
+
+
+def test_same_input_into_a_new_directory_gives_identical_clusters(extractive_run, tmp_path):
+    data, _, store, cfg = extractive_run
+    other = run_pipeline(data, tmp_path / "again", cfg, show_progress=False)
+    a = [(c["id"], c["name"], c["size"]) for c in store.read_json("aggregates")["clusters"]]
+    b = [(c["id"], c["name"], c["size"]) for c in other.read_json("aggregates")["clusters"]]
+    assert a == b
+
+
+def test_small_clusters_are_withheld_and_counted_in_other(tmp_path):
+    records = make_records(per_topic=60, accounts=40)
+    # a rare topic from two accounts only: it may form a cluster but must never be published
+    for i in range(12):
+        records.append({"id": f"rare-{i}", "user": f"rare-{i % 2}", "messages": [{"role": "user", "content": f"Zorblax quantum origami folding step {i} for my Zorblax sculpture"}]})
+    data = write_jsonl(tmp_path / "c.jsonl", records)
+    cfg = load_config(None, {**SMALL, "privacy.min_accounts": 5})
+    store = run_pipeline(data, tmp_path / "run", cfg, show_progress=False)
+    agg = store.read_json("aggregates")
+    text = json.dumps(agg).lower()
+    assert "zorblax" not in text and "origami" not in text and "sculpture" not in text
+    published_total = sum(c["size"] for c in agg["clusters"] if c["level"] == 0)
+    assert published_total == agg["run"]["conversations"]  # withheld conversations are still counted (in "other")
+
+
+def test_level_sizes_are_geometric_and_always_terminate():
+    cfg = load_config(None, {})
+    sizes = level_sizes(1000, cfg)
+    assert sizes[0] == 1000 and sizes[-1] == 30 and len(sizes) == 3
+    assert sizes[0] > sizes[1] > sizes[2]
+    ratio = (sizes[-1] / sizes[0]) ** 0.5
+    assert abs(sizes[1] - 1000 * ratio) <= 1
+    for n in (1, 2, 5, 7, 40, 59, 60, 333, 10_000):
+        s = level_sizes(n, cfg)
+        assert s[0] == n and all(a > b for a, b in zip(s, s[1:]))
+    cfg2 = load_config(None, {"hierarchy.levels": 4, "hierarchy.top_clusters": 10})
+    assert level_sizes(1000, cfg2) == [1000, 215, 46, 10]
+
+
+def test_map_coordinates_cover_every_conversation(extractive_run):
+    _, _, store, _ = extractive_run
+    points = store.read_table("points")
+    assert points.num_rows == store.read_table("facets").num_rows
+    assert np.isfinite(points.column("x").to_numpy()).all()
+    assert "conv_id" not in points.column_names
