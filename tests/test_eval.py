@@ -67,7 +67,9 @@ def test_reconstruction_cli_json(clinc_slice, tmp_path):
 def test_privacy_extractive_zero_survival(tmp_path):
     from convoscope.eval.privacy import evaluate_privacy
 
-    r = evaluate_privacy(None, tmp_path, Config(), sample=220, seed=1, show_progress=False,
+    config = Config()
+    config.cluster.conversations_per_cluster = 20  # small clusters: the gates, not cluster size, must stop the leaks
+    r = evaluate_privacy(None, tmp_path, config, sample=220, seed=1, show_progress=False,
                          n_single=10, n_cross=3, cross_accounts=3, repeated=25, n_injection=4)
     assert r["items"] == 6 * (10 + 3 + 1 + 4)
     assert r["groups"]["repeated"]["accounts"] == 1 and r["groups"]["repeated"]["conversations"] == 25
@@ -76,6 +78,7 @@ def test_privacy_extractive_zero_survival(tmp_path):
     for layer in ("names", "bundle", "run_files"):
         assert r["layers"][layer]["survived"] == 0, (layer, r["layers"][layer])
     assert r["layers"]["run_files"]["files_scanned"] >= 8
+    assert r["planted_in_withheld_clusters"]["repeated"]["conversations"] == 25
     # the planted file itself does hold the items (the scan would find them if they leaked)
     planted = (tmp_path / "planted_input.jsonl").read_text()
     items = json.loads((tmp_path / "planted_items.json").read_text())["items"]

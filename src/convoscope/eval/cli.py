@@ -57,13 +57,14 @@ def privacy(
     labels: Optional[Path] = typer.Option(None, "--labels", help="Labelled descriptions for --auditor-only (default: the bundled set)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML config file."),
     seed: int = typer.Option(0, "--seed", help="Seed for sampling and planting."),
+    per_cluster: int = typer.Option(20, "--per-cluster", help="Conversations per base cluster (small clusters stress the privacy gates; the pipeline default is 100)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Plant personal details (and prompt injections) in real conversations, run the pipeline, and report the share that survives in each layer; or measure the auditor's accuracy."""
     from convoscope.eval import privacy as priv
 
-    cfg = _config(config, {"llm.facets": llm})
+    cfg = _config(config, {"llm.facets": llm, "cluster.conversations_per_cluster": per_cluster})
     if auditor_only:
         if not cfg.llm_mode:
             err.print("[red]--auditor-only needs --llm SPEC[/]")

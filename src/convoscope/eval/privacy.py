@@ -146,7 +146,7 @@ def plant_dataset(input_path: Path, output: Path, config: Config, *, sample: int
     convs = list(read_conversations(input_path, config.ingest))
     if len(convs) > sample:
         convs = [convs[i] for i in sorted(rng.choice(len(convs), size=sample, replace=False))]
-    records = [_conversation_record(c, c.effective_account()) for c in convs]
+    records = [_conversation_record(c, c.effective_account) for c in convs]
     forbidden = json.dumps(records).lower()
     people = _make_people(n_single + n_cross + 1 + n_injection, rng, forbidden)
     # every planted item must be absent from the unplanted sample (drop persons whose strings occur)
@@ -201,7 +201,8 @@ def plant_dataset(input_path: Path, output: Path, config: Config, *, sample: int
         for r in records:
             fh.write(json.dumps(r, ensure_ascii=False) + "\n")
     items = [item for p in planted for item in p.items()]
-    return {"conversations": len(records), "accounts_before": len(accounts_all), "people": len(planted), "items": items,
+    return {"conversations": len(records), "accounts_before": len(accounts_all), "items": items,
+            "people": [{"group": p.group, "name": p.name, "conversations": p.conversations, "accounts": sorted(p.accounts)} for p in planted],
             "planted_conversations": sum(len(p.conversations) for p in planted),
             "groups": {g: {"people": sum(1 for p in planted if p.group == g), "conversations": sum(len(p.conversations) for p in planted if p.group == g),
                            "accounts": len(set().union(*[p.accounts for p in planted if p.group == g]))} for g, _ in groups}}
@@ -282,15 +283,26 @@ def evaluate_privacy(input_path: str | Path | None, out_dir: str | Path, config:
     layers["run_files"] = _share(found_files, items)
     layers["run_files"]["files_scanned"] = len(files)
     layers["run_files"]["files_with_hits"] = sorted(name for name, text in files.items() if survivors(items, text))
+    # where the planted conversations ended: share of them whose base cluster is withheld, per group
+    assignments = store.read_table("assignments")
+    base_col = f"level_{sum(1 for c in assignments.column_names if c.startswith('level_')) - 1}"
+    base_of = dict(zip(assignments.column("conv_id").to_pylist(), assignments.column(base_col).to_pylist()))
+    published = {c["id"]: bool(c["published"]) for c in store.read_table("clusters").to_pylist()}
+    placement = {}
+    for g in plant["groups"]:
+        convs = [c for p in plant["people"] if p["group"] == g for c in p["conversations"]]
+        withheld = sum(1 for c in convs if not published.get(base_of.get(c), False))
+        placement[g] = {"conversations": len(convs), "in_withheld_base_clusters": withheld}
     audit = None
     if config.llm_mode:
         clusters = store.read_table("clusters").to_pylist()
         scored = [c for c in clusters if c["audit_score"] is not None]
         audit = {"audited": len(scored), "withheld_by_audit": sum(1 for c in scored if c["audit_score"] < config.privacy.min_audit_score)}
     return {"input": input_label, "mode": "llm" if config.llm_mode else "extractive", "run_dir": str(run_dir), "planted_file": str(planted_path),
-            "conversations": plant["conversations"], "people": plant["people"], "items": len(items), "groups": plant["groups"],
+            "conversations": plant["conversations"], "people": len(plant["people"]), "items": len(items), "groups": plant["groups"],
             "thresholds": {"min_accounts": config.privacy.min_accounts, "min_conversations": config.privacy.min_conversations},
-            "layers": layers, "audit": audit,
+            "layers": layers, "audit": audit, "planted_in_withheld_clusters": placement,
+            "conversations_per_cluster": config.cluster.conversations_per_cluster,
             "withheld": agg["withheld"], "published_clusters": sum(1 for c in agg["clusters"] if c["kind"] == "cluster")}
 
 
@@ -309,6 +321,8 @@ def format_summary(r: dict[str, Any]) -> list[str]:
             lines.append(f"             e.g. {', '.join(v['examples'][:5])}")
     if r["layers"]["run_files"].get("files_with_hits"):
         lines.append(f"  files with planted text: {', '.join(r['layers']['run_files']['files_with_hits'])}")
+    lines.append("  planted conversations in withheld base clusters: " + ", ".join(
+        f"{g} {v['in_withheld_base_clusters']}/{v['conversations']}" for g, v in r["planted_in_withheld_clusters"].items()))
     lines.append(f"  {r['published_clusters']} published clusters; withheld {r['withheld']['clusters']} clusters, {r['withheld']['conversations']} conversations")
     return lines
 

@@ -11,8 +11,8 @@ Runs (or resumes) the pipeline on labelled data and reports three things (see do
    the category from the list for each base cluster's name and description (a JSON-schema request,
    as the paper did). Accuracy is reported overall and per language.
 2. Unsupervised agreement of every level of the hierarchy with the gold labels: NMI, ARI, purity.
-3. How many conversations ended in withheld clusters (counted as unassigned in nothing: the test
-   above scores all conversations, withheld or not, since the gold test is about the clustering).
+3. How many conversations ended in withheld clusters (the privacy gates). The accuracy above scores
+   every conversation, withheld or not: it measures the clustering, not what is published.
 
 And a naive baseline on the same embeddings: plain k-means (scikit-learn defaults) with the same base
 k, then Ward agglomerative clustering of those centroids to the same top-level count.
