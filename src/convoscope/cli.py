@@ -212,9 +212,12 @@ def estimate(
     for name, s in result["stages"].items():
         table.add_row(name, f"{s['calls']:,}", f"{s['input_tokens']:,}", f"{s['output_tokens']:,}", f"{s['cost_usd']:.2f}" if s.get("cost_usd") is not None else "unknown")
     out.print(table)
-    for key in ("conversations", "calls", "cost_usd", "seconds", "token_counter", "notes"):
-        if key in result:
-            out.print(f"{key}: {result[key]}")
+    total = result["total"]
+    out.print(f"total: {total['calls']:,} calls, {total['input_tokens']:,} input tokens, {total['output_tokens']:,} output tokens, "
+              f"${total['cost_usd']:.2f}; about {result['time_s'] / 60:.1f} minutes at {cfg.llm.max_concurrency} requests in flight")
+    out.print(f"[dim]{result['conversations']:,} conversations; tokens counted by {result['token_counter']}; nothing was sent[/]")
+    for note in result.get("notes", []):
+        out.print(f"[yellow]note:[/] {note}")
 
 
 @app.command("config")

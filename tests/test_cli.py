@@ -1,0 +1,141 @@
+"""The command line as a user meets it: exit codes, one-line errors, JSON output, resume after a kill."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from fakes.corpus import make_records, write_jsonl
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def cli(*args, timeout=600, env=None):
+    return subprocess.run([sys.executable, "-m", "convoscope", *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
+
+
+def test_help_on_every_command():
+    for command in ("run", "demo", "validate", "report", "explore", "serve", "estimate", "config", "compare", "analyze", "eval"):
+        result = cli(command, "--help")
+        if command == "eval" and result.returncode != 0:
+            pytest.skip("eval commands not registered")
+        assert result.returncode == 0, (command, result.stderr)
+        assert "Usage" in result.stdout
+
+
+def test_validate_reports_the_broken_line(tmp_path):
+    lines = [json.dumps({"id": f"c{i}", "text": f"how do I reset my password number {i}"}) for i in range(30)]
+    lines[16] = '{"id": "c16", "text": broken'
+    path = tmp_path / "broken.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    result = cli("validate", str(path), "--json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert report["invalid"] == 1 and report["conversations"] == 29
+    assert "broken.jsonl:17" in report["invalid_examples"][0]
+
+
+def test_run_stops_on_a_broken_record_with_file_and_line(tmp_path):
+    records = make_records(per_topic=5, accounts=5)
+    path = write_jsonl(tmp_path / "c.jsonl", records)
+    lines = path.read_text().splitlines()
+    lines[4] = json.dumps({"id": "bad", "messages": [{"role": "wizard", "content": "hi"}]})
+    path.write_text("\n".join(lines) + "\n")
+    result = cli("run", str(path), "--out", str(tmp_path / "run"), "--quiet")
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "c.jsonl:5" in result.stderr and "role" in result.stderr
+
+
+def test_empty_and_unknown_inputs_fail_cleanly(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    garbage = tmp_path / "x.bin"
+    garbage.write_bytes(bytes(range(256)) * 4)
+    for path in (empty, garbage, tmp_path / "missing.jsonl"):
+        result = cli("validate", str(path))
+        assert result.returncode != 0 and "Traceback" not in result.stderr
+        assert result.stderr.strip().startswith("error:") and len(result.stderr.strip().splitlines()) <= 3
+
+
+def test_bad_config_file_is_a_clear_error(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[privacy]\nmin_accounts = 0\nbogus = 1\n")
+    result = cli("config", "--show", "--config", str(cfg))
+    assert result.returncode == 2
+    assert "privacy.min_accounts" in result.stderr and "privacy.bogus" in result.stderr
+
+
+def test_config_show_lists_every_setting():
+    result = cli("config", "--show")
+    assert result.returncode == 0
+    for name in ("privacy.min_accounts", "llm.facets", "embedding.model", "hierarchy.top_clusters", "map.n_neighbors"):
+        assert name in result.stdout
+
+
+@pytest.mark.skipif(not (SHARED / "hh-rlhf-harmless").exists(), reason="shared data not present")
+def test_estimate_calls_nothing():
+    result = cli("estimate", str(SHARED / "hh-rlhf-harmless"), "--llm", "anthropic:claude-3-5-haiku-latest", "--json",
+                 env={"ANTHROPIC_API_KEY": "", "ANTHROPIC_BASE_URL": "http://127.0.0.1:9"})  # any network use would fail
+    assert result.returncode == 0, result.stderr
+    est = json.loads(result.stdout)
+    assert est["conversations"] == 2312 and est["stages"]["facets"]["calls"] == 2312 and est["total"]["cost_usd"] > 0
+
+
+def _all_artifacts_readable(run_dir: Path) -> None:
+    for path in run_dir.iterdir():
+        if path.name.endswith(".partial"):
+            continue
+        if path.suffix == ".parquet":
+            pq.read_table(path)
+        elif path.suffix == ".npy":
+            np.load(path)
+        elif path.suffix == ".json":
+            json.loads(path.read_text())
+
+
+def test_a_run_killed_midway_resumes_to_the_same_result(tmp_path):
+    data = write_jsonl(tmp_path / "c.jsonl", make_records(per_topic=80, accounts=40))
+    args = ["--min-conversations", "5", "--min-accounts", "3", "--quiet"]
+    victim = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "convoscope", "run", str(data), "--out", str(victim), *args],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    manifest = victim / "manifest.json"
+    while time.monotonic() < deadline:  # kill once clustering is done and the map (the slowest stage) is under way
+        if manifest.exists() and "privacy" in manifest.read_text():
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    stages = json.loads(manifest.read_text())["stages"]
+    assert "aggregates" not in stages  # it really died midway
+    _all_artifacts_readable(victim)
+    resumed = cli("run", str(data), "--out", str(victim), *args)
+    assert resumed.returncode == 0, resumed.stderr
+    clean = cli("run", str(data), "--out", str(tmp_path / "clean"), *args)
+    assert clean.returncode == 0, clean.stderr
+    a = json.loads((victim / "aggregates.json").read_text())
+    b = json.loads((tmp_path / "clean" / "aggregates.json").read_text())
+    assert a["clusters"] == b["clusters"] and a["withheld"] == b["withheld"]
+
+
+def test_report_json_has_the_documented_fields(tmp_path):
+    data = write_jsonl(tmp_path / "c.jsonl", make_records(per_topic=40, accounts=30))
+    run = cli("run", str(data), "--out", str(tmp_path / "run"), "--min-conversations", "5", "--min-accounts", "3", "--quiet")
+    assert run.returncode == 0, run.stderr
+    rep = json.loads(cli("report", str(tmp_path / "run"), "--json").stdout)
+    assert {"facet", "levels", "clusters", "withheld"} <= rep.keys()
+    for c in rep["clusters"]:
+        assert {"id", "parent", "level", "name", "description", "size", "accounts", "published"} <= c.keys()
+    text = cli("report", str(tmp_path / "run")).stdout
+    assert "conversations" in text and rep["clusters"][0]["name"].split(",")[0] in text
