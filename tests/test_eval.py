@@ -165,3 +165,30 @@ def test_synthesize_with_fake_server(tmp_path):
     # the pipeline's reader accepts it, with the labels in metadata
     convs = list(read_conversations(out, IngestOptions()))
     assert len(convs) == 15 and convs[0].metadata["category"] == records[0]["metadata"]["category"]
+
+
+def test_llm_category_assignment_plumbing(tmp_path):
+    """LLM mode: one request per base cluster with the gold names as an enum; answers outside the list count as failures."""
+    import numpy as np
+    import pyarrow as pa
+
+    from convoscope.eval.reconstruction import _assign_llm
+    from convoscope.llm import LLMSettings
+    from convoscope.store import RunStore
+
+    store = RunStore(tmp_path / "run", create=True)
+    store.write_table("base_clusters", pa.table({"id": ["b0", "b1", "b2"], "name": ["Book flights", "Check card balance", "Mystery"],
+                                                 "description": ["travel plans", "bank questions", "unclear"]}))
+
+    def responder(body: dict) -> str:
+        enum = schema_of(body)["properties"]["category"]["enum"]
+        assert enum == ["banking", "kitchen and dining", "travel"]
+        text = last_user_text(body)
+        pick = "travel" if "flights" in text else ("banking" if "card" in text else "not a category")
+        return json.dumps({"scratchpad": "rule", "category": pick})
+
+    with FakeOpenAIServer(responder=responder) as server:
+        config = Config()
+        config.llm = LLMSettings(facets=f"openai:fake@{server.url}", cache=False, schema_retries=0)
+        predicted, failed = _assign_llm(config, store, np.array([0, 0, 1, 2]), ["banking", "kitchen_and_dining", "travel"], False)
+    assert predicted.tolist()[:3] == [2, 2, 0] and failed == 1
