@@ -16,7 +16,7 @@ import pyarrow as pa
 from convoscope import prompts
 from convoscope.config import Config, CustomFacet
 from convoscope.context import RunContext
-from convoscope.languages import detect_language
+from convoscope.languages import detect_languages
 from convoscope.llm.base import ChatMessage, LLMRequest
 from convoscope.model import Conversation
 from convoscope.scrub import scrub
@@ -193,12 +193,13 @@ def run_facets(ctx: RunContext, upstream: str, selected: set[str] | None) -> str
         task = progress.add_task("Facets", total=len(selected) if selected is not None else total)
         for batch in _batches(convs, LLM_BATCH):
             llm_rows = _llm_facets(ctx, batch) if config.llm_mode else [None] * len(batch)
-            for conv, row in zip(batch, llm_rows):
+            languages = detect_languages([c.user_text(" ") for c in batch])
+            for conv, row, detected in zip(batch, llm_rows, languages):
                 cols["conv_id"].append(conv.id)
                 if row is None:
                     cols["request"].append(None)
                     cols["task"].append(None)
-                    cols["language"].append(detect_language(conv.user_text(" ")))
+                    cols["language"].append(detected)
                     cols["concerning"].append(None)
                     cols["failed"].append(False)
                     for name in custom_names:
@@ -207,7 +208,7 @@ def run_facets(ctx: RunContext, upstream: str, selected: set[str] | None) -> str
                 cols["request"].append(_with_opening(row.get("request"), REQUEST_OPENING))
                 cols["task"].append(_with_opening(row.get("task"), TASK_OPENING))
                 language = _first_language(row.get("language"))
-                cols["language"].append(language if language != "Unknown" else detect_language(conv.user_text(" ")))
+                cols["language"].append(language if language != "Unknown" else detected)
                 concern = row.get("concerning")
                 cols["concerning"].append(int(concern) if isinstance(concern, (int, float)) and 1 <= concern <= 5 else None)
                 cols["failed"].append(bool(row.get("failed")))
