@@ -139,3 +139,10 @@ def test_report_json_has_the_documented_fields(tmp_path):
         assert {"id", "parent", "level", "name", "description", "size", "accounts", "published"} <= c.keys()
     text = cli("report", str(tmp_path / "run")).stdout
     assert "conversations" in text and rep["clusters"][0]["name"].split(",")[0] in text
+
+
+def test_example_config_in_docs_is_valid():
+    from convoscope.config import load_config
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "docs" / "config.example.toml")
+    assert [f.name for f in cfg.facets.custom] == ["sentiment", "expertise"] and cfg.llm.max_cost_usd == 50.0
