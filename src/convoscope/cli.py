@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from convoscope.errors import ConvoscopeError
@@ -238,7 +239,7 @@ def config_cmd(
         node: Any = values
         for part in dotted.split("."):
             node = node.get(part) if isinstance(node, dict) else None
-        table.add_row(dotted, json.dumps(node) if config else default, meaning)
+        table.add_row(dotted, escape(json.dumps(node) if config else default), escape(meaning))
     out.print(table)
 
 
