@@ -64,7 +64,7 @@ def _load_run(store, label_field: str, parent_field: str | None) -> dict[str, An
     detected = facets.column("language").to_pylist()
     languages = [str(m["language"]) if m.get("language") not in (None, "") else (d or "Unknown") for m, d in zip(metadata, detected)]
     labels = np.array([str(m.get(label_field)) for m in metadata], dtype=object)
-    parents = np.array([str(m.get(parent_field)) for m in metadata], dtype=object) if parent_field else None
+    parents = np.array([None if m.get(parent_field) is None else str(m.get(parent_field)) for m in metadata], dtype=object) if parent_field else None
     assignments = store.read_table("assignments")
     assert assignments.column("conv_id").to_pylist() == rows.conv_ids, "assignments are not in facets order"
     n_levels = sum(1 for c in assignments.column_names if c.startswith("level_"))
@@ -134,13 +134,17 @@ def evaluate_reconstruction(input_path: str | Path, out_dir: str | Path, config:
     store = run_pipeline(input_path, out_dir, config, console=console, show_progress=show_progress)
     data = _load_run(store, label_field, parent_field)
     gold_top = data["parents"] if data["parents"] is not None else data["labels"]
-    categories = sorted(set(gold_top.tolist()))
-    gold_index = np.searchsorted(np.array(categories, dtype=object), gold_top)
+    # conversations without a gold top category (e.g. CLINC150's out-of-scope queries have no domain)
+    # are left out of the accuracy test and of the agreement with the top field, and counted
+    labelled = np.array([g is not None and g != "None" for g in gold_top])
+    categories = sorted(set(gold_top[labelled].tolist()))
+    gold_index = np.full(len(gold_top), -1)
+    gold_index[labelled] = np.searchsorted(np.array(categories, dtype=object), gold_top[labelled])
     result: dict[str, Any] = {
         "input": str(input_path), "run_dir": str(out_dir), "mode": "llm" if config.llm_mode else "extractive",
         "embedding_model": config.embedding.model, "conversations": data["n"], "label_field": label_field, "parent_field": parent_field,
         "gold_top_field": parent_field or label_field, "categories": len(categories), "chance": round(1 / len(categories), 4),
-        "assignment_unit": "base cluster",
+        "assignment_unit": "base cluster", "without_gold_top": int((~labelled).sum()),
     }
     if config.llm_mode:
         predicted, failed = _assign_llm(config, store, data["base"], categories, show_progress)
@@ -149,8 +153,8 @@ def evaluate_reconstruction(input_path: str | Path, out_dir: str | Path, config:
     else:
         predicted, per_conv = _assign_extractive(config, store, data["base"], categories)
         result["assignment_method"] = "each base cluster's centroid to the nearest category name by cosine (same embedder)"
-        result["accuracy_conversation_level"] = round(float((per_conv == gold_index).mean()), 4)
-    result["accuracy"], result["per_language"] = _accuracy(gold_index, predicted, data["languages"])
+        result["accuracy_conversation_level"] = round(float((per_conv == gold_index)[labelled].mean()), 4)
+    result["accuracy"], result["per_language"] = _accuracy(gold_index[labelled], predicted[labelled], data["languages"][labelled])
 
     # unsupervised agreement, every level (level 0 = top)
     levels = []
@@ -161,7 +165,7 @@ def evaluate_reconstruction(input_path: str | Path, out_dir: str | Path, config:
         entry: dict[str, Any] = {"level": lvl, "name": "top" if lvl == 0 else ("base" if lvl == n_levels - 1 else "middle"),
                                  "vs_label": agreement(data["labels"], assigned)}
         if data["parents"] is not None:
-            entry["vs_parent"] = agreement(data["parents"], assigned)
+            entry["vs_parent"] = agreement(data["parents"][labelled], assigned[labelled])
         withheld = np.array([not published.get(c, False) for c in assigned])
         entry["withheld_conversations"] = int(withheld.sum())
         levels.append(entry)
@@ -170,10 +174,9 @@ def evaluate_reconstruction(input_path: str | Path, out_dir: str | Path, config:
     result.update({"nmi": top["nmi"], "ari": top["ari"], "purity": top["purity"]})
     base_entry = levels[-1]["vs_label"]
     result["base"] = {"nmi": base_entry["nmi"], "ari": base_entry["ari"], "purity": base_entry["purity"], "clusters": base_entry["clusters"]}
-    agg = store.read_json("aggregates")
-    result["withheld"] = {"clusters": agg["withheld"]["clusters"], "conversations": agg["withheld"]["conversations"],
-                          "share": round(agg["withheld"]["conversations"] / max(1, data["n"]), 4),
-                          "base_level_conversations": levels[-1]["withheld_conversations"]}
+    hidden = levels[-1]["withheld_conversations"]  # a conversation is withheld where its base cluster is
+    result["withheld"] = {"clusters": sum(1 for v in published.values() if not v), "conversations": hidden,
+                          "share": round(hidden / max(1, data["n"]), 4)}
 
     if with_baseline:
         vectors = np.asarray(store.read_array("embeddings", mmap=False))
@@ -182,7 +185,8 @@ def evaluate_reconstruction(input_path: str | Path, out_dir: str | Path, config:
         with console.status(f"baseline: k-means ({base_k}) + Ward agglomerative ({top_k})"):
             b_base, b_top = baseline(vectors, base_k, top_k, config.seed)
         ours_top = data["levels"][0]
-        gold = gold_top
+        gold = gold_top[labelled]
+        ours_top, b_top = ours_top[labelled], b_top[labelled]
         result["baseline"] = {
             "method": f"plain KMeans(n_clusters={base_k}, scikit-learn defaults) on the same embeddings, then Ward agglomerative clustering of its centroids to {top_k}",
             "top": {"gold": parent_field or label_field, "baseline": agreement(gold, b_top), "ours": agreement(gold, ours_top)},
