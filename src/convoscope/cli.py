@@ -244,9 +244,11 @@ def config_cmd(
 
 
 from convoscope.analyses.cli import analyze_app, compare_command  # noqa: E402
+from convoscope.eval.cli import eval_app  # noqa: E402
 
 app.add_typer(analyze_app, name="analyze")
 app.command("compare")(compare_command)
+app.add_typer(eval_app, name="eval")
 
 
 def main() -> None:

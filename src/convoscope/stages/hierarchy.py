@@ -4,8 +4,8 @@ Level sizes follow a geometric series between the base count and the top count. 
 paper's algorithm: neighbourhoods of about 40 clusters, propose parent names per neighbourhood,
 deduplicate them, assign every child with the parent list shuffled, then rename each parent from the
 children it received. Every level is one pass, so the build always terminates with the wanted number
-of levels; every child gets exactly one parent and empty parents are dropped. Extractive mode groups
-cluster centroids by size-weighted k-means and names parents by distinctive terms.
+of levels; every child gets exactly one parent and empty parents are dropped. Extractive mode cuts
+one Ward dendrogram over the base centroids at each level size and names parents by distinctive terms.
 """
 
 from __future__ import annotations
@@ -70,6 +70,21 @@ def _group_centroids(children: list[Node], sizes: np.ndarray, n_parents: int, se
     centroids = np.vstack([c.centroid for c in children])
     labels, _ = kmeans(centroids, n_parents, seed, sample_weight=sizes.astype(np.float64))
     return labels
+
+
+def ward_cuts(centroids: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
+    """Each base cluster's group when Ward's dendrogram over the base centroids is cut into each size.
+
+    Cuts of one dendrogram are nested, so every level is a proper grouping of the level below.
+    Measured on CLINC150's 10 domains and BANKING77 (docs/evaluation.md), Ward on the unit-length
+    centroids groups intents better than size-weighted k-means of centroids, average linkage or
+    spectral clustering of a cluster-confusion graph."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    if len(centroids) < 2:
+        return [np.zeros(len(centroids), dtype=np.int64) for _ in sizes]
+    tree = linkage(centroids.astype(np.float64), method="ward")
+    return [np.unique(fcluster(tree, t=size, criterion="maxclust"), return_inverse=True)[1].reshape(-1) for size in sizes]
 
 
 # ---------------------------------------------------------------------------------------------- LLM
@@ -181,6 +196,8 @@ def build_hierarchy(ctx: RunContext) -> tuple[list[list[Node]], np.ndarray]:
         rows = analysed_rows(ctx.store)
         index = build_keyword_index(list(analysis_texts(ctx)), list(rows.accounts), config.privacy.min_accounts)
         keyword = index
+    cuts = None if config.llm_mode else ward_cuts(centroids, sizes[1:])
+    representative = np.arange(len(base))  # one base cluster inside each node of the current level
     for height, desired in enumerate(sizes[1:], start=1):
         children = levels[-1]
         child_sizes = np.array([_conversation_count(levels, height - 1, i) for i in range(len(children))])
@@ -188,16 +205,15 @@ def build_hierarchy(ctx: RunContext) -> tuple[list[list[Node]], np.ndarray]:
             child_vecs = embedder.encode([_describe(c) for c in children])
             labels, names = _llm_parents(ctx, children, desired, child_vecs, embedder.encode)
         else:
-            labels = _group_centroids(children, child_sizes, desired, config.seed)
-            used = np.unique(labels)
-            labels = np.searchsorted(used, labels)
-            names = [("", "")] * len(used)
+            labels = np.unique(cuts[height - 1][representative], return_inverse=True)[1].reshape(-1)
+            names = [("", "")] * (labels.max() + 1)
         parents = []
         for g in range(labels.max() + 1):
             kids = np.flatnonzero(labels == g)
             weights = child_sizes[kids].astype(np.float32)[:, None]
             centroid = _normalise((np.vstack([children[i].centroid for i in kids]) * weights).sum(axis=0))
             parents.append(Node(f"p{height}-{g}", names[g][0], names[g][1], kids, centroid))
+        representative = np.array([representative[p.members[0]] for p in parents])
         if keyword is not None:
             conv_parent = _conversation_labels(levels + [parents], height)
             scores = class_tfidf(keyword, conv_parent, len(parents))
