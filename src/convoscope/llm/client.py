@@ -124,10 +124,13 @@ class Client:
         stats = self._ledger.role(request.role, str(route.spec))
         stats.calls += 1
         key = cache_key(route.spec.kind, route.spec.model, request) if self._cache else None
+        task = request.task or request.role
         if key is not None and (hit := self._cache.get(key)) is not None:
             stats.cached_calls += 1
+            self._ledger.record_task(task, hit.usage, cached=True, failed=False)
             return LLMResponse(hit.text, hit.parsed, hit.usage, cached=True)
         response = await self._answer(route, stats, request)
+        self._ledger.record_task(task, response.usage, cached=False, failed=response.failed)
         if response.failed:
             stats.failed += 1
         elif key is not None:

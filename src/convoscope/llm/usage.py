@@ -79,6 +79,17 @@ class UsageLedger:
     spent_usd: float = 0.0
     reserved_usd: float = 0.0
     halted: bool = False
+    # per pipeline task (facets, name, propose, ...): calls and the tokens their answers took, cached
+    # answers included, so the cost model per conversation can be read off any run (billed or not)
+    tasks: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def record_task(self, task: str, usage: Usage, *, cached: bool, failed: bool) -> None:
+        row = self.tasks.setdefault(task, {"calls": 0, "cached_calls": 0, "failed": 0, "input_tokens": 0, "output_tokens": 0})
+        row["calls"] += 1
+        row["cached_calls"] += int(cached)
+        row["failed"] += int(failed)
+        row["input_tokens"] += usage.input_tokens
+        row["output_tokens"] += usage.output_tokens
 
     def role(self, role: str, backend: str) -> RoleUsage:
         if role not in self.roles:
@@ -115,4 +126,5 @@ class UsageLedger:
             for key in ("calls", "cached_calls", "failed", "requests", "retries", "input_tokens", "output_tokens", "cost_usd")
         }
         notes = [f"unknown price for {r['backend']}: its cost is counted as 0" for r in roles.values() if not r["price_known"]]
-        return {"roles": roles, "total": totals, "max_cost_usd": self.max_cost_usd, "notes": notes}
+        return {"roles": roles, "total": totals, "tasks": {k: dict(v) for k, v in self.tasks.items()},
+                "max_cost_usd": self.max_cost_usd, "notes": notes}
