@@ -40,7 +40,7 @@ def main() -> None:
         data = Path(tmp) / "hh.jsonl"
         data.write_text("".join(line for _, line in zip(range(args.n), fh)))
         os.environ["CONVOSCOPE_CACHE_DIR"] = str(Path(tmp) / "cache")
-        with FakeOpenAIServer(responder=make_responder()) as server:
+        with FakeOpenAIServer(responder=make_responder(echo_request=True)) as server:
             cfg = load_config(None, {"llm.facets": f"openai:fake@{server.url}", "llm.cache": False})
             store = run_pipeline(data, Path(tmp) / "run", cfg, show_progress=False)
         convs = list(read_conversations(data, cfg.ingest))
@@ -57,9 +57,10 @@ def main() -> None:
             if t:
                 print(f"{task:<16}{t['calls']:>8,}{t['calls'] / n:>12.3f}{t['input_tokens'] / n:>16.1f}{t['output_tokens'] / n:>17.1f}   ({group})")
     facets = tasks["facets"]
-    per_1k = facets["input_tokens"] / conv_tokens * 1000
-    print(f"\nfacets: {per_1k:.0f} input tokens per 1,000 conversation tokens, ONE call for all {len(cfg.facets.custom) + 4} facets "
-          f"(the paper: about 1,300 per facet, and one call per facet)")
+    overhead = (facets["input_tokens"] - conv_tokens) / n
+    print(f"\nfacets: {overhead:.0f} tokens of prompt around each conversation, so a 1,000-token conversation costs about "
+          f"{1000 + overhead:.0f} input tokens for ALL {len(cfg.facets.custom) + 4} facets in one call "
+          f"(the paper: about 1,300 per facet, one call per facet, so about 5,200 for four)")
     total_calls = sum(t["calls"] for t in tasks.values())
     print(f"all tasks: {total_calls / n:.3f} calls per conversation; naming + hierarchy + audit: "
           f"{sum(t['calls'] for k, t in tasks.items() if k != 'facets') / n:.3f} calls per conversation")

@@ -38,7 +38,10 @@ def _between(text: str, tag: str) -> str:
     return m.group(1) if m else ""
 
 
-def make_responder(leaky: bool = False, audit_marker: str = "PLANTED"):
+def make_responder(leaky: bool = False, audit_marker: str = "PLANTED", echo_request: bool = False):
+    """`echo_request=True` summarises a conversation by the first words of its first user message:
+    varied summaries for benchmarks on real data (not private, so never for privacy tests)."""
+
     def responder(body: dict[str, Any]) -> str:
         schema = schema_of(body)
         text = last_user_text(body)
@@ -50,6 +53,9 @@ def make_responder(leaky: bool = False, audit_marker: str = "PLANTED"):
             topic = _topic(convo)
             detail = next((w for w in TOPIC_WORDS.get(topic, []) if w in convo.lower()), "a question")
             request = f"The user's overall request for the assistant is to get help with {topic}, about {detail}."
+            if echo_request:
+                first = convo.split("User: ", 1)[-1].split("\n")[0]
+                request = "The user's overall request for the assistant is to answer: " + " ".join(first.split()[:10])
             if leaky:
                 extras = [m.group(0) for m in [EMAIL.search(convo)] if m] + [m.group(1) for m in [NAME.search(convo)] if m]
                 if extras:
