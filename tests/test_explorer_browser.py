@@ -10,7 +10,7 @@ from urllib.parse import urlparse
 import pytest
 
 from convoscope.explorer import make_server, write_explorer
-from fakes.run_fixture import HOSTILE_NAME, make_run
+from fakes.run_fixture import FALSE_ALARM_ID, HOSTILE_NAME, MISS_ID, RISER_ID, make_run
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.browser
@@ -240,7 +240,9 @@ def test_unavailable_facet_and_sort(chromium, tmp_path: Path) -> None:
     run = make_run(tmp_path, n_points=800, levels=2, seed=4, with_concerning=False)
     page, rec = open_page(chromium, write_explorer(run).resolve().as_uri())
     try:
-        assert "mean:concerning" not in page.eval_on_selector_all("#colour option", "os => os.map(o => o.value)")
+        opts = page.eval_on_selector_all("#colour option", "os => os.map(o => o.value)")
+        assert "mean:concerning" not in opts and "flagcmp:meta.flagged" not in opts  # no concern: no comparison
+        assert "share:meta.flagged=true" in opts and "change" in opts
         page.locator("#tree > li[role=treeitem]").first.locator(":scope > .row .name").click()
         assert "unavailable: needs an LLM (run with --llm)" in page.locator("#panel").inner_text()
         page.select_option("#sort", "name")
@@ -248,6 +250,84 @@ def test_unavailable_facet_and_sort(chromium, tmp_path: Path) -> None:
         assert names == sorted(names)
         page.select_option("#sort", "mean:turns")
         page.wait_for_function("() => location.hash.includes('sort=mean')", timeout=5000)
+        assert rec.errors == []
+    finally:
+        page.close()
+
+
+def colour_options(page) -> list[str]:
+    return page.eval_on_selector_all("#colour option", "os => os.map(o => o.value)")
+
+
+def test_share_of_any_category_value(chromium, html_url: str) -> None:
+    page, rec = open_page(chromium, html_url)
+    try:
+        opts = colour_options(page)
+        assert {"share:meta.flagged=true", "share:meta.category=web", "share:language=Japanese"} <= set(opts)
+        page.select_option("#colour", "share:meta.flagged=true")
+        page.wait_for_timeout(100)
+        assert "Share of flagged (metadata) = true" in page.locator("#legend").inner_text()
+        assert page.evaluate(NONBLANK_JS) > 500
+        assert rec.errors == []
+    finally:
+        page.close()
+
+
+def test_language_ratio_overlay(chromium, html_url: str) -> None:
+    page, rec = open_page(chromium, html_url)
+    try:
+        page.select_option("#colour", "ratio:language=Japanese")
+        page.wait_for_timeout(100)
+        legend = page.locator("#legend").inner_text()
+        assert "1×" in legend and "too few" in legend and page.locator("#legend .grad").count() == 1
+        assert page.evaluate(NONBLANK_JS) > 500
+        page.evaluate("window.__explorer.select('c2L0')")  # topic 2 is planted as over-represented in Japanese
+        ratio = page.locator("#panel-ratio").inner_text()
+        assert "Japanese" in ratio and "ratio " in ratio
+        jp = page.locator("#panel-ratio .chosen").nth(1).inner_text()
+        assert float(jp.split("ratio ")[1].split("×")[0]) > 1.5
+        page.wait_for_function("() => location.hash.includes('colour=ratio')", timeout=5000)
+        assert rec.errors == []
+    finally:
+        page.close()
+
+
+def test_change_overlay_and_hash_restores_it(chromium, html_url: str) -> None:
+    page, rec = open_page(chromium, html_url + "#colour=change&c=" + RISER_ID)
+    try:
+        assert page.input_value("#colour") == "change"
+        assert "growing" in page.locator("#legend").inner_text()
+        assert page.evaluate(NONBLANK_JS) > 500
+        text = page.locator("#panel-change").inner_text()
+        assert "first half" in text and "second half" in text and "(growing)" in text
+        factor = float(text.split("change in share")[1].strip().split("×")[0])
+        assert factor > 3
+        assert rec.errors == []
+    finally:
+        page.close()
+
+
+def test_classifier_comparison(chromium, html_url: str) -> None:
+    page, rec = open_page(chromium, html_url)
+    try:
+        page.select_option("#colour", "flagcmp:meta.flagged")
+        page.wait_for_timeout(100)
+        legend = page.locator("#legend").inner_text()
+        assert "likely miss" in legend and "likely false alarm" in legend
+        assert page.evaluate(NONBLANK_JS) > 500
+        page.evaluate("(id) => window.__explorer.select(id)", MISS_ID)
+        text = page.locator("#panel-flag").inner_text()
+        assert "flag rate" in text and "mean concerning" in text and "likely miss" in text
+        page.evaluate("(id) => window.__explorer.select(id)", FALSE_ALARM_ID)
+        assert "likely false alarm" in page.locator("#panel-flag").inner_text()
+        page.wait_for_function("() => location.hash.includes('colour=flagcmp')", timeout=5000)
+        page2, rec2 = open_page(chromium, page.url)
+        try:
+            assert page2.input_value("#colour") == "flagcmp:meta.flagged"
+            assert "likely false alarm" in page2.locator("#panel-flag").inner_text()
+            assert rec2.errors == []
+        finally:
+            page2.close()
         assert rec.errors == []
     finally:
         page.close()

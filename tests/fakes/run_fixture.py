@@ -4,7 +4,11 @@
 
 - json `aggregates` and table `points` (the published data the explorer may read), with a few top
   clusters, their children, a top-level "other (withheld)" bucket, language / concerning / turns /
-  meta.category facets, weekly timelines and null levels where a cluster is withheld;
+  meta.category / boolean meta.flagged facets, weekly timelines and null levels where a cluster is
+  withheld; planted analysis signals (when levels > 1): `RISER_ID` grows sharply in the second half
+  of the time range, `MISS_ID` has high concern but few flags (a likely classifier miss) and
+  `FALSE_ALARM_ID` many flags but low concern (a likely false alarm); topic 2 is over-represented
+  in Japanese;
 - internal tables (`conversations`, `assignments`, `clusters`, `facets`, `map`) holding planted
   strings (`PLANTED_*` below) that must never reach the explorer.
 """
@@ -40,6 +44,9 @@ TOP_TOPICS = [
 SUB_WORDS = ["basics", "advanced topics", "troubleshooting", "reviews", "planning", "tools"]
 LANGUAGES = ["English", "Spanish", "Japanese", "German", "French", "Portuguese"]
 META_CATEGORIES = ["web", "mobile", "api"]
+RISER_ID = "c1-0L1"        # most of its conversations fall in the second half of the run
+MISS_ID = "c3-0L1"         # mean concern >= 3, flag rate < 20%
+FALSE_ALARM_ID = "c4-1L1"  # flag rate >= 50%, mean concern < 2
 
 
 def _hist_turns(turns: np.ndarray) -> dict[str, int]:
@@ -48,7 +55,7 @@ def _hist_turns(turns: np.ndarray) -> dict[str, int]:
 
 
 def _facets(idx: np.ndarray, lang: np.ndarray, concern: np.ndarray, turns: np.ndarray, meta: np.ndarray,
-            with_concerning: bool) -> dict:
+            with_concerning: bool, flagged: np.ndarray) -> dict:
     counts: dict[str, int] = {}
     for code, n in zip(*np.unique(lang[idx], return_counts=True)):
         counts[LANGUAGES[int(code)]] = int(n)
@@ -61,6 +68,8 @@ def _facets(idx: np.ndarray, lang: np.ndarray, concern: np.ndarray, turns: np.nd
         "language": dict(sorted(merged.items(), key=lambda kv: -kv[1])),
         "turns": {"mean": round(float(turns[idx].mean()), 3), "hist": _hist_turns(turns[idx])},
         "meta.category": mcounts,
+        "meta.flagged": {k: v for k, v in (("true", int(flagged[idx].sum())),
+                                            ("false", int((~flagged[idx]).sum()))) if v},
     }
     if with_concerning:
         c = concern[idx]
@@ -146,6 +155,22 @@ def make_run(tmp_dir: str | Path, n_points: int = 2000, levels: int = 3, seed: i
     meta = rng.choice(len(META_CATEGORIES), size=n)
     days = rng.integers(0, 56, size=n)
 
+    # ---- planted analysis signals, from a separate generator so the draws above stay as they were --
+    rng2 = np.random.default_rng(seed + 7919)
+    top_all = np.r_[top, np.full(n_other, -1)]
+    child_all = np.r_[path[:, 1], np.full(n_other, -1)] if levels > 1 else np.full(n, -1)
+    in_c = lambda t, k: (top_all == t) & (child_all == k)  # noqa: E731
+    flag_p = np.where(concern >= 4, 0.85, np.where(concern == 3, 0.4, 0.04))
+    if levels > 1:
+        miss, fa, riser = in_c(3, 0), in_c(4, 1), in_c(1, 0)
+        concern[miss] = rng2.choice([3, 4, 5], size=int(miss.sum()), p=[0.3, 0.4, 0.3])
+        flag_p[miss] = 0.05
+        concern[fa] = rng2.choice([1, 2], size=int(fa.sum()), p=[0.8, 0.2])
+        flag_p[fa] = 0.75
+        late = riser & (rng2.random(n) < 0.9)
+        days[late] = 28 + rng2.integers(0, 28, size=int(late.sum()))
+    flagged = rng2.random(n) < flag_p
+
     # ---- withheld: one base cluster (the largest-index child of top 0) ---------------------------
     withheld_id = cid(np.array([0] + [fan - 1] * (levels - 1)), levels - 1) if levels > 1 else None
 
@@ -208,7 +233,7 @@ def make_run(tmp_dir: str | Path, n_points: int = 2000, levels: int = 3, seed: i
             "size": int(len(idx)), "accounts": acc, "share": round(len(idx) / n, 6),
             "children": sorted(children, key=lambda k: -len(members[k])),
             "x": round(float(all_xy[idx, 0].mean()), 4), "y": round(float(all_xy[idx, 1].mean()), 4),
-            "facets": _facets(idx, lang, concern, turns, meta, with_concerning),
+            "facets": _facets(idx, lang, concern, turns, meta, with_concerning, flagged),
             "timeline": _timeline(days[idx], start),
         }
         if lv == levels - 1:
@@ -220,7 +245,7 @@ def make_run(tmp_dir: str | Path, n_points: int = 2000, levels: int = 3, seed: i
         "size": int(len(other_members)), "accounts": int(len(set(accounts[other_members].tolist()))),
         "share": round(len(other_members) / n, 6), "children": [],
         "x": round(float(all_xy[other_members, 0].mean()), 4), "y": round(float(all_xy[other_members, 1].mean()), 4),
-        "facets": _facets(other_members, lang, concern, turns, meta, with_concerning),
+        "facets": _facets(other_members, lang, concern, turns, meta, with_concerning, flagged),
         "timeline": _timeline(days[other_members], start),
     }
     clusters.append(other)
@@ -231,7 +256,8 @@ def make_run(tmp_dir: str | Path, n_points: int = 2000, levels: int = 3, seed: i
         facets.append({"name": "concerning", "kind": "number", "min": 1, "max": 5})
     else:
         unavailable["concerning"] = "needs an LLM (run with --llm)"
-    facets += [{"name": "turns", "kind": "number"}, {"name": "meta.category", "kind": "category"}]
+    facets += [{"name": "turns", "kind": "number"}, {"name": "meta.category", "kind": "category"},
+               {"name": "meta.flagged", "kind": "category"}]
     n_withheld = len(members[withheld_id]) if withheld_id else 0
     aggregates = {
         "run": {"mode": "llm" if with_concerning else "extractive", "facet": "request", "conversations": n,

@@ -156,6 +156,9 @@
       return tot ? (f[val] || 0) / tot : null;
     }
     if (mode === 'size') return c.size;
+    const k = modeKind(mode);
+    if (k === 'div') { const a = analysisOf(mode, i); return a && !a.few ? a.lr : null; }
+    if (k === 'cls') { const a = analysisOf(mode, i); return a && a.cls ? { miss: 2, false: 1, agree: 0 }[a.cls] : null; }
     return null;
   }
   function modeRange(mode) {
@@ -168,6 +171,148 @@
     if (!isFinite(lo)) return [0, 1];
     if (mode.startsWith('share:')) lo = 0;
     return [lo, hi > lo ? hi : lo + 1];
+  }
+  // ---------------------------------------------------------------- analyses overlays (docs/analyses.md)
+  // Diverging blue (less / shrinking) – warm neutral – orange (more / growing); colour-blind safe.
+  const DIVERGING = ['#08519c', '#3182bd', '#9ecae1', '#e6dcc6', '#fdae6b', '#e6550d', '#a63603'].map(hex2rgb);
+  function diverging(t) {  // t in [-1, 1]
+    t = (clamp(t, -1, 1) + 1) / 2 * (DIVERGING.length - 1);
+    const i = Math.min(Math.floor(t), DIVERGING.length - 2);
+    return mix(DIVERGING[i], DIVERGING[i + 1], t - i);
+  }
+  const FEW_RGB = [236, 236, 236];
+  const CLS = { miss: { rgb: hex2rgb('#D55E00'), label: 'likely miss: mean concern ≥ 3, flag rate < 20%' },
+    false: { rgb: hex2rgb('#0072B2'), label: 'likely false alarm: flag rate ≥ 50%, mean concern < 2' },
+    agree: { rgb: hex2rgb('#d2cab8'), label: 'consistent' } };
+  const MIN_FEW = 5, LOG2_MAX = 2;  // greyed below 5 conversations; colour saturates at ¼× and 4×
+  const TRUTHY = new Set(['true', '1', 'yes', 'y', 't']), FALSY = new Set(['false', '0', 'no', 'n', 'f']);
+  const fmtRatio = (r) => !isFinite(r) ? '–' : (r >= 10 ? r.toFixed(0) : r.toFixed(2)) + '×';
+  let A = null;
+  function prepareAnalyses() {
+    A = { catTot: {}, bools: [], halves: null };
+    const roots = C.filter((c) => c.level === 0);  // run-wide totals: top level incl. "other" buckets
+    for (const f of D.facets) if (f.kind === 'category') {
+      const by = {}; let tot = 0;
+      for (const c of roots) { const v = c.facets && c.facets[f.name]; if (v) for (const k in v) { by[k] = (by[k] || 0) + v[k]; tot += v[k]; } }
+      A.catTot[f.name] = { by, tot };
+      const keys = new Set();
+      for (const c of C) { const v = c.facets && c.facets[f.name]; if (v) for (const k in v) if (k !== 'other') keys.add(k.toLowerCase()); }
+      if (f.name.startsWith('meta.') && keys.size && [...keys].every((k) => TRUTHY.has(k) || FALSY.has(k)) && !D.facets_unavailable[f.name]) A.bools.push(f.name);
+    }
+    // change: split the run's time range at its midpoint; a bucket belongs to the half its start is in
+    const tr = D.run && D.run.time_range;
+    let t0 = tr ? Date.parse(tr[0]) : NaN, t1 = tr ? Date.parse(tr[1]) : NaN;
+    if (!isFinite(t0) || !isFinite(t1)) {
+      for (const c of C) for (const p of c.timeline || []) { const t = Date.parse(p[0]); if (isFinite(t)) { t0 = isFinite(t0) ? Math.min(t0, t) : t; t1 = isFinite(t1) ? Math.max(t1, t) : t; } }
+    }
+    if (isFinite(t0) && isFinite(t1) && t1 > t0) {
+      const mid = (t0 + t1) / 2, h = C.map((c) => {
+        if (!c.timeline || !c.timeline.length) return null;
+        const o = [0, 0]; for (const p of c.timeline) { const t = Date.parse(p[0]); if (isFinite(t)) o[t < mid ? 0 : 1] += p[1]; }
+        return o;
+      });
+      const T = [0, 0]; roots.forEach((c) => { const o = h[c.idx]; if (o) { T[0] += o[0]; T[1] += o[1]; } });
+      if (T[0] > 0 && T[1] > 0) A.halves = { mid, t0, t1, h, T };
+    }
+  }
+  const hasConcern = () => D.facets.some((f) => f.name === 'concerning' && f.kind === 'number') && !D.facets_unavailable.concerning;
+  function langRatio(fn, val, i) {
+    const f = C[i].facets[fn], g = A.catTot[fn]; if (!f || !g || !g.tot || !g.by[val]) return null;
+    let size = 0; for (const k in f) size += f[k];
+    if (!size) return null;
+    const listed = f[val] !== undefined, obs = listed ? f[val] : (f.other || 0);  // not listed: ≤ "other" (upper bound)
+    const overall = g.by[val] / g.tot, exp = size * overall, ratio = (obs / size) / overall;
+    return { ratio, obs, listed, exp, size, overall, few: Math.max(obs, exp) < MIN_FEW, lr: Math.log2(Math.max(ratio, 1e-9)) };
+  }
+  function change(i) {
+    if (!A.halves || !A.halves.h[i]) return null;
+    const [a, b] = A.halves.h[i], [T1, T2] = A.halves.T;
+    const s1 = a / T1, s2 = b / T2;
+    const lr = Math.log2(((b + 0.5) / T2) / ((a + 0.5) / T1));  // +0.5: a cluster new in the second half stays finite
+    return { a, b, s1, s2, lr, few: a + b < 2 * MIN_FEW };
+  }
+  function flagInfo(fn, i) {
+    const f = C[i].facets[fn]; if (!f) return null;
+    let pos = 0, neg = 0;
+    for (const k in f) { const l = k.toLowerCase(); if (TRUTHY.has(l)) pos += f[k]; else if (FALSY.has(l)) neg += f[k]; }
+    if (!pos && !neg) return null;
+    const rate = pos / (pos + neg), cf = C[i].facets.concerning, concern = cf && typeof cf.mean === 'number' ? cf.mean : null;
+    let cls = null;
+    if (concern !== null) cls = concern >= 3 && rate < 0.2 ? 'miss' : (rate >= 0.5 && concern < 2 ? 'false' : 'agree');
+    return { rate, known: pos + neg, pos, concern, cls };
+  }
+  function langOverall(mode) { const [fn, v] = splitEq(mode.slice(6)), g = A.catTot[fn]; return g && g.tot ? (g.by[v] || 0) / g.tot : null; }
+  function analysesSection(i) {
+    // per-cluster numbers behind the overlays: language ratios, change between halves, classifier
+    const out = [], c = C[i];
+    if (A.halves && c.timeline && c.timeline.length) {
+      const a = change(i), d = (t) => new Date(t).toISOString().slice(0, 10), m = A.halves.mid;
+      if (a) {
+        out.push(el('h3', { text: 'Change over the time range' }));
+        const g = el('div', { class: 'kv', id: 'panel-change' },
+          el('span', { class: 'muted', text: 'first half (' + d(A.halves.t0) + ' – ' + d(m) + ')' }), el('span', { text: fmtInt(a.a) + ' · ' + fmtPct(a.s1) + ' of that half' }),
+          el('span', { class: 'muted', text: 'second half (' + d(m) + ' – ' + d(A.halves.t1) + ')' }), el('span', { text: fmtInt(a.b) + ' · ' + fmtPct(a.s2) + ' of that half' }),
+          el('span', { class: 'muted', text: 'change in share' }),
+          el('b', { text: a.few ? 'too few conversations' : fmtRatio(Math.pow(2, a.lr)) + (a.lr > 0.05 ? ' (growing)' : a.lr < -0.05 ? ' (shrinking)' : ' (stable)') }));
+        out.push(g);
+      }
+    }
+    const lt = A.catTot.language;
+    if (lt && lt.tot && c.facets.language && !D.facets_unavailable.language) {
+      const chosen = S.colour.startsWith('ratio:language=') ? splitEq(S.colour.slice(6))[1] : null;
+      const vals = (categoryValues.language || []).filter((v) => lt.by[v]).slice(0, 8);
+      if (chosen && !vals.includes(chosen)) vals.unshift(chosen);
+      out.push(el('h3', { text: 'Languages vs the whole run' }));
+      const g = el('div', { class: 'kv ratios', id: 'panel-ratio' });
+      for (const v of vals) {
+        const r = langRatio('language', v, i); if (!r) continue;
+        const cls = v === chosen ? 'chosen' : null;
+        g.append(el('span', { class: cls, text: v }),
+          el('span', { class: cls, title: 'share ' + fmtPct(r.obs / r.size) + ' vs ' + fmtPct(r.overall) + ' overall',
+            text: (r.few ? 'too few' : 'ratio ' + fmtRatio(r.ratio)) + ' · ' + (r.listed ? '' : '≤') + fmtInt(r.obs) + ' of ' + fmtInt(r.size) + ', expected ' + fmtNum(r.exp, 1) }));
+      }
+      out.push(g);
+    }
+    if (hasConcern()) for (const b of A.bools) {
+      const a = flagInfo(b, i); if (!a) continue;
+      out.push(el('h3', { text: 'Classifier: ' + facetLabel(b) + ' vs concerning' }));
+      out.push(el('div', { class: 'kv', id: 'panel-flag', 'data-facet': b },
+        el('span', { class: 'muted', text: 'flag rate' }), el('b', { text: fmtPct(a.rate, 1) + ' (' + fmtInt(a.pos) + ' of ' + fmtInt(a.known) + ')' }),
+        el('span', { class: 'muted', text: 'mean concerning' }), el('b', { text: fmtNum(a.concern) }),
+        el('span', { class: 'muted', text: 'reading' }),
+        el('span', { class: a.cls === 'agree' ? null : 'verdict', text: a.cls ? CLS[a.cls].label : 'no concerning score' })));
+    }
+    return out;
+  }
+  function modeKind(mode) {
+    if (mode === 'top') return 'top';
+    if (mode.startsWith('ratio:') || mode === 'change') return 'div';
+    if (mode.startsWith('flagcmp:')) return 'cls';
+    return 'seq';
+  }
+  const splitEq = (rest) => { const eq = rest.indexOf('='); return [rest.slice(0, eq), rest.slice(eq + 1)]; };
+  function analysisOf(mode, i) {
+    if (i < 0) return null;
+    if (mode.startsWith('ratio:')) { const [fn, v] = splitEq(mode.slice(6)); return langRatio(fn, v, i); }
+    if (mode === 'change') return change(i);
+    if (mode.startsWith('flagcmp:')) return flagInfo(mode.slice(8), i);
+    return null;
+  }
+  function overlayRgb(mode, i) {
+    const a = analysisOf(mode, i);
+    if (modeKind(mode) === 'cls') return a && a.cls ? CLS[a.cls].rgb : NULL_RGB;
+    if (!a) return NULL_RGB;
+    return a.few ? FEW_RGB : diverging(a.lr / LOG2_MAX);
+  }
+  function fmtMode(mode, i) {
+    // the colour / sort value of cluster i as text (tooltip and tree)
+    const k = modeKind(mode);
+    if (k === 'seq') { const v = clusterValue(mode, i); return mode.startsWith('share:') ? fmtPct(v) : fmtNum(v); }
+    const a = analysisOf(mode, i);
+    if (!a) return 'no data';
+    if (mode === 'change') return (a.few ? 'too few · ' : 'share ' + fmtRatio(Math.pow(2, a.lr)) + ' · ') + fmtInt(a.a) + ' → ' + fmtInt(a.b);
+    if (k === 'div') return a.few ? 'too few (' + (a.listed ? '' : '≤') + fmtInt(a.obs) + ', expected ' + fmtNum(a.exp, 1) + ')' : fmtRatio(a.ratio);
+    return 'flag ' + fmtPct(a.rate, 0) + ' · concern ' + fmtNum(a.concern) + (a.cls && a.cls !== 'agree' ? ' · ' + (a.cls === 'miss' ? 'likely miss' : 'likely false alarm') : '');
   }
   function filterMatch(i) {
     if (!S.filter) return true;
@@ -187,6 +332,7 @@
   // ---------------------------------------------------------------- controls
   function fillControls() {
     facetOptions();
+    prepareAnalyses();
     const col = $('colour'), fil = $('filter'), srt = $('sort');
     col.replaceChildren(el('option', { value: 'top' , text: 'Top-level cluster' }));
     fil.replaceChildren(el('option', { value: '', text: 'None' }));
@@ -206,12 +352,23 @@
         const g1 = el('optgroup', { label: 'Share of ' + facetLabel(f.name) });
         const g2 = el('optgroup', { label: facetLabel(f.name) });
         for (const v of vals) {
-          g1.append(el('option', { value: 'share:' + f.name + '=' + v, text: facetLabel(f.name) + ' = ' + v }));
+          g1.append(el('option', { value: 'share:' + f.name + '=' + v, text: 'Share of ' + facetLabel(f.name) + ' = ' + v }));
           g2.append(el('option', { value: 'cat:' + f.name + '=' + v, text: facetLabel(f.name) + ' = ' + v }));
         }
         col.append(g1); fil.append(g2);
       }
     }
+    // analyses overlays
+    const langs = (categoryValues.language || []).filter((v) => A.catTot.language && A.catTot.language.by[v]);
+    if (langs.length && !D.facets_unavailable.language) {
+      const g = el('optgroup', { label: 'Languages: over / under-representation' });
+      for (const v of langs) g.append(el('option', { value: 'ratio:language=' + v, text: 'Representation of ' + v + ' (ratio to overall)' }));
+      col.append(g);
+    }
+    const ga = el('optgroup', { label: 'Analyses' });
+    if (A.halves) ga.append(el('option', { value: 'change', text: 'Change: second vs first half of the time range' }));
+    if (hasConcern()) for (const b of A.bools) ga.append(el('option', { value: 'flagcmp:' + b, text: 'Concerning vs flag rate (' + facetLabel(b) + ')' }));
+    if (ga.children.length) col.append(ga);
     srt.append(el('option', { value: 'colour', text: 'Colour value' }));
     col.addEventListener('change', () => { S.colour = col.value; changed({ colours: true, tree: S.sort === 'colour' }); });
     fil.addEventListener('change', () => { S.filter = fil.value; changed({ colours: true, tree: true }); });
@@ -342,7 +499,7 @@
     const sw = c.kind === 'other' ? OTHER_RGB : baseRgb(i);
     const valMode = S.sort.startsWith('mean:') ? S.sort : (S.sort === 'colour' && S.colour !== 'top' ? S.colour : null);
     let num = fmtInt(c.size) + ' · ' + fmtPct(c.share);
-    if (valMode) { const v = clusterValue(valMode, i); num = (valMode.startsWith('share:') ? fmtPct(v) : fmtNum(v)) + ' · ' + fmtInt(c.size); }
+    if (valMode) num = fmtMode(valMode, i) + ' · ' + fmtInt(c.size);
     const name = el('span', { class: 'name', title: c.name }, markText(c.name, q));
     if (c.kind === 'other') name.append(el('span', { class: 'badge', text: 'withheld' }));
     const row = el('div', { class: 'row', style: '--depth:' + depth },
@@ -536,6 +693,7 @@
         kids.push(el('ul', { class: 'children' }, ...sortKids(c.kids).map((k) => el('li', null, clusterLink(k), el('span', { class: 'num', text: fmtInt(C[k].size) + ' · ' + fmtPct(C[k].size / (c.size || 1)) })))));
       }
       if (c.timeline && c.timeline.length) { kids.push(el('h3', { text: 'Over time' })); kids.push(timeline(c.timeline)); }
+      kids.push(...analysesSection(S.sel));
       kids.push(...facetSection(c));
       kids.push(el('p', { class: 'note', text: 'Breakdowns count conversations; categories held by too few accounts are merged into "other".' }));
     }
@@ -578,11 +736,12 @@
 
   function recolour() {
     if (!pointCol) { pointCol = new Uint32Array(N); pointEmph = new Uint8Array(N); }
-    const mode = S.colour, cont = mode !== 'top';
-    const rng = cont ? modeRange(mode) : null;
+    const mode = S.colour, cont = mode !== 'top', kind = modeKind(mode);
+    const rng = kind === 'seq' ? modeRange(mode) : null;
     const cc = new Array(C.length);
     for (let i = 0; i < C.length; i++) {
       if (!cont) cc[i] = baseRgb(i);
+      else if (kind !== 'seq') cc[i] = overlayRgb(mode, i);
       else { const v = clusterValue(mode, i); cc[i] = v === null ? NULL_RGB : viridis((v - rng[0]) / (rng[1] - rng[0])); }
     }
     const q = S.q.trim(), sel = S.sel, selLv = sel >= 0 ? LV[C[sel].level] : null;
@@ -686,6 +845,20 @@
       const tops = C.filter((c) => c.level === 0 && c.parentIdx < 0).sort((a, b) => (a.kind === 'other') - (b.kind === 'other') || b.size - a.size);
       for (const c of tops) items.push(el('button', { type: 'button', class: 'item', 'data-goto': c.idx, title: c.name },
         el('span', { class: 'sw', style: 'background:' + rgbCss(cc[c.idx]) }), el('span', { class: 'n', text: c.name })));
+    } else if (modeKind(S.colour) === 'div') {
+      const o = $('colour').selectedOptions[0], ch = S.colour === 'change';
+      items.push(legendTitle(o ? o.textContent : S.colour));
+      items.push(el('div', { class: 'muted', text: ch ? 'cluster\'s share of the second half ÷ its share of the first half (split ' + new Date(A.halves.mid).toISOString().slice(0, 10) + ')'
+        : 'cluster\'s share of ' + splitEq(S.colour.slice(6))[1] + ' ÷ its overall share (' + fmtPct(langOverall(S.colour)) + ')' }));
+      const stops = []; for (let t = -1; t <= 1.0001; t += 0.2) stops.push(rgbCss(diverging(t)));
+      items.push(el('div', { class: 'grad div', style: 'background:linear-gradient(90deg,' + stops.join(',') + ')' }));
+      items.push(el('div', { class: 'ends' }, el('span', { text: '≤¼× ' + (ch ? 'shrinking' : 'under') }), el('span', { text: '1×' }), el('span', { text: (ch ? 'growing' : 'over') + ' ≥4×' })));
+      items.push(el('div', { class: 'item' }, el('span', { class: 'sw', style: 'background:' + rgbCss(FEW_RGB) + ';outline:1px solid #ccc' }),
+        el('span', { class: 'n muted', text: ch ? 'too few (< 10 conversations in the two halves together)' : 'too few (< 5 conversations expected and observed)' })));
+    } else if (modeKind(S.colour) === 'cls') {
+      const o = $('colour').selectedOptions[0];
+      items.push(legendTitle(o ? o.textContent : S.colour));
+      for (const k of ['miss', 'false', 'agree']) items.push(el('div', { class: 'item' }, el('span', { class: 'sw', style: 'background:' + rgbCss(CLS[k].rgb) }), el('span', { class: 'n', text: CLS[k].label })));
     } else {
       const o = $('colour').selectedOptions[0];
       items.push(legendTitle(o ? o.textContent : S.colour));
@@ -784,7 +957,7 @@
     else {
       const c = C[i];
       tip.replaceChildren(el('b', { text: c.name }), fmtInt(c.size) + ' conversations · ' + fmtPct(c.share) + ' · level ' + c.level);
-      if (S.colour !== 'top') { const v = clusterValue(S.colour, i); tip.append(el('div', { text: ($('colour').selectedOptions[0] || {}).textContent + ': ' + (S.colour.startsWith('share:') ? fmtPct(v) : fmtNum(v)) })); }
+      if (S.colour !== 'top') tip.append(el('div', { text: ($('colour').selectedOptions[0] || {}).textContent + ': ' + fmtMode(S.colour, i) }));
     }
     tip.hidden = false;
     const tw = tip.offsetWidth, th = tip.offsetHeight;
