@@ -320,7 +320,8 @@ def test_classifier_comparison(chromium, html_url: str) -> None:
         assert "flag rate" in text and "mean concerning" in text and "likely miss" in text
         page.evaluate("(id) => window.__explorer.select(id)", FALSE_ALARM_ID)
         assert "likely false alarm" in page.locator("#panel-flag").inner_text()
-        page.wait_for_function("() => location.hash.includes('colour=flagcmp')", timeout=5000)
+        page.wait_for_function("(id) => location.hash.includes('c=' + id) && location.hash.includes('colour=flagcmp')",
+                               arg=FALSE_ALARM_ID, timeout=5000)
         page2, rec2 = open_page(chromium, page.url)
         try:
             assert page2.input_value("#colour") == "flagcmp:meta.flagged"
