@@ -300,8 +300,11 @@ def test_change_overlay_and_hash_restores_it(chromium, html_url: str) -> None:
         assert page.evaluate(NONBLANK_JS) > 500
         text = page.locator("#panel-change").inner_text()
         assert "first half" in text and "second half" in text and "(growing)" in text
-        factor = float(text.split("change in share")[1].strip().split("×")[0])
-        assert factor > 3
+        # nearly all of the riser's conversations are in the second half
+        assert "new in the second half" in text or float(text.split("change in share")[1].strip().split("×")[0]) > 3
+        # the tree shows the colour value when sorted by it
+        page.select_option("#sort", "colour")
+        assert "growing" in page.locator(f'#tree li[data-id="{RISER_ID}"] > .row .num').inner_text()
         assert rec.errors == []
     finally:
         page.close()

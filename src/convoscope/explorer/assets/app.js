@@ -241,6 +241,13 @@
     if (concern !== null) cls = concern >= 3 && rate < 0.2 ? 'miss' : (rate >= 0.5 && concern < 2 ? 'false' : 'agree');
     return { rate, known: pos + neg, pos, concern, cls };
   }
+  function changeText(a) {
+    if (a.few) return 'too few conversations';
+    if (!a.a) return 'new in the second half (growing)';
+    if (!a.b) return 'none in the second half (shrinking)';
+    const r = a.s2 / a.s1;
+    return fmtRatio(r) + (r > 1.05 ? ' (growing)' : r < 1 / 1.05 ? ' (shrinking)' : ' (stable)');
+  }
   function langOverall(mode) { const [fn, v] = splitEq(mode.slice(6)), g = A.catTot[fn]; return g && g.tot ? (g.by[v] || 0) / g.tot : null; }
   function analysesSection(i) {
     // per-cluster numbers behind the overlays: language ratios, change between halves, classifier
@@ -253,7 +260,7 @@
           el('span', { class: 'muted', text: 'first half (' + d(A.halves.t0) + ' – ' + d(m) + ')' }), el('span', { text: fmtInt(a.a) + ' · ' + fmtPct(a.s1) + ' of that half' }),
           el('span', { class: 'muted', text: 'second half (' + d(m) + ' – ' + d(A.halves.t1) + ')' }), el('span', { text: fmtInt(a.b) + ' · ' + fmtPct(a.s2) + ' of that half' }),
           el('span', { class: 'muted', text: 'change in share' }),
-          el('b', { text: a.few ? 'too few conversations' : fmtRatio(Math.pow(2, a.lr)) + (a.lr > 0.05 ? ' (growing)' : a.lr < -0.05 ? ' (shrinking)' : ' (stable)') }));
+          el('b', { text: changeText(a) }));
         out.push(g);
       }
     }
@@ -310,7 +317,7 @@
     if (k === 'seq') { const v = clusterValue(mode, i); return mode.startsWith('share:') ? fmtPct(v) : fmtNum(v); }
     const a = analysisOf(mode, i);
     if (!a) return 'no data';
-    if (mode === 'change') return (a.few ? 'too few · ' : 'share ' + fmtRatio(Math.pow(2, a.lr)) + ' · ') + fmtInt(a.a) + ' → ' + fmtInt(a.b);
+    if (mode === 'change') return changeText(a) + ' · ' + fmtInt(a.a) + ' → ' + fmtInt(a.b);
     if (k === 'div') return a.few ? 'too few (' + (a.listed ? '' : '≤') + fmtInt(a.obs) + ', expected ' + fmtNum(a.exp, 1) + ')' : fmtRatio(a.ratio);
     return 'flag ' + fmtPct(a.rate, 0) + ' · concern ' + fmtNum(a.concern) + (a.cls && a.cls !== 'agree' ? ' · ' + (a.cls === 'miss' ? 'likely miss' : 'likely false alarm') : '');
   }
@@ -362,7 +369,7 @@
     const langs = (categoryValues.language || []).filter((v) => A.catTot.language && A.catTot.language.by[v]);
     if (langs.length && !D.facets_unavailable.language) {
       const g = el('optgroup', { label: 'Languages: over / under-representation' });
-      for (const v of langs) g.append(el('option', { value: 'ratio:language=' + v, text: 'Representation of ' + v + ' (ratio to overall)' }));
+      for (const v of langs) g.append(el('option', { value: 'ratio:language=' + v, text: v + ': ratio to overall share' }));
       col.append(g);
     }
     const ga = el('optgroup', { label: 'Analyses' });
@@ -854,11 +861,11 @@
       items.push(el('div', { class: 'grad div', style: 'background:linear-gradient(90deg,' + stops.join(',') + ')' }));
       items.push(el('div', { class: 'ends' }, el('span', { text: '≤¼× ' + (ch ? 'shrinking' : 'under') }), el('span', { text: '1×' }), el('span', { text: (ch ? 'growing' : 'over') + ' ≥4×' })));
       items.push(el('div', { class: 'item' }, el('span', { class: 'sw', style: 'background:' + rgbCss(FEW_RGB) + ';outline:1px solid #ccc' }),
-        el('span', { class: 'n muted', text: ch ? 'too few (< 10 conversations in the two halves together)' : 'too few (< 5 conversations expected and observed)' })));
+        el('span', { class: 'n muted wrap', text: ch ? 'too few (< 10 conversations in the two halves together)' : 'too few (< 5 conversations expected and observed)' })));
     } else if (modeKind(S.colour) === 'cls') {
       const o = $('colour').selectedOptions[0];
       items.push(legendTitle(o ? o.textContent : S.colour));
-      for (const k of ['miss', 'false', 'agree']) items.push(el('div', { class: 'item' }, el('span', { class: 'sw', style: 'background:' + rgbCss(CLS[k].rgb) }), el('span', { class: 'n', text: CLS[k].label })));
+      for (const k of ['miss', 'false', 'agree']) items.push(el('div', { class: 'item' }, el('span', { class: 'sw', style: 'background:' + rgbCss(CLS[k].rgb) }), el('span', { class: 'n wrap', text: CLS[k].label })));
     } else {
       const o = $('colour').selectedOptions[0];
       items.push(legendTitle(o ? o.textContent : S.colour));
