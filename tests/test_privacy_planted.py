@@ -76,3 +76,10 @@ def test_llm_run_publishes_no_planted_data(tmp_path, leaky):
         # artifact), and the later layers (thresholds, auditor) keep it out of everything published
         facets = json.dumps(store.read_table("facets").to_pylist())
         assert "Quargmire" in facets
+
+
+def test_raw_text_is_stored_only_on_request_and_never_published(tmp_path):
+    data = write_jsonl(tmp_path / "c.jsonl", planted_records())
+    store = run_pipeline(data, tmp_path / "run", load_config(None, {**SETTINGS, "privacy.include_raw_text": True}), show_progress=False)
+    assert "Quargmire" in json.dumps(store.read_table("raw_text").to_pylist())  # the user asked for it
+    assert_nothing_planted(json.dumps(store.read_json("aggregates")) + build_explorer_html(tmp_path / "run"))

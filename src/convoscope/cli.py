@@ -69,6 +69,8 @@ def run(
     screener: Optional[str] = typer.Option(None, "--screen", help="Yes/no question selecting the conversations to analyse (needs --llm)."),
     max_cost: Optional[float] = typer.Option(None, "--max-cost", help="Stop cleanly before spending more than this many USD."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the LLM/embedding cache."),
+    cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache location (default: ~/.cache/convoscope, or $CONVOSCOPE_CACHE_DIR)."),
+    include_raw_text: bool = typer.Option(False, "--include-raw-text", help="Also store raw conversation text in the run directory (never in the explorer). Off by default."),
     min_accounts: Optional[int] = typer.Option(None, "--min-accounts", help="Privacy threshold: distinct accounts per published cluster (default 5)."),
     min_conversations: Optional[int] = typer.Option(None, "--min-conversations", help="Privacy threshold: conversations per published cluster (default 15)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
@@ -79,7 +81,8 @@ def run(
     overrides = _ingest_overrides(fmt, skip_invalid, account_field, time_field)
     overrides.update({"llm.facets": llm, "llm.naming": naming_llm, "llm.auditor": auditor_llm, "embedding.model": embedding,
                       "facets.screener": screener, "llm.max_cost_usd": max_cost, "llm.cache": False if no_cache else None,
-                      "embedding.cache": False if no_cache else None, "privacy.min_accounts": min_accounts,
+                      "embedding.cache": False if no_cache else None, "llm.cache_dir": str(cache_dir) if cache_dir else None,
+                      "privacy.include_raw_text": True if include_raw_text else None, "privacy.min_accounts": min_accounts,
                       "privacy.min_conversations": min_conversations})
     cfg = _load(config, overrides)
     store = run_pipeline(input, out_dir, cfg, console=err, show_progress=not quiet)

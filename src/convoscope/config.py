@@ -77,13 +77,13 @@ class PrivacySettings(_Section):
     min_conversations: int = Field(15, ge=1, description="... and at least this many conversations.")
     min_audit_score: int = Field(3, ge=1, le=5, description="LLM mode: the privacy auditor's lowest passing rating (1 identifies individuals ... 5 fully general).")
     scrub_identifiers: bool = Field(True, description="Mask e-mails, phone numbers, card numbers, IPs and URLs before any model sees the text.")
-    include_raw_text: bool = Field(False, description="Store raw conversation text in the run directory (never in the explorer). Off by default.")
+    include_raw_text: bool = Field(False, description="Store raw conversation text in the run directory (table raw_text; never in the explorer, report or analyses). Off by default.")
 
 
 class MapSettings(_Section):
     n_neighbors: int = Field(15, ge=2, description="UMAP neighbours (the paper: 15).")
     min_dist: float = Field(0.0, ge=0.0, description="UMAP min_dist (the paper: 0).")
-    fit_sample: int = Field(20000, ge=100, description="UMAP is fitted on at most this many points; the rest are transformed.")
+    fit_sample: int = Field(10000, ge=100, description="UMAP is fitted on a seeded sample of at most this many points; the rest are transformed (a 10,000-point fit takes a third of a 20,000-point one).")
 
 
 class Config(_Section):

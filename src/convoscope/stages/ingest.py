@@ -26,13 +26,15 @@ def _scalar_metadata(meta: dict) -> str:
 
 
 def run_ingest(ctx: RunContext) -> str:
-    fp = fingerprint(STAGE, input_fingerprint(ctx), ctx.config.ingest.model_dump())
+    fp = fingerprint(STAGE, input_fingerprint(ctx), ctx.config.ingest.model_dump(), ctx.config.privacy.include_raw_text)
     if ctx.store.stage_complete(STAGE, fp):
         return fp
     started = time.perf_counter()
     salt = ctx.account_salt()
     report = IngestReport()
     cols: dict[str, list] = {k: [] for k in ("conv_id", "account", "created_at", "n_messages", "n_turns", "user_chars", "assistant_chars", "metadata")}
+    keep_raw = ctx.config.privacy.include_raw_text  # only on explicit request; never read by the explorer
+    raw_text: list[str] = []
     with ctx.progress() as progress:
         task = progress.add_task("Reading conversations", total=None)
         for conv in ctx.iter_input(report):
@@ -44,6 +46,8 @@ def run_ingest(ctx: RunContext) -> str:
             cols["user_chars"].append(sum(len(m.content) for m in conv.messages if m.role == "user"))
             cols["assistant_chars"].append(sum(len(m.content) for m in conv.messages if m.role == "assistant"))
             cols["metadata"].append(_scalar_metadata(conv.metadata))
+            if keep_raw:
+                raw_text.append("\n\n".join(f"{m.role}: {m.content}" for m in conv.messages))
             progress.advance(task)
     if not cols["conv_id"]:
         from convoscope.errors import InputError
@@ -62,7 +66,10 @@ def run_ingest(ctx: RunContext) -> str:
         ]
     )
     table = pa.table(cols, schema=schema)
-    artifact = ctx.store.write_table("conversations", table)
+    artifacts = [ctx.store.write_table("conversations", table)]
+    if keep_raw:
+        artifacts.append(ctx.store.write_table("raw_text", pa.table({"conv_id": cols["conv_id"], "text": raw_text})))
+        ctx.console.print("[yellow]note:[/] raw conversation text is stored in the run directory (privacy.include_raw_text); treat the directory as sensitive")
     ingest_report = report.to_dict()
     if report.missing_account:
         ctx.console.print(
@@ -70,5 +77,5 @@ def run_ingest(ctx: RunContext) -> str:
         )
     if report.invalid:
         ctx.console.print(f"[yellow]warning:[/] skipped {report.invalid} invalid records, e.g. {report.invalid_examples[:3]}")
-    ctx.store.mark_complete(STAGE, fp, [artifact], seconds=time.perf_counter() - started, report=ingest_report)
+    ctx.store.mark_complete(STAGE, fp, artifacts, seconds=time.perf_counter() - started, report=ingest_report, raw_text_stored=keep_raw)
     return fp
