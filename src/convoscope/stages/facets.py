@@ -28,16 +28,17 @@ TASK_OPENING = "The task is to"
 TRUNCATION_RULE = "conversations longer than the token budget (4 characters a token) keep their first two thirds and last third of the budget, with a marker in between"
 LLM_BATCH = 256  # conversations per batch of concurrent requests; bounds memory, the cache makes batches resumable
 
+# No worked examples inside the questions: small models (checked with Qwen2.5 1.5B) copy an example
+# summary verbatim for unrelated conversations. Format guidance lives in the system prompt instead.
 _BUILTIN_QUESTIONS = {
     "request": (
-        f"What is the user's overall request for the assistant? One or two sentences, starting with \"{REQUEST_OPENING}\". "
-        "Be descriptive but leave out anything that could identify a person, and say clearly if the request is harmful. "
-        f"Examples: \"{REQUEST_OPENING} write a cover letter for a junior accounting job.\" "
-        f"\"{REQUEST_OPENING} explain how to treat a minor burn at home.\""
+        f"What is the user's overall request for the assistant? One sentence of at most 30 words, starting with \"{REQUEST_OPENING}\". "
+        "Describe the request in general terms in your own words: do not copy the user's wording, and leave out names, places, "
+        "numbers and anything else that could identify a person. Say clearly if the request is harmful."
     ),
     "task": (
-        f"What task is the assistant asked to perform? One sentence, starting with \"{TASK_OPENING}\". "
-        f"Example: \"{TASK_OPENING} debug a Python function that parses dates.\""
+        f"What task is the assistant asked to perform? One sentence of at most 20 words, starting with \"{TASK_OPENING}\", "
+        "in general terms and your own words."
     ),
     "language": "Which natural languages are used in the conversation? Full English names, comma-separated (e.g. \"English, Spanish\"); no programming languages.",
     "concerning": (
@@ -114,10 +115,14 @@ def _facet_request(conversation_text: str, questions: dict[str, tuple[str, dict[
     )
 
 
+MAX_SUMMARY_WORDS = 60  # the prompt asks for one sentence; a model that rambles is cut here
+
+
 def _with_opening(text: Any, opening: str) -> str | None:
     if not isinstance(text, str) or not text.strip():
         return None
-    text = " ".join(text.split())
+    words = text.split()
+    text = " ".join(words[:MAX_SUMMARY_WORDS]) + ("..." if len(words) > MAX_SUMMARY_WORDS else "")
     if not text.lower().startswith(opening.lower()):
         text = f"{opening} {text[0].lower()}{text[1:]}"
     return text
