@@ -192,3 +192,22 @@ def test_llm_category_assignment_plumbing(tmp_path):
         config.llm = LLMSettings(facets=f"openai:fake@{server.url}", cache=False, schema_retries=0)
         predicted, failed = _assign_llm(config, store, np.array([0, 0, 1, 2]), ["banking", "kitchen_and_dining", "travel"], False)
     assert predicted.tolist()[:3] == [2, 2, 0] and failed == 1
+
+
+def test_reconstruction_in_llm_mode_end_to_end(tmp_path):
+    """`eval reconstruction --llm` against the fake server: every LLM stage plus the LLM category
+    assignment run; the keyword responder makes the expected answer known (plumbing, not a model)."""
+    from fakes.clio_responder import make_responder
+    from fakes.corpus import make_records, write_jsonl
+
+    data = write_jsonl(tmp_path / "c.jsonl", make_records(per_topic=40, accounts=30))
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[cluster]\nconversations_per_cluster = 10\n[privacy]\nmin_conversations = 5\nmin_accounts = 3\n[llm]\ncache = false\n")
+    with FakeOpenAIServer(responder=make_responder()) as server:
+        result = CliRunner().invoke(eval_app, ["reconstruction", str(data), "--label-field", "topic", "--llm", f"openai:fake@{server.url}",
+                                               "--out", str(tmp_path / "run"), "--config", str(cfg), "--json", "--quiet"])
+        assert result.exit_code == 0, result.output
+        bodies = json.dumps(server.requests)
+    report = json.loads(result.stdout)
+    assert report["accuracy"] > 0.9  # the keyword responder names and assigns topics correctly
+    assert "<conversation>" in bodies and "category" in bodies

@@ -66,6 +66,10 @@ def make_responder(leaky: bool = False, audit_marker: str = "PLANTED", echo_requ
                 if key not in answer:
                     answer[key] = spec["enum"][0] if "enum" in spec else (spec.get("minimum", 1) if spec.get("type") in ("integer", "number") else "n/a")
             return json.dumps(answer)
+        if "category" in props and "enum" in props["category"]:  # eval reconstruction: pick a gold category
+            options = props["category"]["enum"]
+            topic = _topic(_between(text, "cluster"))
+            return json.dumps({**{k: "n/a" for k in props if k != "category"}, "category": next((o for o in options if topic in o.lower()), options[0])})
         if "answer" in props:  # screener
             return json.dumps({"answer": "yes"})
         if "score" in props:  # auditor
