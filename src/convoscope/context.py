@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -72,7 +71,3 @@ class RunContext:
 
     def hash_account(self, account: str, salt: str) -> str:
         return hashlib.blake2b(account.encode(), digest_size=12, key=salt.encode()[:64]).hexdigest()
-
-
-def is_interactive() -> bool:
-    return sys.stderr.isatty()

@@ -100,10 +100,6 @@ class RunStore:
         }
         self._write_manifest()
 
-    def invalidate(self, stage: str) -> None:
-        if self._manifest["stages"].pop(stage, None) is not None:
-            self._write_manifest()
-
     # -- artifacts ------------------------------------------------------------------------------
     _SUFFIX = {"table": ".parquet", "array": ".npy", "json": ".json"}
 
@@ -141,7 +137,3 @@ class RunStore:
 
     def read_json(self, name: str) -> Any:
         return orjson.loads(self._file(f"json:{name}").read_bytes())
-
-    def artifact_paths(self) -> list[Path]:
-        """Every file in the run directory (used by privacy tests and `report`)."""
-        return sorted(p for p in self.root.rglob("*") if p.is_file())
