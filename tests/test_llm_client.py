@@ -56,7 +56,9 @@ def test_openai_text_and_structured(tmp_path):
         (text, structured), client = run_many(s, [ask("hello", system="be brief"), ask("hi", json_schema=SCHEMA, task="facets")])
     assert text.text == "This is a fake answer." and not text.failed
     assert structured.parsed == {"summary": "example summary", "language": "en"}
-    first, second = server.requests
+    # the two requests run concurrently, so they may arrive in either order
+    first = next(r for r in server.requests if "response_format" not in r)
+    second = next(r for r in server.requests if "response_format" in r)
     assert first["messages"][0] == {"role": "system", "content": "be brief"}
     assert first["model"] == "fake-model" and "response_format" not in first
     assert second["response_format"] == {"type": "json_schema", "json_schema": {"name": "facets", "schema": SCHEMA, "strict": True}}
@@ -80,7 +82,9 @@ def test_anthropic_prefill_headers_and_tool_use(tmp_path):
         )
     assert text.text == "The user wants a recipe."
     assert structured.parsed == {"summary": "s", "language": "fr"}
-    first, second = server.requests
+    # the two requests run concurrently, so they may arrive in either order
+    first = next(r for r in server.requests if "tools" not in r)
+    second = next(r for r in server.requests if "tools" in r)
     assert first["messages"][-1] == {"role": "assistant", "content": "The user wants"}
     assert first["system"] == "sys" and first["max_tokens"] == 512
     assert second["tool_choice"] == {"type": "tool", "name": "answer"} and second["tools"][0]["input_schema"] == SCHEMA
