@@ -157,12 +157,10 @@ def test_retries_exhausted_marks_item_failed(tmp_path):
 def test_rejected_key_is_fatal_at_once(tmp_path, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-wrong")
     with FakeOpenAIServer(api_key="sk-good", latency=0.05) as server:
-        start = time.monotonic()
         with pytest.raises(LLMFatalError) as caught:
             run_many(settings(f"openai:m@{server.url}", tmp_path, max_concurrency=4), [ask(f"q{i}") for i in range(200)])
-        elapsed = time.monotonic() - start
     assert str(caught.value) == "OPENAI_API_KEY was rejected (401)"
-    assert elapsed < 2 and server.request_count <= 8  # the others were cancelled, not sent
+    assert server.request_count <= 8  # the others were cancelled, not sent
 
 
 def test_anthropic_rejected_key(tmp_path, monkeypatch):
