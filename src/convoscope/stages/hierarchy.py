@@ -5,7 +5,8 @@ paper's algorithm: neighbourhoods of about 40 clusters, propose parent names per
 deduplicate them, assign every child with the parent list shuffled, then rename each parent from the
 children it received. Every level is one pass, so the build always terminates with the wanted number
 of levels; every child gets exactly one parent and empty parents are dropped. Extractive mode cuts
-one Ward dendrogram over the base centroids at each level size and names parents by distinctive terms.
+one Ward dendrogram over the base clusters (their centroids and where their members' nearest
+neighbours lie) at each level size and names parents by distinctive terms.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import scipy.sparse as sp
 
 from convoscope import prompts
 from convoscope.config import Config
@@ -34,6 +36,12 @@ NAMES_SCHEMA = {"type": "object", "properties": {"names": {"type": "array", "ite
 ASSIGN_SCHEMA = {"type": "object", "properties": {"scratchpad": {"type": "string"}, "parent": {"type": "string"}},
                  "required": ["scratchpad", "parent"], "additionalProperties": False}
 OUTSIDE_NEIGHBOURS = 5  # clusters from outside a neighbourhood shown with it, as in the paper
+# Extractive grouping: neighbours per conversation, searched among this many nearest clusters
+# (measured on CLINC150: 20 candidate clusters come within 0.01 NMI of an exact search, 5 lose the gain).
+LINK_NEIGHBOURS = 10
+LINK_CANDIDATE_CLUSTERS = 20
+# Changes when the extractive grouping changes, so older runs are rebuilt rather than resumed.
+EXTRACTIVE_GROUPING = f"ward-centroids+neighbour-links:{LINK_NEIGHBOURS}/{LINK_CANDIDATE_CLUSTERS}"
 
 
 def level_sizes(n_base: int, config: Config) -> list[int]:
@@ -72,18 +80,65 @@ def _group_centroids(children: list[Node], sizes: np.ndarray, n_parents: int, se
     return labels
 
 
-def ward_cuts(centroids: np.ndarray, sizes: list[int]) -> list[np.ndarray]:
-    """Each base cluster's group when Ward's dendrogram over the base centroids is cut into each size.
+def neighbour_links(vectors: np.ndarray, labels: np.ndarray, centroids: np.ndarray, neighbours: int = LINK_NEIGHBOURS,
+                    candidate_clusters: int = LINK_CANDIDATE_CLUSTERS) -> sp.csr_matrix:
+    """Base clusters x base clusters: the share of each cluster's members' nearest neighbours that lie in
+    each cluster (rows sum to 1).
 
-    Cuts of one dendrogram are nested, so every level is a proper grouping of the level below.
-    Measured on CLINC150's 10 domains and BANKING77 (docs/evaluation.md), Ward on the unit-length
-    centroids groups intents better than size-weighted k-means of centroids, average linkage or
-    spectral clustering of a cluster-confusion graph."""
+    Two clusters whose conversations are each other's neighbours belong together even when their
+    centroids are not the closest pair. The neighbours of a conversation are searched only among the
+    members of the `candidate_clusters` clusters with the nearest centroids (true neighbours almost
+    always lie there), so the cost is about conversations x candidate_clusters x cluster size."""
+    k = len(centroids)
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(k + 1))
+    members = [order[bounds[c]:bounds[c + 1]] for c in range(k)]
+    near = np.argsort(-(centroids @ centroids.T), axis=1, kind="stable")[:, :min(candidate_clusters, k)]
+    rows, cols, counts = [], [], []
+    for c in range(k):
+        if len(members[c]) == 0:
+            continue
+        candidates = np.concatenate([members[j] for j in near[c]])
+        m = min(neighbours, len(candidates) - 1)
+        if m < 1:
+            rows.append(c), cols.append(c), counts.append(1.0)
+            continue
+        found = np.zeros(k)
+        for start in range(0, len(members[c]), 1024):  # bounded memory for very large clusters
+            query = members[c][start:start + 1024]
+            sims = vectors[query] @ vectors[candidates].T
+            sims[query[:, None] == candidates[None, :]] = -np.inf  # a conversation is not its own neighbour
+            nearest = np.argpartition(-sims, m - 1, axis=1)[:, :m]
+            found += np.bincount(labels[candidates[nearest.ravel()]], minlength=k)
+        hit = np.flatnonzero(found)
+        rows.extend([c] * len(hit)), cols.extend(hit.tolist()), counts.extend((found[hit] / found.sum()).tolist())
+    return sp.csr_matrix((counts, (rows, cols)), shape=(k, k))
+
+
+def ward_cuts(centroids: np.ndarray, sizes: list[int], links: sp.csr_matrix | None = None) -> list[np.ndarray]:
+    """Each base cluster's group when Ward's dendrogram over the base clusters is cut into each size.
+
+    A base cluster is the point [unit centroid, sqrt(neighbour-link shares)]: Ward on the centroids
+    alone ties a plain k-means + Ward baseline on CLINC150's domains, adding where the members'
+    nearest neighbours lie beats it (docs/evaluation.md; benchmarks/hierarchy_grouping.py measures it
+    over several seeds). Distances are computed from dot products (the link part is sparse), and cuts
+    of one dendrogram are nested, so every level is a proper grouping of the level below."""
     from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
 
-    if len(centroids) < 2:
-        return [np.zeros(len(centroids), dtype=np.int64) for _ in sizes]
-    tree = linkage(centroids.astype(np.float64), method="ward")
+    k = len(centroids)
+    if k < 2:
+        return [np.zeros(k, dtype=np.int64) for _ in sizes]
+    c = centroids.astype(np.float64)
+    norms = (c * c).sum(axis=1)
+    squared = norms[:, None] + norms[None, :] - 2 * (c @ c.T)
+    if links is not None:
+        root = links.sqrt()
+        bc = (root @ root.T).toarray()  # Bhattacharyya coefficients; each row of `root` has unit length
+        squared += 2 - 2 * bc
+    squared = np.maximum((squared + squared.T) / 2, 0)
+    np.fill_diagonal(squared, 0)
+    tree = linkage(squareform(np.sqrt(squared), checks=False), method="ward")
     return [np.unique(fcluster(tree, t=size, criterion="maxclust"), return_inverse=True)[1].reshape(-1) for size in sizes]
 
 
@@ -196,7 +251,11 @@ def build_hierarchy(ctx: RunContext) -> tuple[list[list[Node]], np.ndarray]:
         rows = analysed_rows(ctx.store)
         index = build_keyword_index(list(analysis_texts(ctx)), list(rows.accounts), config.privacy.min_accounts)
         keyword = index
-    cuts = None if config.llm_mode else ward_cuts(centroids, sizes[1:])
+    cuts = None
+    if not config.llm_mode and len(sizes) > 1:
+        vectors = np.asarray(ctx.store.read_array("embeddings", mmap=True))
+        with ctx.console.status(f"Grouping {len(base):,} base clusters by their members' nearest neighbours"):
+            cuts = ward_cuts(centroids, sizes[1:], neighbour_links(vectors, conv_labels, centroids))
     representative = np.arange(len(base))  # one base cluster inside each node of the current level
     for height, desired in enumerate(sizes[1:], start=1):
         children = levels[-1]
@@ -247,7 +306,7 @@ def _conversation_count(levels: list[list[Node]], height: int, index: int) -> in
 
 def run_hierarchy(ctx: RunContext, upstream: str) -> str:
     config = ctx.config
-    fp = fingerprint(STAGE, upstream, config.hierarchy.model_dump(), config.seed, config.llm.naming or config.llm.facets if config.llm_mode else "none",
+    fp = fingerprint(STAGE, upstream, config.hierarchy.model_dump(), config.seed, config.llm.naming or config.llm.facets if config.llm_mode else EXTRACTIVE_GROUPING,
                      [prompts.load(t).template for t in ("propose_parents", "dedupe_parents", "assign_parent", "rename_parent")] if config.llm_mode else None)
     if ctx.store.stage_complete(STAGE, fp):
         return fp
