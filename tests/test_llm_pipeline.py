@@ -108,3 +108,55 @@ def test_retry_after_429_slows_down_but_loses_nothing(tmp_path):
     facets = store.read_table("facets")
     assert not any(facets.column("failed").to_pylist())
     assert store.manifest["llm_usage"]["total"]["retries"] >= 3
+
+
+def test_a_hierarchy_per_open_text_facet(tmp_path):
+    data = write_jsonl(tmp_path / "c.jsonl", make_records(per_topic=30, accounts=25))
+    custom = [{"name": "goal", "question": "What does the user want to achieve?", "type": "text"}]
+    with FakeOpenAIServer(responder=make_responder()) as server:
+        cfg = load_config(None, {**SETTINGS, "facets.custom": custom, "facets.hierarchy_facets": ["request", "task", "goal"],
+                                 "llm.facets": f"openai:fake@{server.url}", "llm.cache_dir": str(tmp_path / "cache")})
+        store = run_pipeline(data, tmp_path / "run", cfg, show_progress=False)
+        first = server.request_count
+        run_pipeline(data, tmp_path / "run", cfg, show_progress=False)
+        assert server.request_count == first  # the rerun resumes every hierarchy
+    assert store.facets() == ["request", "task", "goal"]
+    assert report_json(store)["facet"] == "request" and report_json(store)["hierarchies"] == ["request", "task", "goal"]
+    task = store.for_facet("task")
+    assert task.root == tmp_path / "run" / "hierarchies" / "task"
+    task_report = report_json(task)
+    assert task_report["facet"] == "task" and task_report["run"]["conversations"] == report_json(store)["run"]["conversations"]
+    # the task hierarchy clusters the task summaries, not the requests
+    assert task.read_array("embeddings").shape == store.read_array("embeddings").shape
+    assert not (task.read_array("embeddings") == store.read_array("embeddings")).all()
+    assert {c["name"] for c in task_report["clusters"]} != {c["name"] for c in report_json(store)["clusters"]}
+    # every hierarchy is a complete, gated tree of the same conversations
+    for facet in store.facets():
+        rep = report_json(store.for_facet(facet))
+        assert sum(c["size"] for c in rep["clusters"] if c["level"] == 0) == rep["run"]["conversations"]
+    from convoscope.explorer import write_explorer
+
+    html = write_explorer(task.root)
+    assert html == task.root / "explorer.html" and "The task is to answer a question" not in html.read_text()
+    goal = report_json(store.for_facet("goal"))  # every answer identical: one cluster, still a valid tree
+    assert goal["facet"] == "goal" and goal["levels"] >= 1
+    # the CLI reads a facet's hierarchy, and says which exist when asked for one that does not
+    env = {**os.environ, "NO_COLOR": "1"}
+    shown = subprocess.run([sys.executable, "-m", "convoscope", "report", str(tmp_path / "run"), "--facet", "task", "--json"],
+                           capture_output=True, text=True, env=env)
+    assert shown.returncode == 0 and json.loads(shown.stdout)["facet"] == "task"
+    missing = subprocess.run([sys.executable, "-m", "convoscope", "report", str(tmp_path / "run"), "--facet", "sentiment"],
+                             capture_output=True, text=True, env=env)
+    assert missing.returncode != 0 and "no hierarchy for facet 'sentiment'" in missing.stderr and "request, task, goal" in missing.stderr
+
+
+def test_hierarchy_facets_are_checked():
+    import pytest
+
+    from convoscope.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="extractive mode"):
+        load_config(None, {"facets.hierarchy_facets": ["request", "task"]})
+    with pytest.raises(ConfigError, match="not an open-text facet"):
+        load_config(None, {**SETTINGS, "llm.facets": "openai:fake@http://127.0.0.1:9", "facets.hierarchy_facets": ["sentiment"]})
+    assert load_config(None, {"llm.facets": "openai:fake@http://127.0.0.1:9", "facets.hierarchy_facet": "task"}).facets.hierarchy_facets == ["task"]

@@ -50,7 +50,15 @@ def _print_run_summary(store) -> None:
         total = usage.get("total", usage)
         err.print(f"  LLM: {total.get('calls', 0):,} calls ({total.get('cached_calls', 0):,} from cache), "
                   f"{total.get('input_tokens', 0):,} tokens in, {total.get('output_tokens', 0):,} out, ${total.get('cost_usd', 0):.4f}")
+    for facet in store.facets()[1:]:
+        sub = store.facet_store(facet)
+        agg = sub.read_json("aggregates")
+        err.print(f"  hierarchy on '{facet}': {agg['run']['levels']} levels, {sum(1 for c in agg['clusters'] if c['kind'] == 'cluster')} published clusters, "
+                  f"{agg['withheld']['clusters']} withheld ({sub.root}; report/explore it with --facet {facet})")
     err.print(f"  run directory: {store.root}")
+
+
+FacetOpt = typer.Option(None, "--facet", help="Which hierarchy, when the run built several (default: the primary one).")
 
 
 @app.command()
@@ -67,6 +75,7 @@ def run(
     account_field: Optional[str] = typer.Option(None, "--account-field", help="Input field holding the account (user) id."),
     time_field: Optional[str] = typer.Option(None, "--time-field", help="Input field holding the creation time."),
     screener: Optional[str] = typer.Option(None, "--screen", help="Yes/no question selecting the conversations to analyse (needs --llm)."),
+    hierarchies: Optional[str] = typer.Option(None, "--hierarchies", help="Comma-separated open-text facets to build a hierarchy for, the primary first (default: request; others need --llm), e.g. request,task."),
     max_cost: Optional[float] = typer.Option(None, "--max-cost", help="Stop cleanly before spending more than this many USD."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the LLM/embedding cache."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache location (default: ~/.cache/convoscope, or $CONVOSCOPE_CACHE_DIR)."),
@@ -83,7 +92,8 @@ def run(
                       "facets.screener": screener, "llm.max_cost_usd": max_cost, "llm.cache": False if no_cache else None,
                       "embedding.cache": False if no_cache else None, "llm.cache_dir": str(cache_dir) if cache_dir else None,
                       "privacy.include_raw_text": True if include_raw_text else None, "privacy.min_accounts": min_accounts,
-                      "privacy.min_conversations": min_conversations})
+                      "privacy.min_conversations": min_conversations,
+                      "facets.hierarchy_facets": [f.strip() for f in hierarchies.split(",") if f.strip()] if hierarchies else None})
     cfg = _load(config, overrides)
     store = run_pipeline(input, out_dir, cfg, console=err, show_progress=not quiet)
     _print_run_summary(store)
@@ -147,13 +157,14 @@ def report(
     run_dir: Path = typer.Argument(..., help="Run directory."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     depth: int = typer.Option(2, "--depth", help="Levels of the tree to print."),
+    facet: Optional[str] = FacetOpt,
 ) -> None:
     """Print the published hierarchy: names, sizes, shares and facet breakdowns."""
     from convoscope.report import print_report, report_json
 
     from convoscope.store import RunStore
 
-    store = RunStore(run_dir)
+    store = RunStore(run_dir).for_facet(facet)
     if as_json:
         print(json.dumps(report_json(store), indent=2, default=str))
     else:
@@ -163,14 +174,14 @@ def report(
 @app.command()
 def explore(
     run_dir: Path = typer.Argument(..., help="Run directory."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="HTML file to write (default: RUN/explorer.html)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="HTML file to write (default: RUN/explorer.html, or the facet's directory)."),
+    facet: Optional[str] = FacetOpt,
 ) -> None:
     """Write the explorer: one self-contained, offline HTML file (map, tree, cluster panel, search)."""
     from convoscope.explorer import write_explorer
     from convoscope.store import RunStore
 
-    RunStore(run_dir)
-    path = write_explorer(run_dir, output)
+    path = write_explorer(RunStore(run_dir).for_facet(facet).root, output)
     err.print(f"explorer written to {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 
@@ -180,13 +191,13 @@ def serve(
     port: int = typer.Option(8765, "--port", "-p"),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (default: this machine only)."),
     no_browser: bool = typer.Option(False, "--no-browser", help="Do not open a browser."),
+    facet: Optional[str] = FacetOpt,
 ) -> None:
     """Serve the explorer from the run directory (for runs too large to inline)."""
     from convoscope.explorer import serve as serve_explorer
     from convoscope.store import RunStore
 
-    RunStore(run_dir)
-    serve_explorer(run_dir, port=port, host=host, open_browser=not no_browser)
+    serve_explorer(RunStore(run_dir).for_facet(facet).root, port=port, host=host, open_browser=not no_browser)
 
 
 @app.command()

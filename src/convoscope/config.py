@@ -46,7 +46,22 @@ class CustomFacet(_Section):
 
 
 class FacetSettings(_Section):
-    hierarchy_facet: str = Field("request", description="Open-text facet the clusters and hierarchy are built on: request, task, or a custom text facet.")
+    @model_validator(mode="before")
+    @classmethod
+    def _single_facet(cls, data: Any) -> Any:
+        # `hierarchy_facet = "task"` (one facet) is accepted and means hierarchy_facets = ["task"]
+        if isinstance(data, dict) and "hierarchy_facet" in data:
+            data = dict(data)
+            single = data.pop("hierarchy_facet")
+            if "hierarchy_facets" in data:
+                raise ValueError("give hierarchy_facets or hierarchy_facet, not both")
+            data["hierarchy_facets"] = [single]
+        return data
+
+    hierarchy_facets: list[str] = Field(["request"], min_length=1, description=(
+        "Open-text facets that each get their own clusters, names, hierarchy, privacy gates and map: request, task, or custom "
+        "text facets. The first is the primary one (report, explore and analyze use it unless given --facet); "
+        "facets other than request need an LLM."))
     custom: list[CustomFacet] = Field(default_factory=list, description="User-defined facets ([[facets.custom]] tables in TOML).")
     per_facet_calls: bool = Field(False, description="One LLM call per facet (the paper's cost model) instead of one call for all facets.")
     max_conversation_tokens: int = Field(6000, ge=200, description="Token budget for the conversation shown to the facet model; longer ones keep their start and end (rule recorded in the manifest).")
@@ -100,6 +115,19 @@ class Config(_Section):
     @property
     def llm_mode(self) -> bool:
         return self.llm.enabled
+
+    @model_validator(mode="after")
+    def _check_hierarchy_facets(self) -> "Config":
+        facets = self.facets.hierarchy_facets
+        text_facets = {"request", "task"} | {c.name for c in self.facets.custom if c.type == "text"}
+        for name in facets:
+            if name not in text_facets:
+                raise ValueError(f"facets.hierarchy_facets: '{name}' is not an open-text facet; choose from {', '.join(sorted(text_facets))}")
+            if name != "request" and not self.llm_mode:
+                raise ValueError(f"facets.hierarchy_facets: '{name}' is written by the LLM; extractive mode (--llm none) builds the request hierarchy only")
+        if len(set(facets)) != len(facets):
+            raise ValueError("facets.hierarchy_facets: a facet is listed twice")
+        return self
 
 
 def _format_validation_error(err: ValidationError, source: str) -> str:

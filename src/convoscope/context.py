@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,19 @@ class RunContext:
     console: Console = field(default_factory=lambda: Console(stderr=True))
     show_progress: bool = True
     llm: Any = None  # convoscope.llm client, built by the pipeline in LLM mode
+    facet: str | None = None  # the open-text facet this context clusters; None: the primary one
     _loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def hierarchy_facet(self) -> str:
+        return self.facet or self.config.facets.hierarchy_facets[0]
+
+    def for_facet(self, facet: str, store: RunStore) -> "RunContext":
+        """A context for one more facet's hierarchy: its own store, the same LLM client and event loop
+        (close() only the original)."""
+        if self.llm is not None and self._loop is None:
+            self._loop = asyncio.new_event_loop()
+        return dataclasses.replace(self, store=store, facet=facet)
 
     def progress(self) -> Progress:
         return Progress(

@@ -38,6 +38,17 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def _cluster_facet(ctx: RunContext, facets_fp: str) -> None:
+    """Embed, cluster, name, organise, gate and map one open-text facet into ctx.store."""
+    fp = run_embed(ctx, facets_fp)
+    fp = run_cluster(ctx, fp)
+    fp = run_naming(ctx, fp)
+    fp = run_hierarchy(ctx, fp)
+    fp = run_privacy(ctx, fp)
+    map_fp = run_map(ctx, fingerprint(ctx.store.stage_fingerprint("embed")))
+    run_aggregates(ctx, fingerprint(fp, map_fp))
+
+
 def run_pipeline(input_path: str | Path, out_dir: str | Path, config: Config, *, console: Console | None = None, show_progress: bool = True) -> RunStore:
     input_path = Path(input_path)
     if not input_path.exists():
@@ -60,17 +71,20 @@ def run_pipeline(input_path: str | Path, out_dir: str | Path, config: Config, *,
         fp = run_ingest(ctx)
         fp, selected = run_screen(ctx, fp)
         fp = run_facets(ctx, fp, selected)
-        fp = run_embed(ctx, fp)
-        fp = run_cluster(ctx, fp)
-        fp = run_naming(ctx, fp)
-        fp = run_hierarchy(ctx, fp)
-        fp = run_privacy(ctx, fp)
-        map_fp = run_map(ctx, fingerprint(store.stage_fingerprint("embed")))
-        run_aggregates(ctx, fingerprint(fp, map_fp))
+        facets = config.facets.hierarchy_facets
+        store.update_manifest(hierarchy_facets=facets)
+        for i, facet in enumerate(facets):
+            if len(facets) > 1:
+                ctx.console.print(f"[bold]Hierarchy {i + 1} of {len(facets)}: facet '{facet}'[/bold]")
+            facet_ctx = ctx if i == 0 else ctx.for_facet(facet, store.facet_store(facet, create=True))
+            _cluster_facet(facet_ctx, fp)
     finally:
         if ctx.llm is not None:
             store.update_manifest(llm_usage=ctx.llm.usage_summary())
         ctx.close()
+    for facet in config.facets.hierarchy_facets[1:]:
+        sub = store.facet_store(facet)
+        sub.update_manifest(stage_seconds=sub.stage_seconds())
     store.update_manifest(finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), seconds=round(time.perf_counter() - started, 2),
-                          stage_seconds={name: rec.get("seconds") for name, rec in store.manifest["stages"].items()})
+                          stage_seconds=store.stage_seconds())
     return store

@@ -14,7 +14,8 @@ def report_json(store: RunStore) -> dict[str, Any]:
     agg = store.read_json("aggregates")
     clusters = [{**c, "published": c["kind"] == "cluster"} for c in agg["clusters"]]
     return {"facet": agg["run"]["facet"], "levels": agg["run"]["levels"], "run": agg["run"], "facets": agg["facets"],
-            "facets_unavailable": agg["facets_unavailable"], "clusters": clusters, "withheld": agg["withheld"]}
+            "facets_unavailable": agg["facets_unavailable"], "clusters": clusters, "withheld": agg["withheld"],
+            "hierarchies": store.facets()}
 
 
 def _facet_line(c: dict[str, Any]) -> str:
@@ -54,3 +55,6 @@ def print_report(store: RunStore, console: Console, depth: int = 2) -> None:
         for name, why in agg["facets_unavailable"].items():
             console.print(f"[dim]{name}: unavailable ({why})[/]")
     console.print(f"[dim]withheld by the privacy gates: {agg['withheld']['clusters']} clusters, {agg['withheld']['conversations']:,} conversations[/]")
+    others = [f for f in store.facets() if f != run["facet"]]
+    if others:
+        console.print(f"[dim]other hierarchies in this run: {', '.join(others)} (convoscope report RUN --facet NAME)[/]")

@@ -23,6 +23,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 MANIFEST = "manifest.json"
+# Every open-text facet after the primary one gets its own clusters, hierarchy and map in
+# hierarchies/<facet>/, a run directory of its own whose shared inputs are read from the main run.
+FACET_DIR = "hierarchies"
+# Artifacts written once per run (before any facet's clustering), read through by facet stores.
+SHARED_ARTIFACTS = frozenset({"conversations", "raw_text", "selection", "facets"})
 
 
 def fingerprint(*parts: Any) -> str:
@@ -46,9 +51,12 @@ def _atomic_path(final: Path) -> Iterator[Path]:
 
 
 class RunStore:
-    """Reads and writes one run directory. Artifacts are addressed by name, never by path."""
+    """Reads and writes one run directory. Artifacts are addressed by name, never by path.
 
-    def __init__(self, root: str | Path, *, create: bool = False):
+    A facet store (`facet_store`) holds one extra hierarchy; it writes its own artifacts and manifest
+    and reads the shared ones (SHARED_ARTIFACTS, and the run's manifest fields) from its parent run."""
+
+    def __init__(self, root: str | Path, *, create: bool = False, parent: "RunStore | None" = None):
         self.root = Path(root)
         if create:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -57,6 +65,37 @@ class RunStore:
 
             raise ConvoscopeError(f"{self.root}: not a convoscope run directory (no {MANIFEST}); run `convoscope run` first")
         self._manifest = self._load_manifest()
+        self.parent = parent
+        if parent is None and self._manifest.get("parent_run"):
+            self.parent = RunStore(self.root / self._manifest["parent_run"])
+
+    # -- hierarchies of other facets ----------------------------------------------------------------
+    def facet_store(self, facet: str, *, create: bool = False) -> "RunStore":
+        """The store of the hierarchy built on `facet` (not the primary one)."""
+        root = self.root / FACET_DIR / facet
+        if not create and not (root / MANIFEST).exists():
+            from convoscope.errors import ConvoscopeError
+
+            held = ", ".join(self.facets()) or "none"
+            raise ConvoscopeError(f"{self.root}: this run has no hierarchy for facet '{facet}' (it has: {held})")
+        sub = RunStore(root, create=create, parent=self)
+        if create and "parent_run" not in sub._manifest:
+            sub.update_manifest(parent_run="../..", facet=facet)
+        return sub
+
+    def facets(self) -> list[str]:
+        """Facets this run holds a hierarchy for, the primary first."""
+        return list(self.manifest.get("hierarchy_facets") or [self.manifest.get("facet") or "request"])
+
+    def for_facet(self, facet: str | None) -> "RunStore":
+        """This run's store for `facet` (None or the primary facet: this store)."""
+        if facet is None or facet == self.facets()[0]:
+            return self
+        if facet not in self.facets():
+            from convoscope.errors import ConvoscopeError
+
+            raise ConvoscopeError(f"{self.root}: this run has no hierarchy for facet '{facet}' (it has: {', '.join(self.facets())})")
+        return self.facet_store(facet)
 
     # -- manifest -------------------------------------------------------------------------------
     def _load_manifest(self) -> dict[str, Any]:
@@ -67,7 +106,12 @@ class RunStore:
 
     @property
     def manifest(self) -> dict[str, Any]:
-        return self._manifest
+        if self.parent is None:
+            return self._manifest
+        # a facet store: the run's fields (input, config, salt...) with this store's own on top
+        merged = {**self.parent.manifest, **self._manifest}
+        merged["stages"] = {**self.parent.manifest.get("stages", {}), **self._manifest.get("stages", {})}
+        return merged
 
     def update_manifest(self, **fields: Any) -> None:
         self._manifest.update(fields)
@@ -83,8 +127,12 @@ class RunStore:
             return False
         return all(self._file(name).exists() for name in rec.get("artifacts", []))
 
+    def stage_seconds(self) -> dict[str, float | None]:
+        """Seconds of each stage this store ran itself (a facet store: not the shared ones)."""
+        return {name: rec.get("seconds") for name, rec in self._manifest["stages"].items()}
+
     def stage_record(self, stage: str) -> dict[str, Any] | None:
-        return self._manifest["stages"].get(stage)
+        return self.manifest["stages"].get(stage)
 
     def stage_fingerprint(self, stage: str) -> str | None:
         rec = self.stage_record(stage)
@@ -105,6 +153,8 @@ class RunStore:
 
     def _file(self, name: str) -> Path:
         kind, _, base = name.partition(":")
+        if self.parent is not None and base in SHARED_ARTIFACTS:
+            return self.parent._file(name)
         return self.root / f"{base}{self._SUFFIX[kind]}"
 
     def has(self, name: str) -> bool:

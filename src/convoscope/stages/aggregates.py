@@ -188,7 +188,7 @@ def build_aggregates(ctx: RunContext) -> tuple[dict[str, Any], pa.Table]:
     aggregates = {
         "run": {
             "mode": "llm" if config.llm_mode else "extractive",
-            "facet": config.facets.hierarchy_facet,
+            "facet": ctx.hierarchy_facet,
             "conversations": total,
             "accounts": int(len(set(rows.accounts.tolist()))),
             "levels": n_levels,

@@ -47,7 +47,7 @@ def analysis_texts(ctx: RunContext) -> Iterator[str]:
 
 
 def _facet_column(ctx: RunContext) -> str:
-    name = ctx.config.facets.hierarchy_facet
+    name = ctx.hierarchy_facet
     return name if name in ("request", "task") else f"facet.{name}"
 
 
@@ -57,7 +57,7 @@ def _cache_dir(ctx: RunContext):
 
 def run_embed(ctx: RunContext, upstream: str) -> str:
     config = ctx.config
-    fp = fingerprint(STAGE, upstream, config.embedding.model, config.facets.hierarchy_facet, config.facets.extractive_max_chars, config.privacy.scrub_identifiers)
+    fp = fingerprint(STAGE, upstream, config.embedding.model, ctx.hierarchy_facet, config.facets.extractive_max_chars, config.privacy.scrub_identifiers)
     if ctx.store.stage_complete(STAGE, fp):
         return fp
     started = time.perf_counter()

@@ -177,7 +177,7 @@ def _batches(items: Iterable[Conversation], size: int) -> Iterable[list[Conversa
 def stage_fingerprint(ctx: RunContext, upstream: str) -> str:
     c = ctx.config
     return fingerprint(
-        STAGE, upstream, c.llm.facets if c.llm_mode else "none", c.facets.model_dump(), c.privacy.scrub_identifiers,
+        STAGE, upstream, c.llm.facets if c.llm_mode else "none", c.facets.model_dump(exclude={"hierarchy_facets"}), c.privacy.scrub_identifiers,
         prompts.load("facets").template if c.llm_mode else None,
     )
 

@@ -64,7 +64,7 @@ def llm_cluster_names(ctx: RunContext, labels: np.ndarray, centroids: np.ndarray
             nearest = others[np.argsort(-sims)[:SAMPLE]]
         else:
             nearest = others
-        requests.append(_name_request([summaries[i] for i in sorted(picked)], [summaries[i] for i in nearest], ctx.config.facets.hierarchy_facet))
+        requests.append(_name_request([summaries[i] for i in sorted(picked)], [summaries[i] for i in nearest], ctx.hierarchy_facet))
     responses = ctx.complete_many(requests, description="Naming clusters")
     names = []
     for c, resp in enumerate(responses):
