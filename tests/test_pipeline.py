@@ -153,3 +153,33 @@ def test_map_coordinates_cover_every_conversation(extractive_run):
     assert points.num_rows == store.read_table("facets").num_rows
     assert np.isfinite(points.column("x").to_numpy()).all()
     assert "conv_id" not in points.column_names
+
+
+def test_exact_neighbours_match_a_brute_force_search():
+    from convoscope.stages.project import cosine_knn
+
+    rng = np.random.default_rng(1)
+    ref = rng.normal(size=(300, 16)).astype(np.float32)
+    ref /= np.linalg.norm(ref, axis=1, keepdims=True)
+    queries = ref[:50] + 0.01 * rng.normal(size=(50, 16)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    indices, distances = cosine_knn(queries, ref, 5)
+    expected = np.argsort(-(queries @ ref.T), axis=1)[:, :5]
+    assert (indices == expected).all() and (indices[:, 0] == np.arange(50)).all()
+    assert (np.diff(distances, axis=1) >= 0).all() and distances.min() >= 0
+
+
+def test_points_outside_the_fitted_sample_land_with_their_own_group():
+    from convoscope.stages.project import project_2d
+
+    rng = np.random.default_rng(2)
+    centres = np.eye(32, dtype=np.float32)[:3]
+    vectors = np.vstack([c + 0.15 * rng.normal(size=(400, 32)).astype(np.float32) for c in centres])
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    group = np.repeat(np.arange(3), 400)
+    coords = project_2d(vectors, n_neighbors=15, min_dist=0.0, fit_sample=300, seed=0)  # 900 of 1,200 are placed
+    assert coords.shape == (1200, 2) and np.isfinite(coords).all()
+    centroids = np.stack([coords[group == g].mean(axis=0) for g in range(3)])
+    nearest = np.argmin(((coords[:, None, :] - centroids[None]) ** 2).sum(axis=2), axis=1)
+    assert (nearest == group).mean() > 0.99
+    assert (project_2d(vectors, 15, 0.0, 300, 0) == coords).all()  # seeded: the same map every time
