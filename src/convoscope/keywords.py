@@ -46,10 +46,19 @@ def build_keyword_index(texts: list[str], accounts: list[str], min_accounts: int
     return KeywordIndex(counts[:, allowed].tocsr(), terms[allowed], len(terms), len(allowed))
 
 
+def group_term_counts(counts: sp.csr_matrix, labels: np.ndarray, n_groups: int) -> sp.csr_matrix:
+    """Rows of `counts` (documents, or smaller groups) summed into `n_groups` groups by `labels`."""
+    membership = sp.csr_matrix((np.ones(len(labels), dtype=np.float32), (labels, np.arange(len(labels)))), shape=(n_groups, len(labels)))
+    return (membership @ counts).tocsr()
+
+
 def class_tfidf(index: KeywordIndex, labels: np.ndarray, n_groups: int) -> sp.csr_matrix:
     """groups x terms scores: term frequency in the group times log(1 + average group size / term count)."""
-    membership = sp.csr_matrix((np.ones(len(labels), dtype=np.float32), (labels, np.arange(len(labels)))), shape=(n_groups, len(labels)))
-    group_counts = (membership @ index.counts).tocsr()
+    return class_tfidf_of_counts(group_term_counts(index.counts, labels, n_groups))
+
+
+def class_tfidf_of_counts(group_counts: sp.csr_matrix) -> sp.csr_matrix:
+    """class_tfidf from term counts already summed per group."""
     totals = np.asarray(group_counts.sum(axis=1)).ravel()
     term_totals = np.asarray(group_counts.sum(axis=0)).ravel()
     avg = totals.mean() if len(totals) else 0.0

@@ -22,10 +22,9 @@ import scipy.sparse as sp
 from convoscope import prompts
 from convoscope.config import Config
 from convoscope.context import RunContext
-from convoscope.keywords import build_keyword_index, class_tfidf, keyword_name, top_terms
+from convoscope.keywords import class_tfidf_of_counts, group_term_counts, keyword_name, top_terms
 from convoscope.llm.base import ChatMessage, LLMRequest
 from convoscope.stages.cluster import kmeans
-from convoscope.stages.embed import analysis_texts
 from convoscope.stages.naming import NAME_SCHEMA, clean_name
 from convoscope.stages.rows import analysed_rows, distinct_per_group
 from convoscope.store import fingerprint
@@ -242,15 +241,13 @@ def build_hierarchy(ctx: RunContext) -> tuple[list[list[Node]], np.ndarray]:
     levels: list[list[Node]] = [[Node(b["id"], b["name"], b["description"], np.flatnonzero(conv_labels == i), centroids[i]) for i, b in enumerate(base)]]
     sizes = level_sizes(len(base), config)
     embedder = None
-    keyword = None
+    term_counts = terms = None
     if config.llm_mode:
         from convoscope.embedders import make_embedder
 
         embedder = make_embedder(config.embedding.model)
     else:
-        rows = analysed_rows(ctx.store)
-        index = build_keyword_index(list(analysis_texts(ctx)), list(rows.accounts), config.privacy.min_accounts)
-        keyword = index
+        term_counts, terms = _base_term_counts(ctx, len(base))
     cuts = None
     if not config.llm_mode and len(sizes) > 1:
         vectors = np.asarray(ctx.store.read_array("embeddings", mmap=True))
@@ -273,13 +270,32 @@ def build_hierarchy(ctx: RunContext) -> tuple[list[list[Node]], np.ndarray]:
             centroid = _normalise((np.vstack([children[i].centroid for i in kids]) * weights).sum(axis=0))
             parents.append(Node(f"p{height}-{g}", names[g][0], names[g][1], kids, centroid))
         representative = np.array([representative[p.members[0]] for p in parents])
-        if keyword is not None:
-            conv_parent = _conversation_labels(levels + [parents], height)
-            scores = class_tfidf(keyword, conv_parent, len(parents))
+        if term_counts is not None:
+            base_parent = _base_labels(levels + [parents], height)
+            scores = class_tfidf_of_counts(group_term_counts(term_counts, base_parent, len(parents)))
             for g, p in enumerate(parents):
-                p.name, p.description = keyword_name(top_terms(scores, keyword.terms, g, 5))
+                p.name, p.description = keyword_name(top_terms(scores, terms, g, 5))
         levels.append(parents)
     return levels, conv_labels
+
+
+def _base_term_counts(ctx: RunContext, k: int) -> tuple[sp.csr_matrix, np.ndarray]:
+    """The naming stage's counts of k-anonymous terms per base cluster, as a matrix, and the terms."""
+    table = ctx.store.read_table("base_term_counts")
+    terms, term_index = np.unique(np.array(table.column("term").to_pylist(), dtype=object), return_inverse=True)
+    counts = sp.csr_matrix((table.column("count").to_numpy(), (table.column("cluster").to_numpy(), term_index.reshape(-1))), shape=(k, len(terms)))
+    return counts, terms
+
+
+def _base_labels(levels: list[list[Node]], height: int) -> np.ndarray:
+    """Each base cluster's node index at `height` (0 = base)."""
+    labels = np.arange(len(levels[0]))
+    for h in range(1, height + 1):
+        up = np.empty(len(levels[h - 1]), dtype=np.int64)
+        for g, p in enumerate(levels[h]):
+            up[p.members] = g
+        labels = up[labels]
+    return labels
 
 
 def _conversation_labels(levels: list[list[Node]], height: int) -> np.ndarray:

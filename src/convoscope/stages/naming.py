@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from convoscope import prompts
 from convoscope.context import RunContext
-from convoscope.keywords import build_keyword_index, class_tfidf, keyword_name, top_terms
+from convoscope.keywords import build_keyword_index, class_tfidf_of_counts, group_term_counts, keyword_name, top_terms
 from convoscope.llm.base import ChatMessage, LLMRequest
 from convoscope.stages.embed import analysis_texts
 from convoscope.stages.rows import analysed_rows, distinct_per_group
@@ -87,6 +87,7 @@ def run_naming(ctx: RunContext, upstream: str) -> str:
     rows = analysed_rows(ctx.store)
     k = len(centroids)
     texts = list(analysis_texts(ctx))
+    extra_artifacts: list[str] = []
     if config.llm_mode:
         vectors = np.asarray(ctx.store.read_array("embeddings", mmap=False))
         names = llm_cluster_names(ctx, labels, centroids, vectors, texts)
@@ -94,8 +95,14 @@ def run_naming(ctx: RunContext, upstream: str) -> str:
     else:
         with ctx.console.status("Naming clusters by distinctive terms"):
             index = build_keyword_index(texts, list(rows.accounts), config.privacy.min_accounts)
-            scores = class_tfidf(index, labels, k)
+            base_counts = group_term_counts(index.counts, labels, k)
+            scores = class_tfidf_of_counts(base_counts)
             names = [keyword_name(top_terms(scores, index.terms, c, 5)) for c in range(k)]
+            # per-cluster counts of k-anonymous terms: the hierarchy names parents from their sums
+            coo = base_counts.tocoo()
+            extra_artifacts.append(ctx.store.write_table("base_term_counts", pa.table({
+                "cluster": pa.array(coo.row, type=pa.int32()), "term": pa.array(index.terms[coo.col].tolist(), type=pa.string()),
+                "count": pa.array(coo.data, type=pa.float32())})))
         info = {"mode": "extractive", "vocabulary": index.vocabulary_size, "k_anonymous_vocabulary": index.allowed_terms}
     del texts
     sizes = np.bincount(labels, minlength=k)
@@ -108,5 +115,5 @@ def run_naming(ctx: RunContext, upstream: str) -> str:
         "accounts": pa.array(accounts, type=pa.int64()),
     })
     artifact = ctx.store.write_table("base_clusters", table)
-    ctx.store.mark_complete(STAGE, fp, [artifact], seconds=time.perf_counter() - started, **info)
+    ctx.store.mark_complete(STAGE, fp, [artifact, *extra_artifacts], seconds=time.perf_counter() - started, **info)
     return fp
