@@ -40,6 +40,7 @@ OUTSIDE_NEIGHBOURS = 5  # clusters from outside a neighbourhood shown with it, a
 LINK_NEIGHBOURS = 10
 LINK_CANDIDATE_CLUSTERS = 20
 # Changes when the extractive grouping changes, so older runs are rebuilt rather than resumed.
+_BLOCK_CELLS = 16_000_000  # similarities computed at once (64 MB of float32)
 EXTRACTIVE_GROUPING = f"ward-centroids+neighbour-links:{LINK_NEIGHBOURS}/{LINK_CANDIDATE_CLUSTERS}"
 
 
@@ -103,9 +104,11 @@ def neighbour_links(vectors: np.ndarray, labels: np.ndarray, centroids: np.ndarr
             rows.append(c), cols.append(c), counts.append(1.0)
             continue
         found = np.zeros(k)
-        for start in range(0, len(members[c]), 1024):  # bounded memory for very large clusters
-            query = members[c][start:start + 1024]
-            sims = vectors[query] @ vectors[candidates].T
+        candidate_vectors = np.asarray(vectors[candidates])
+        block = max(1, min(1024, _BLOCK_CELLS // len(candidates)))  # bounded memory for very large clusters
+        for start in range(0, len(members[c]), block):
+            query = members[c][start:start + block]
+            sims = np.asarray(vectors[query]) @ candidate_vectors.T
             sims[query[:, None] == candidates[None, :]] = -np.inf  # a conversation is not its own neighbour
             nearest = np.argpartition(-sims, m - 1, axis=1)[:, :m]
             found += np.bincount(labels[candidates[nearest.ravel()]], minlength=k)

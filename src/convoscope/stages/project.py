@@ -25,13 +25,14 @@ def cosine_knn(queries: np.ndarray, reference: np.ndarray, k: int) -> tuple[np.n
     k = min(k, len(reference))
     indices = np.empty((len(queries), k), dtype=np.int64)
     distances = np.empty((len(queries), k), dtype=np.float32)
-    for start in range(0, len(queries), 2048):
-        sims = queries[start:start + 2048] @ reference.T
+    block = max(1, min(2048, 16_000_000 // max(1, len(reference))))  # at most 64 MB of similarities at once
+    for start in range(0, len(queries), block):
+        sims = queries[start:start + block] @ reference.T
         part = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         part_sims = np.take_along_axis(sims, part, axis=1)
         order = np.argsort(-part_sims, axis=1, kind="stable")
-        indices[start:start + 2048] = np.take_along_axis(part, order, axis=1)
-        distances[start:start + 2048] = np.maximum(1.0 - np.take_along_axis(part_sims, order, axis=1), 0.0)
+        indices[start:start + block] = np.take_along_axis(part, order, axis=1)
+        distances[start:start + block] = np.maximum(1.0 - np.take_along_axis(part_sims, order, axis=1), 0.0)
     return indices, distances
 
 
