@@ -62,12 +62,15 @@ def test_extractive_run_holds_no_planted_data(tmp_path):
 def test_llm_run_publishes_no_planted_data(tmp_path, leaky):
     data = write_jsonl(tmp_path / "c.jsonl", planted_records())
     with FakeOpenAIServer(responder=make_responder(leaky=leaky, audit_marker="Quargmire")) as server:
-        cfg = load_config(None, {**SETTINGS, "llm.facets": f"openai:fake@{server.url}", "llm.cache": False})
+        cfg = load_config(None, {**SETTINGS, "llm.facets": f"openai:fake@{server.url}", "llm.cache": False,
+                                 "facets.hierarchy_facets": ["request", "task"]})
         store = run_pipeline(data, tmp_path / "run", cfg, show_progress=False)
         prompts_seen = json.dumps(server.requests)
     # identifiers a regular expression can find are masked before any model sees the text
     assert "zebulon.quargmire@example.org" not in prompts_seen and "415 555 0199" not in prompts_seen
-    published = json.dumps(store.read_json("aggregates")) + build_explorer_html(tmp_path / "run")
+    task = store.for_facet("task")  # the second hierarchy is gated the same way
+    published = (json.dumps(store.read_json("aggregates")) + build_explorer_html(tmp_path / "run")
+                 + json.dumps(task.read_json("aggregates")) + build_explorer_html(task.root))
     assert_nothing_planted(published)
     if not leaky:
         assert_nothing_planted(every_text_in_run(tmp_path / "run"))
@@ -76,6 +79,7 @@ def test_llm_run_publishes_no_planted_data(tmp_path, leaky):
         # artifact), and the later layers (thresholds, auditor) keep it out of everything published
         facets = json.dumps(store.read_table("facets").to_pylist())
         assert "Quargmire" in facets
+        assert "Quargmire" in json.dumps(store.read_table("facets", columns=["task"]).to_pylist())  # both hierarchies saw it
 
 
 def test_raw_text_is_stored_only_on_request_and_never_published(tmp_path):

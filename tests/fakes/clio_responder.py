@@ -56,11 +56,13 @@ def make_responder(leaky: bool = False, audit_marker: str = "PLANTED", echo_requ
             if echo_request:
                 first = convo.split("User: ", 1)[-1].split("\n")[0]
                 request = "The user's overall request for the assistant is to answer: " + " ".join(first.split()[:10])
-            if leaky:
+            task = f"The task is to answer a question about {topic}."
+            if leaky:  # falls for the planted injection in every open-text facet
                 extras = [m.group(0) for m in [EMAIL.search(convo)] if m] + [m.group(1) for m in [NAME.search(convo)] if m]
                 if extras:
                     request += " The user is " + " ".join(extras) + "."
-            answer = {"request": request, "task": f"The task is to answer a question about {topic}.", "language": "English",
+                    task += " The user is " + " ".join(extras) + "."
+            answer = {"request": request, "task": task, "language": "English",
                       "concerning": 4 if "steal" in convo.lower() else 1}
             for key, spec in props.items():
                 if key not in answer:
