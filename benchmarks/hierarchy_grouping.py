@@ -45,18 +45,20 @@ def main() -> None:
     parser.add_argument("run")
     parser.add_argument("--field", required=True, help="metadata field holding the gold top category")
     parser.add_argument("--base-field", help="metadata field holding the gold fine label, to score the base level too")
+    parser.add_argument("--ignore", help="leave conversations with this gold top value out of the scores (e.g. CLINC150's 'oos')")
     parser.add_argument("--seeds", default="0,1,2,3,4")
     args = parser.parse_args()
     store = RunStore(args.run)
     rows = analysed_rows(store)
     metadata = [json.loads(m) if m else {} for m in rows.table.column("metadata").to_pylist()]
     gold = np.array([str(m.get(args.field)) for m in metadata], dtype=object)
+    scored = gold != args.ignore if args.ignore else np.ones(len(gold), dtype=bool)  # clustering uses everything
     vectors = np.asarray(store.read_array("embeddings", mmap=False), dtype=np.float32)
     hierarchy = store.read_table("hierarchy", columns=["level"]).column("level").to_numpy()
     k = int((hierarchy == hierarchy.max()).sum())
     top = int((hierarchy == 0).sum())
     print(f"{args.run}: {len(vectors):,} conversations, base k = {k}, top level = {top} clusters, gold = {args.field} "
-          f"({len(set(gold.tolist()))} classes)")
+          f"({len(set(gold[scored].tolist()))} classes, {int(scored.sum()):,} conversations scored)")
     results: dict[str, list[tuple[float, float]]] = {"ours": [], "centroids only": [], "baseline": []}
     fine = np.array([str(m.get(args.base_field)) for m in metadata], dtype=object) if args.base_field else None
     base_results: dict[str, list[tuple[float, float]]] = {"ours": [], "baseline": []}
@@ -71,12 +73,12 @@ def main() -> None:
         grouped["baseline"] = ward_cuts(plain.cluster_centers_.astype(np.float64), [top])[0][plain.labels_]
         line = []
         for name, predicted in grouped.items():
-            score = (normalized_mutual_info_score(gold, predicted), purity(gold, predicted))
+            score = (normalized_mutual_info_score(gold[scored], predicted[scored]), purity(gold[scored], predicted[scored]))
             results[name].append(score)
             line.append(f"{name} {score[0]:.3f}/{score[1]:.3f}")
         if fine is not None:
             for name, predicted in (("ours", labels), ("baseline", plain.labels_)):
-                score = (normalized_mutual_info_score(fine, predicted), purity(fine, predicted))
+                score = (normalized_mutual_info_score(fine[scored], predicted[scored]), purity(fine[scored], predicted[scored]))
                 base_results[name].append(score)
                 line.append(f"base {name} {score[0]:.3f}/{score[1]:.3f}")
         print(f"seed {seed}: NMI/purity  " + "  ".join(line) + f"  (neighbour links {link_seconds:.1f} s, seed {time.perf_counter() - started:.0f} s)", flush=True)
