@@ -75,6 +75,16 @@ def test_bad_config_file_is_a_clear_error(tmp_path):
     assert "privacy.min_accounts" in result.stderr and "privacy.bogus" in result.stderr
 
 
+def test_hierarchies_other_than_request_need_an_llm(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text('{"text": "how do I bake bread"}\n')
+    result = cli("run", str(data), "--out", str(tmp_path / "run"), "--hierarchies", "request,task", "-q")
+    message = " ".join(result.stderr.split())
+    assert result.returncode == 2 and "Traceback" not in message
+    assert "facets.hierarchy_facets: 'task' is written by the LLM" in message
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
 def test_config_show_lists_every_setting():
     result = cli("config", "--show")
     assert result.returncode == 0

@@ -133,8 +133,10 @@ class Config(_Section):
 def _format_validation_error(err: ValidationError, source: str) -> str:
     lines = []
     for e in err.errors():
-        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        lines.append(f"{source}: {where}: {e['msg']}")
+        message = e["msg"].removeprefix("Value error, ")
+        where = ".".join(str(p) for p in e["loc"])
+        # checks across sections name their own settings in the message
+        lines.append(f"{source}: {where}: {message}" if where else f"{source}: {message}")
     return "; ".join(lines)
 
 
