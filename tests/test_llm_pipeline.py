@@ -145,6 +145,9 @@ def test_a_hierarchy_per_open_text_facet(tmp_path):
     shown = subprocess.run([sys.executable, "-m", "convoscope", "report", str(tmp_path / "run"), "--facet", "task", "--json"],
                            capture_output=True, text=True, env=env)
     assert shown.returncode == 0 and json.loads(shown.stdout)["facet"] == "task"
+    pages = subprocess.run([sys.executable, "-m", "convoscope", "explore", str(tmp_path / "run")], capture_output=True, text=True, env=env)
+    assert pages.returncode == 0 and "hierarchy on 'goal'" in " ".join(pages.stderr.split())
+    assert all((store.for_facet(f).root / "explorer.html").is_file() for f in store.facets())
     missing = subprocess.run([sys.executable, "-m", "convoscope", "report", str(tmp_path / "run"), "--facet", "sentiment"],
                              capture_output=True, text=True, env=env)
     assert missing.returncode != 0 and "no hierarchy for facet 'sentiment'" in missing.stderr and "request, task, goal" in missing.stderr

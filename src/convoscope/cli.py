@@ -177,12 +177,17 @@ def explore(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="HTML file to write (default: RUN/explorer.html, or the facet's directory)."),
     facet: Optional[str] = FacetOpt,
 ) -> None:
-    """Write the explorer: one self-contained, offline HTML file (map, tree, cluster panel, search)."""
+    """Write the explorer: one self-contained, offline HTML file (map, tree, cluster panel, search).
+    A run with several hierarchies gets one page per hierarchy unless --facet or --output picks one."""
     from convoscope.explorer import write_explorer
     from convoscope.store import RunStore
 
-    path = write_explorer(RunStore(run_dir).for_facet(facet).root, output)
-    err.print(f"explorer written to {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    store = RunStore(run_dir)
+    facets = [facet] if (facet or output) else store.facets()
+    for name in facets:
+        path = write_explorer(store.for_facet(name).root, output)
+        label = f" (hierarchy on '{name or store.facets()[0]}')" if len(store.facets()) > 1 else ""
+        err.print(f"explorer written to {path} ({path.stat().st_size / 1e6:.1f} MB){label}")
 
 
 @app.command()
