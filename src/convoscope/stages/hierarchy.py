@@ -308,12 +308,7 @@ def _conversation_labels(levels: list[list[Node]], height: int) -> np.ndarray:
     labels = np.empty(n, dtype=np.int64)
     for i, b in enumerate(base):
         labels[b.members] = i
-    for h in range(1, height + 1):
-        up = np.empty(len(levels[h - 1]), dtype=np.int64)
-        for g, p in enumerate(levels[h]):
-            up[p.members] = g
-        labels = up[labels]
-    return labels
+    return _base_labels(levels, height)[labels]
 
 
 def _conversation_count(levels: list[list[Node]], height: int, index: int) -> int:
