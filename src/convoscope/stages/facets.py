@@ -2,7 +2,7 @@
 
 LLM mode: the Clio facets (Request, Task, Language, Concerning, and the user's custom facets) come
 from one call per conversation by default (the paper pays once per facet; we pay once), or one call
-per facet with `facets.per_facet_calls`. Extractive mode: only computed facets (language by langid);
+per facet with `facets.per_facet_calls`. Extractive mode: only computed facets (language by fastText's identifier, see languages.py);
 the LLM facets are recorded as unavailable, never faked.
 """
 
