@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -145,6 +146,11 @@ def test_a_hierarchy_per_open_text_facet(tmp_path):
     shown = subprocess.run([sys.executable, "-m", "convoscope", "report", str(tmp_path / "run"), "--facet", "task", "--json"],
                            capture_output=True, text=True, env=env)
     assert shown.returncode == 0 and json.loads(shown.stdout)["facet"] == "task"
+    usage = subprocess.run([sys.executable, "-m", "convoscope", "analyze", "usage", str(tmp_path / "run"), "--facet", "task", "--json"],
+                           capture_output=True, text=True, env=env)
+    assert usage.returncode == 0, usage.stderr
+    assert "The task is to answer" not in usage.stdout and {c["name"] for c in task_report["clusters"] if c["level"] == 0} & set(
+        re.findall(r'"name": "([^"]+)"', usage.stdout))
     pages = subprocess.run([sys.executable, "-m", "convoscope", "explore", str(tmp_path / "run")], capture_output=True, text=True, env=env)
     assert pages.returncode == 0 and "hierarchy on 'goal'" in " ".join(pages.stderr.split())
     assert all((store.for_facet(f).root / "explorer.html").is_file() for f in store.facets())

@@ -18,20 +18,21 @@ RunArg = typer.Argument(..., help="Run directory (from `convoscope run` or `conv
 JsonOpt = typer.Option(False, "--json", help="Print one JSON object instead of tables.")
 LevelOpt = typer.Option(None, "--level", "-l", help="Hierarchy level: 0 is the top; default the base (finest) level.")
 TopOpt = typer.Option(15, "--top", "-n", help="Rows per table.")
+FacetOpt = typer.Option(None, "--facet", help="Which hierarchy, when the run built several (default: the primary one).")
 
 
 @analyze_app.command("usage")
-def usage_command(run: Path = RunArg, levels: int = typer.Option(2, "--levels", help="How many levels from the top to show."), as_json: bool = JsonOpt) -> None:
+def usage_command(run: Path = RunArg, facet: Optional[str] = FacetOpt, levels: int = typer.Option(2, "--levels", help="How many levels from the top to show."), as_json: bool = JsonOpt) -> None:
     """Top-level and second-level clusters: shares of conversations and of accounts, with 95% Wilson intervals."""
     from convoscope.analyses.usage import print_usage, usage
 
-    result = usage(load_run(run), levels=levels)
+    result = usage(load_run(run, facet), levels=levels)
     print_json(result) if as_json else print_usage(result, console())
 
 
 @analyze_app.command("languages")
 def languages_command(
-    run: Path = RunArg, level: Optional[int] = LevelOpt,
+    run: Path = RunArg, facet: Optional[str] = FacetOpt, level: Optional[int] = LevelOpt,
     min_support: int = typer.Option(10, "--min-support", help="Over: at least this many conversations of the language in the cluster; under: an expected count at least this."),
     min_language: int = typer.Option(30, "--min-language", help="Analyse a language only with at least this many conversations."),
     top: int = typer.Option(3, "--top", "-n", help="Clusters per language and direction."), as_json: bool = JsonOpt,
@@ -39,25 +40,25 @@ def languages_command(
     """Per language, the clusters where it is most over- and under-represented (cluster share / overall share)."""
     from convoscope.analyses.languages import languages, print_languages
 
-    result = languages(load_run(run), level=level, min_support=min_support, min_language=min_language, top=top)
+    result = languages(load_run(run, facet), level=level, min_support=min_support, min_language=min_language, top=top)
     print_json(result) if as_json else print_languages(result, console())
 
 
 @analyze_app.command("concerning")
 def concerning_command(
-    run: Path = RunArg, level: Optional[int] = LevelOpt, top: int = TopOpt,
+    run: Path = RunArg, facet: Optional[str] = FacetOpt, level: Optional[int] = LevelOpt, top: int = TopOpt,
     min_conversations: int = typer.Option(0, "--min-conversations", help="Leave out clusters with fewer rated conversations."), as_json: bool = JsonOpt,
 ) -> None:
     """Clusters ranked by mean concerning score and by share rated 4-5 (needs a run made with --llm)."""
     from convoscope.analyses.concerning import concerning, print_concerning
 
-    result = concerning(load_run(run), level=level, top=top, min_conversations=min_conversations)
+    result = concerning(load_run(run, facet), level=level, top=top, min_conversations=min_conversations)
     print_json(result) if as_json else print_concerning(result, console())
 
 
 @analyze_app.command("coordination")
 def coordination_command(
-    run: Path = RunArg,
+    run: Path = RunArg, facet: Optional[str] = FacetOpt,
     top_share: float = typer.Option(0.25, "--top-share", help="(a) Flag a cluster whose most active account has at least this share."),
     rate_ratio: float = typer.Option(3.0, "--rate-ratio", help="(a) ... or whose conversations per account are at least this multiple of the run's."),
     similarity: float = typer.Option(0.95, "--similarity", help="(b) Cosine similarity for near-identical requests."),
@@ -70,14 +71,14 @@ def coordination_command(
     """Signals of coordinated or automated use: concentrated clusters, near-identical templates across accounts, bursts in time."""
     from convoscope.analyses.coordination import coordination, print_coordination
 
-    result = coordination(load_run(run), top_share=top_share, rate_ratio=rate_ratio, similarity=similarity, min_group=min_group,
+    result = coordination(load_run(run, facet), top_share=top_share, rate_ratio=rate_ratio, similarity=similarity, min_group=min_group,
                           min_template_accounts=min_template_accounts, burst_z=burst_z, min_burst=min_burst, top=top)
     print_json(result) if as_json else print_coordination(result, console())
 
 
 @analyze_app.command("classifier")
 def classifier_command(
-    run: Path = RunArg,
+    run: Path = RunArg, facet: Optional[str] = FacetOpt,
     flag_field: str = typer.Option(..., "--flag-field", "-f", help="Metadata field of the input holding the classifier's flag."),
     level: Optional[int] = LevelOpt,
     min_conversations: int = typer.Option(10, "--min-conversations", help="Leave out clusters with fewer conversations with a known flag / a score."),
@@ -90,7 +91,7 @@ def classifier_command(
     """Per cluster, the classifier's flag rate vs the mean concerning score; correlation, likely misses and false alarms."""
     from convoscope.analyses.classifier import classifier, print_classifier
 
-    result = classifier(load_run(run), flag_field, level=level, min_conversations=min_conversations, concern_high=concern_high,
+    result = classifier(load_run(run, facet), flag_field, level=level, min_conversations=min_conversations, concern_high=concern_high,
                         flag_low=flag_low, flag_high=flag_high, concern_low=concern_low)
     print_json(result) if as_json else print_classifier(result, console(), top=top)
 
@@ -104,6 +105,7 @@ def compare_command(
     match_threshold: float = typer.Option(0.8, "--match-threshold", help="Two runs: cosine of 'name: description' embeddings to match clusters whose names differ."),
     top: int = typer.Option(20, "--top", "-n", help="Rows in the table."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+    facet: Optional[str] = FacetOpt,
 ) -> None:
     """Clusters that appeared, grew or shrank most between two periods (two runs, or one run split by date), with a two-proportion z-test."""
     from convoscope.analyses.compare import compare_runs, compare_split, print_compare
@@ -111,7 +113,7 @@ def compare_command(
     if (run_after is None) == (split_at is None):
         raise AnalysisError("give either two run directories (RUN_BEFORE RUN_AFTER) or one run and --split-at DATE")
     if split_at is not None:
-        result = compare_split(load_run(run_before), parse_date(split_at), level=level, alpha=alpha)
+        result = compare_split(load_run(run_before, facet), parse_date(split_at), level=level, alpha=alpha)
     else:
-        result = compare_runs(load_run(run_before), load_run(run_after), level=level, alpha=alpha, match_threshold=match_threshold)
+        result = compare_runs(load_run(run_before, facet), load_run(run_after, facet), level=level, alpha=alpha, match_threshold=match_threshold)
     print_json(result) if as_json else print_compare(result, console(), top=top)

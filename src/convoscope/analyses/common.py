@@ -77,8 +77,9 @@ class Run:
         return None
 
 
-def load_run(path: str | Path) -> Run:
-    store = RunStore(path)
+def load_run(path: str | Path, facet: str | None = None) -> Run:
+    """A finished run's published aggregates; `facet` picks one of several hierarchies."""
+    store = RunStore(path).for_facet(facet)
     if not store.has("json:aggregates"):
         raise AnalysisError(f"{path}: the run has no published aggregates yet; finish it with `convoscope run` first")
     agg = store.read_json("aggregates")
