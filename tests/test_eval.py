@@ -211,3 +211,13 @@ def test_reconstruction_in_llm_mode_end_to_end(tmp_path):
     report = json.loads(result.stdout)
     assert report["accuracy"] > 0.9  # the keyword responder names and assigns topics correctly
     assert "<conversation>" in bodies and "category" in bodies
+
+
+def test_privacy_eval_cluster_size_flag_then_config_then_default(tmp_path):
+    from convoscope.eval.cli import PRIVACY_EVAL_PER_CLUSTER, privacy_eval_config
+
+    assert privacy_eval_config(None, None, None).cluster.conversations_per_cluster == PRIVACY_EVAL_PER_CLUSTER
+    cfg_file = tmp_path / "c.toml"
+    cfg_file.write_text("[cluster]\nconversations_per_cluster = 40\n")
+    assert privacy_eval_config(cfg_file, None, None).cluster.conversations_per_cluster == 40
+    assert privacy_eval_config(cfg_file, None, 12).cluster.conversations_per_cluster == 12

@@ -20,6 +20,17 @@ def _config(config: Optional[Path], overrides: dict):
     return load_config(config, overrides)
 
 
+PRIVACY_EVAL_PER_CLUSTER = 20
+
+
+def privacy_eval_config(config: Optional[Path], llm: Optional[str], per_cluster: Optional[int]):
+    """The privacy evaluation's settings: small base clusters unless the flag or the config file says otherwise."""
+    cfg = _config(config, {"llm.facets": llm, "cluster.conversations_per_cluster": per_cluster})
+    if per_cluster is None and "conversations_per_cluster" not in cfg.cluster.model_fields_set:
+        cfg.cluster.conversations_per_cluster = PRIVACY_EVAL_PER_CLUSTER
+    return cfg
+
+
 @eval_app.command()
 def reconstruction(
     input: Path = typer.Argument(..., help="Labelled conversations (the label is a field of each record or of its metadata)."),
@@ -57,14 +68,14 @@ def privacy(
     labels: Optional[Path] = typer.Option(None, "--labels", help="Labelled descriptions for --auditor-only (default: the bundled set)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML config file."),
     seed: int = typer.Option(0, "--seed", help="Seed for sampling and planting."),
-    per_cluster: int = typer.Option(20, "--per-cluster", help="Conversations per base cluster (small clusters stress the privacy gates; the pipeline default is 100)."),
+    per_cluster: Optional[int] = typer.Option(None, "--per-cluster", help=f"Conversations per base cluster (default {PRIVACY_EVAL_PER_CLUSTER}, unless the config file sets cluster.conversations_per_cluster: small clusters stress the privacy gates; the pipeline default is 100)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Plant personal details (and prompt injections) in real conversations, run the pipeline, and report the share that survives in each layer; or measure the auditor's accuracy."""
     from convoscope.eval import privacy as priv
 
-    cfg = _config(config, {"llm.facets": llm, "cluster.conversations_per_cluster": per_cluster})
+    cfg = privacy_eval_config(config, llm, per_cluster)
     if auditor_only:
         if not cfg.llm_mode:
             err.print("[red]--auditor-only needs --llm SPEC[/]")
