@@ -125,6 +125,7 @@ def test_a_hierarchy_per_open_text_facet(tmp_path):
     assert report_json(store)["facet"] == "request" and report_json(store)["hierarchies"] == ["request", "task", "goal"]
     task = store.for_facet("task")
     assert task.root == tmp_path / "run" / "hierarchies" / "task"
+    assert task.for_facet("goal").root == store.for_facet("goal").root and task.for_facet("request").root == store.root
     task_report = report_json(task)
     assert task_report["facet"] == "task" and task_report["run"]["conversations"] == report_json(store)["run"]["conversations"]
     # the task hierarchy clusters the task summaries, not the requests

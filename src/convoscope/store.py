@@ -88,9 +88,11 @@ class RunStore:
         return list(self.manifest.get("hierarchy_facets") or [self.manifest.get("facet") or "request"])
 
     def for_facet(self, facet: str | None) -> "RunStore":
-        """This run's store for `facet` (None or the primary facet: this store)."""
-        if facet is None or facet == self.facets()[0]:
+        """This run's store for `facet` (None: this store; a facet store asks its run for other facets)."""
+        if facet is None or facet == (self._manifest.get("facet") if self.parent is not None else self.facets()[0]):
             return self
+        if self.parent is not None:
+            return self.parent.for_facet(facet)
         if facet not in self.facets():
             from convoscope.errors import ConvoscopeError
 
