@@ -156,7 +156,7 @@ def test_map_coordinates_cover_every_conversation(extractive_run):
 
 
 def test_exact_neighbours_match_a_brute_force_search():
-    from convoscope.stages.project import cosine_knn
+    from convoscope.neighbours import cosine_knn
 
     rng = np.random.default_rng(1)
     ref = rng.normal(size=(300, 16)).astype(np.float32)

@@ -24,6 +24,7 @@ from convoscope.config import Config
 from convoscope.context import RunContext
 from convoscope.keywords import class_tfidf_of_counts, group_term_counts, keyword_name, top_terms
 from convoscope.llm.base import ChatMessage, LLMRequest
+from convoscope.neighbours import cosine_knn
 from convoscope.stages.cluster import kmeans
 from convoscope.stages.naming import NAME_SCHEMA, clean_name
 from convoscope.stages.rows import analysed_rows, distinct_per_group
@@ -40,7 +41,6 @@ OUTSIDE_NEIGHBOURS = 5  # clusters from outside a neighbourhood shown with it, a
 LINK_NEIGHBOURS = 10
 LINK_CANDIDATE_CLUSTERS = 20
 # Changes when the extractive grouping changes, so older runs are rebuilt rather than resumed.
-_BLOCK_CELLS = 16_000_000  # similarities computed at once (64 MB of float32)
 EXTRACTIVE_GROUPING = f"ward-centroids+neighbour-links:{LINK_NEIGHBOURS}/{LINK_CANDIDATE_CLUSTERS}"
 
 
@@ -103,15 +103,12 @@ def neighbour_links(vectors: np.ndarray, labels: np.ndarray, centroids: np.ndarr
         if m < 1:
             rows.append(c), cols.append(c), counts.append(1.0)
             continue
-        found = np.zeros(k)
-        candidate_vectors = np.asarray(vectors[candidates])
-        block = max(1, min(1024, _BLOCK_CELLS // len(candidates)))  # bounded memory for very large clusters
-        for start in range(0, len(members[c]), block):
-            query = members[c][start:start + block]
-            sims = np.asarray(vectors[query]) @ candidate_vectors.T
-            sims[query[:, None] == candidates[None, :]] = -np.inf  # a conversation is not its own neighbour
-            nearest = np.argpartition(-sims, m - 1, axis=1)[:, :m]
-            found += np.bincount(labels[candidates[nearest.ravel()]], minlength=k)
+        nearest, _ = cosine_knn(np.asarray(vectors[members[c]]), np.asarray(vectors[candidates]), m + 1)
+        hits = candidates[nearest]
+        # a conversation is not its own neighbour: drop it, or the farthest of the m + 1 when it is absent
+        keep = hits != members[c][:, None]
+        keep[keep.all(axis=1), -1] = False
+        found = np.bincount(labels[hits[keep]], minlength=k).astype(np.float64)
         hit = np.flatnonzero(found)
         rows.extend([c] * len(hit)), cols.extend(hit.tolist()), counts.extend((found[hit] / found.sum()).tolist())
     return sp.csr_matrix((counts, (rows, cols)), shape=(k, k))
