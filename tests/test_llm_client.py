@@ -367,3 +367,34 @@ def test_no_prompt_text_in_logs(tmp_path, caplog):
         run_many(settings(f"openai:m@{server.url}", tmp_path), [ask(secret, json_schema=SCHEMA)])
     assert caplog.records and secret not in caplog.text
     assert json.dumps(server.requests).count(secret) == 3  # it was sent, three times, but never logged
+
+
+def test_cache_opening_retries_while_another_process_switches_it_to_wal(tmp_path, monkeypatch):
+    # SQLite does not wait (busy_timeout) for the lock that switching to WAL needs: a second process
+    # creating the same cache at that moment got "database is locked" (seen once in CI).
+    import sqlite3
+
+    from convoscope import sqlite_wal
+
+    real_connect = sqlite3.connect
+    refusals = {"left": 3}
+
+    class Busy:
+        def __init__(self, db):
+            self.db = db
+
+        def execute(self, sql, *args):
+            if sql == "PRAGMA journal_mode=WAL" and refusals["left"]:
+                refusals["left"] -= 1
+                raise sqlite3.OperationalError("database is locked")
+            return self.db.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(self.db, name)
+
+    monkeypatch.setattr(sqlite_wal.sqlite3, "connect", lambda *a, **k: Busy(real_connect(*a, **k)))
+    db = sqlite_wal.connect_wal(tmp_path / "c.sqlite", timeout=5)
+    assert refusals["left"] == 0 and db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    refusals["left"] = 10**6  # locked for good: the error surfaces after the timeout, not forever
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        sqlite_wal.connect_wal(tmp_path / "d.sqlite", timeout=0.2)

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sqlite3
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 
 from convoscope.errors import ConfigError
+from convoscope.sqlite_wal import connect_wal
 
 
 class Embedder(Protocol):
@@ -110,8 +110,7 @@ class VectorCache:
 
     def __init__(self, directory: Path, model_name: str) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(directory / "vectors.sqlite", timeout=60)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = connect_wal(directory / "vectors.sqlite", timeout=60)
         self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vector BLOB NOT NULL)")
         self._model = model_name.encode()
 

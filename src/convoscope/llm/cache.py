@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from convoscope.llm.base import LLMRequest, Usage
+from convoscope.sqlite_wal import connect_wal
 
 CACHE_FILE = "llm-cache.sqlite3"
 _KEY_VERSION = 1  # bump when the meaning of a cached answer changes
@@ -48,9 +48,7 @@ class ResponseCache:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / CACHE_FILE
         # isolation_level=None: autocommit, so each put is one short write transaction.
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA busy_timeout=30000")  # several processes may write at once
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = connect_wal(self.path, timeout=30, isolation_level=None, check_same_thread=False)  # several processes may write at once
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable on commit except at power loss
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS responses ("
