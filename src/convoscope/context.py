@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -15,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from convoscope.config import Config
 from convoscope.ingest import IngestReport, read_conversations
 from convoscope.model import Conversation
+from convoscope.secrets_key import keyed_hash, secret_key
 from convoscope.store import RunStore
 
 
@@ -73,14 +73,11 @@ class RunContext:
             self._loop.close()
             self._loop = None
 
-    def account_salt(self) -> str:
-        salt = self.store.manifest.get("account_salt")
-        if salt is None:
-            import secrets
+    def account_key(self) -> bytes:
+        """The per-user secret key account ids are hashed with. It is never written to the run
+        directory (a salt stored next to the hashes lets anyone reverse them with a list of names)."""
+        return secret_key()
 
-            salt = secrets.token_hex(16)
-            self.store.update_manifest(account_salt=salt)
-        return salt
-
-    def hash_account(self, account: str, salt: str) -> str:
-        return hashlib.blake2b(account.encode(), digest_size=12, key=salt.encode()[:64]).hexdigest()
+    @staticmethod
+    def hash_account(account: str, key: bytes) -> str:
+        return keyed_hash(key, "convoscope account", account.encode())[:24]

@@ -10,7 +10,6 @@ languages, and needs no torch (a multi-GB dependency). English-only users can pi
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Protocol
@@ -18,7 +17,8 @@ from typing import Protocol
 import numpy as np
 
 from convoscope.errors import ConfigError
-from convoscope.sqlite_wal import connect_wal
+from convoscope.secrets_key import keyed_hash, secret_key
+from convoscope.sqlite_wal import connect_wal, drop_entries_before
 
 
 class Embedder(Protocol):
@@ -106,16 +106,21 @@ def make_embedder(spec: str) -> Embedder:
 
 
 class VectorCache:
-    """Vectors by (model, text hash) in SQLite (WAL). Stores no text, only its hash."""
+    """Vectors by (model, text) in SQLite (WAL), in a private file (0600). Stores no text, only an HMAC
+    of it with the user's secret key: a plain hash would let anyone holding the file test whether a
+    guessed text was processed."""
+
+    KEY_VERSION = 2  # 2: keys are HMACs; entries under the older plain sha256 keys are deleted
 
     def __init__(self, directory: Path, model_name: str) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
-        self._db = connect_wal(directory / "vectors.sqlite", timeout=60)
+        self._db = connect_wal(directory / "vectors.sqlite", timeout=60)  # creates the directory 0700
         self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vector BLOB NOT NULL)")
+        drop_entries_before(self._db, "vectors", self.KEY_VERSION)
         self._model = model_name.encode()
+        self._secret = secret_key()
 
     def _key(self, text: str) -> bytes:
-        return hashlib.sha256(self._model + b"\0" + text.encode()).digest()
+        return bytes.fromhex(keyed_hash(self._secret, "convoscope vector cache", self._model + b"\0" + text.encode()))
 
     def get_many(self, texts: list[str]) -> list[np.ndarray | None]:
         keys = [self._key(t) for t in texts]

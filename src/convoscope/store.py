@@ -4,6 +4,9 @@ Every artifact is written atomically (a temporary file in the same directory, th
 its stage's record in `manifest.json` is written after the artifact, so a run killed at any point
 never leaves an artifact that a later run takes as complete. A stage is complete when the manifest
 records it with the fingerprint of its current inputs and settings and all its files exist.
+
+A run directory holds per-conversation data, so it is private: directories the store creates are 0700
+and every file it writes is 0600 (set per file, never through the process-wide umask).
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from convoscope.private_files import PRIVATE_FILE_MODE, make_private_dirs
+
 MANIFEST = "manifest.json"
 # Every open-text facet after the primary one gets its own clusters, hierarchy and map in
 # hierarchies/<facet>/, a run directory of its own whose shared inputs are read from the main run.
@@ -38,12 +43,15 @@ def fingerprint(*parts: Any) -> str:
 
 @contextmanager
 def _atomic_path(final: Path) -> Iterator[Path]:
-    final.parent.mkdir(parents=True, exist_ok=True)
+    make_private_dirs(final.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp makes the file 0600, but a writer may recreate it; the mode is set before the file
+        # gets its final name, so it is never visible under that name with a wider one
+        os.chmod(tmp_path, PRIVATE_FILE_MODE)
         os.replace(tmp_path, final)
     finally:
         if tmp_path.exists():
@@ -59,7 +67,7 @@ class RunStore:
     def __init__(self, root: str | Path, *, create: bool = False, parent: "RunStore | None" = None):
         self.root = Path(root)
         if create:
-            self.root.mkdir(parents=True, exist_ok=True)
+            make_private_dirs(self.root)
         elif not (self.root / MANIFEST).exists():
             from convoscope.errors import ConvoscopeError
 
@@ -110,7 +118,7 @@ class RunStore:
     def manifest(self) -> dict[str, Any]:
         if self.parent is None:
             return self._manifest
-        # a facet store: the run's fields (input, config, salt...) with this store's own on top
+        # a facet store: the run's fields (input, config, key id...) with this store's own on top
         merged = {**self.parent.manifest, **self._manifest}
         merged["stages"] = {**self.parent.manifest.get("stages", {}), **self._manifest.get("stages", {})}
         return merged
@@ -118,6 +126,12 @@ class RunStore:
     def update_manifest(self, **fields: Any) -> None:
         self._manifest.update(fields)
         self._write_manifest()
+
+    def remove_manifest_fields(self, *names: str) -> None:
+        if any(name in self._manifest for name in names):
+            for name in names:
+                self._manifest.pop(name, None)
+            self._write_manifest()
 
     def _write_manifest(self) -> None:
         with _atomic_path(self.root / MANIFEST) as tmp:

@@ -1,12 +1,13 @@
 """Persistent response cache: SQLite in WAL mode, shared by runs and processes.
 
-Only a sha256 key and the response are stored, never the prompt: prompts carry conversation text,
-and the cache lives in a shared user directory that outlives any run.
+Only a key and the response are stored, never the prompt: prompts carry conversation text, and the
+cache lives in a user directory that outlives any run. The key is an HMAC of the request with the
+user's secret key (convoscope.secrets_key), not a plain hash: with a plain hash, anyone holding the
+file could test whether a guessed conversation was processed. The file is private (0600).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -14,10 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from convoscope.llm.base import LLMRequest, Usage
-from convoscope.sqlite_wal import connect_wal
+from convoscope.secrets_key import keyed_hash, secret_key
+from convoscope.sqlite_wal import connect_wal, drop_entries_before
 
 CACHE_FILE = "llm-cache.sqlite3"
-_KEY_VERSION = 1  # bump when the meaning of a cached answer changes
+_KEY_VERSION = 2  # bump when the meaning of a cached answer changes (2: keyed with the secret key)
 
 
 def cache_key(backend: str, model: str, request: LLMRequest) -> str:
@@ -33,7 +35,7 @@ def cache_key(backend: str, model: str, request: LLMRequest) -> str:
         "schema": request.json_schema,
     }
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()
+    return keyed_hash(secret_key(), "convoscope llm cache", blob.encode())
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,8 @@ class CachedAnswer:
 
 class ResponseCache:
     def __init__(self, directory: Path):
-        directory.mkdir(parents=True, exist_ok=True)
-        self.path = directory / CACHE_FILE
+        secret_key()  # a missing or unsafe key is reported now, not at the first request
+        self.path = directory / CACHE_FILE  # connect_wal creates the directory 0700 and the file 0600
         # isolation_level=None: autocommit, so each put is one short write transaction.
         self._db = connect_wal(self.path, timeout=30, isolation_level=None, check_same_thread=False)  # several processes may write at once
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable on commit except at power loss
@@ -55,6 +57,7 @@ class ResponseCache:
             " key TEXT PRIMARY KEY, text TEXT NOT NULL, parsed TEXT,"
             " input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL, created REAL NOT NULL)"
         )
+        drop_entries_before(self._db, "responses", _KEY_VERSION)  # entries under plain sha256 keys
 
     def get(self, key: str) -> CachedAnswer | None:
         row = self._db.execute(

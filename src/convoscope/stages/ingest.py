@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from convoscope.context import RunContext
 from convoscope.ingest import IngestReport
+from convoscope.secrets_key import key_id
 from convoscope.store import fingerprint
 
 STAGE = "ingest"
@@ -26,11 +27,12 @@ def _scalar_metadata(meta: dict) -> str:
 
 
 def run_ingest(ctx: RunContext) -> str:
-    fp = fingerprint(STAGE, input_fingerprint(ctx), ctx.config.ingest.model_dump(), ctx.config.privacy.include_raw_text)
+    account_key = ctx.account_key()
+    # the key's id is part of the fingerprint: a new key re-ingests rather than mixing two hash schemes
+    fp = fingerprint(STAGE, input_fingerprint(ctx), ctx.config.ingest.model_dump(), ctx.config.privacy.include_raw_text, key_id(account_key))
     if ctx.store.stage_complete(STAGE, fp):
         return fp
     started = time.perf_counter()
-    salt = ctx.account_salt()
     report = IngestReport()
     cols: dict[str, list] = {k: [] for k in ("conv_id", "account", "created_at", "n_messages", "n_turns", "user_chars", "assistant_chars", "metadata")}
     keep_raw = ctx.config.privacy.include_raw_text  # only on explicit request; never read by the explorer
@@ -39,7 +41,7 @@ def run_ingest(ctx: RunContext) -> str:
         task = progress.add_task("Reading conversations", total=None)
         for conv in ctx.iter_input(report):
             cols["conv_id"].append(conv.id)
-            cols["account"].append(ctx.hash_account(conv.effective_account, salt))
+            cols["account"].append(ctx.hash_account(conv.effective_account, account_key))
             cols["created_at"].append(conv.created_at)
             cols["n_messages"].append(len(conv.messages))
             cols["n_turns"].append(sum(1 for m in conv.messages if m.role == "user"))
@@ -77,5 +79,8 @@ def run_ingest(ctx: RunContext) -> str:
         )
     if report.invalid:
         ctx.console.print(f"[yellow]warning:[/] skipped {report.invalid} invalid records, e.g. {report.invalid_examples[:3]}")
+    # the key's id, never the key; runs from before the key kept a salt here, which made hashes reversible
+    ctx.store.update_manifest(account_key_id=key_id(account_key))
+    ctx.store.remove_manifest_fields("account_salt")
     ctx.store.mark_complete(STAGE, fp, artifacts, seconds=time.perf_counter() - started, report=ingest_report, raw_text_stored=keep_raw)
     return fp
