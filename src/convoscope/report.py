@@ -8,14 +8,26 @@ from rich.console import Console
 from rich.tree import Tree
 
 from convoscope.store import RunStore
+from convoscope.text import markup_safe
+
+NO_ACCOUNT_IDS = "The input has no account ids: the privacy thresholds count conversations, not people."
+
+
+def run_warnings(run: dict[str, Any]) -> list[str]:
+    """Plain-text warnings every output shows with the run (report header, explorer banner).
+
+    `account_ids` is "absent" when the input had no account ids at all, so each conversation counted
+    as its own account. Runs made before the key existed lack it: treated as "present".
+    """
+    return [NO_ACCOUNT_IDS] if run.get("account_ids") == "absent" else []
 
 
 def report_json(store: RunStore) -> dict[str, Any]:
     agg = store.read_json("aggregates")
     clusters = [{**c, "published": c["kind"] == "cluster"} for c in agg["clusters"]]
-    return {"facet": agg["run"]["facet"], "levels": agg["run"]["levels"], "run": agg["run"], "facets": agg["facets"],
-            "facets_unavailable": agg["facets_unavailable"], "clusters": clusters, "withheld": agg["withheld"],
-            "hierarchies": store.facets()}
+    return {"facet": agg["run"]["facet"], "levels": agg["run"]["levels"], "run": agg["run"], "warnings": run_warnings(agg["run"]),
+            "facets": agg["facets"], "facets_unavailable": agg["facets_unavailable"], "clusters": clusters,
+            "withheld": agg["withheld"], "hierarchies": store.facets()}
 
 
 def _facet_line(c: dict[str, Any]) -> str:
@@ -24,7 +36,7 @@ def _facet_line(c: dict[str, Any]) -> str:
     if langs:
         total = sum(langs.values())
         top = sorted(langs.items(), key=lambda kv: -kv[1])[:3]
-        parts.append("lang " + ", ".join(f"{k} {v / total:.0%}" for k, v in top))
+        parts.append("lang " + ", ".join(f"{markup_safe(k)} {v / total:.0%}" for k, v in top))
     concern = c["facets"].get("concerning")
     if concern:
         parts.append(f"concern {concern['mean']:.2f}")
@@ -32,20 +44,26 @@ def _facet_line(c: dict[str, Any]) -> str:
 
 
 def print_report(store: RunStore, console: Console, depth: int = 2) -> None:
+    """The tree. Every data-derived string goes through `markup_safe`: names are model output and
+    may hold rich markup ("[/]" would crash the printer) or terminal escape sequences."""
     agg = store.read_json("aggregates")
     run = agg["run"]
     children: dict[str | None, list[dict]] = {}
     for c in agg["clusters"]:
         children.setdefault(c["parent"], []).append(c)
-    root = Tree(f"[bold]{run['conversations']:,} conversations[/] · {run['accounts']:,} accounts · mode {run['mode']} · facet {run['facet']}")
+    for warning in run_warnings(run):
+        console.print(f"[bold yellow]warning:[/] {markup_safe(warning)}")
+    root = Tree(f"[bold]{run['conversations']:,} conversations[/] · {run['accounts']:,} accounts · "
+                f"mode {markup_safe(run['mode'])} · facet {markup_safe(run['facet'])}")
 
     def add(node: Tree, parent: str | None, level: int) -> None:
         for c in sorted(children.get(parent, []), key=lambda c: (c["kind"] == "other", -c["size"])):
+            name = markup_safe(c["name"])
             if c["kind"] == "other":
-                node.add(f"[dim]{c['name']}: {c['size']:,} ({c['share']:.1%})[/]")
+                node.add(f"[dim]{name}: {c['size']:,} ({c['share']:.1%})[/]")
                 continue
             extra = _facet_line(c)
-            branch = node.add(f"[bold]{c['name']}[/] [dim]{c['size']:,} ({c['share']:.1%}), {c['accounts']:,} accounts{' · ' + extra if extra else ''}[/]")
+            branch = node.add(f"[bold]{name}[/] [dim]{c['size']:,} ({c['share']:.1%}), {c['accounts']:,} accounts{' · ' + extra if extra else ''}[/]")
             if level + 1 < depth:
                 add(branch, c["id"], level + 1)
 
@@ -53,8 +71,8 @@ def print_report(store: RunStore, console: Console, depth: int = 2) -> None:
     console.print(root)
     if agg["facets_unavailable"]:
         for name, why in agg["facets_unavailable"].items():
-            console.print(f"[dim]{name}: unavailable ({why})[/]")
+            console.print(f"[dim]{markup_safe(name)}: unavailable ({markup_safe(why)})[/]")
     console.print(f"[dim]withheld by the privacy gates: {agg['withheld']['clusters']} clusters, {agg['withheld']['conversations']:,} conversations[/]")
     others = [f for f in store.facets() if f != run["facet"]]
     if others:
-        console.print(f"[dim]other hierarchies in this run: {', '.join(others)} (convoscope report RUN --facet NAME)[/]")
+        console.print(f"[dim]other hierarchies in this run: {markup_safe(', '.join(others))} (convoscope report RUN --facet NAME)[/]")

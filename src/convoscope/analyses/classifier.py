@@ -22,6 +22,7 @@ from rich.table import Table
 
 from convoscope.analyses.common import AnalysisError, Run, label, pct, pearson, wilson
 from convoscope.analyses.concerning import concern_stats, concern_unavailable
+from convoscope.text import markup_safe
 
 TRUTHY = {"true", "1", "yes", "y", "t", "flag", "flagged", "positive"}
 UNKNOWN = {"unknown", "other", ""}
@@ -89,7 +90,7 @@ def classifier(run: Run, flag_field: str, level: int | None = None, min_conversa
 
 
 def print_classifier(result: dict[str, Any], console: Console, top: int = 20) -> None:
-    t = Table(title=f"Classifier field '{result['flag_field']}' vs concern (level {result['level']})")
+    t = Table(title=f"Classifier field '{markup_safe(result['flag_field'])}' vs concern (level {result['level']})")
     t.add_column("cluster")
     t.add_column("flag known", justify="right")
     t.add_column("flagged", justify="right")
@@ -106,7 +107,7 @@ def print_classifier(result: dict[str, Any], console: Console, top: int = 20) ->
                   f"{r['concern_mean']:.2f}" if "concern_mean" in r else "—", pct(r.get("concern_high_share")), note)
     console.print(t)
     if not result["concern_available"]:
-        console.print(f"[yellow]Concern unavailable:[/] {result['concern_reason']}. Flag rates are shown; run the pipeline with --llm "
+        console.print(f"[yellow]Concern unavailable:[/] {markup_safe(result['concern_reason'])}. Flag rates are shown; run the pipeline with --llm "
                       "to compare them with concerning scores.")
         return
     corr = result["correlation"]

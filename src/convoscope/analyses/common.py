@@ -17,9 +17,11 @@ from typing import Any
 import numpy as np
 import orjson
 from rich.console import Console
+from rich.markup import escape
 
 from convoscope.errors import ConvoscopeError
 from convoscope.store import RunStore
+from convoscope.text import clean_text
 
 Z95 = 1.959963984540054
 
@@ -212,8 +214,14 @@ def fmt_p(p: float | None) -> str:
 
 
 def label(c: dict[str, Any], width: int = 60) -> str:
-    name = c.get("name") or c["id"]
-    return name if len(name) <= width else name[: width - 1] + "…"
+    """A cluster's name for a rich table cell or markup string: cleaned, shortened, markup-escaped.
+
+    Table cells are rendered as rich markup, so an unescaped name like "[/]" would crash the table
+    and "[link=...]" would become a hyperlink; terminal escape sequences are removed. Shortened
+    before escaping so the cut cannot split an escape. Not for JSON output (use the raw name).
+    """
+    name = clean_text(str(c.get("name") or c["id"]))
+    return escape(name if len(name) <= width else name[: width - 1] + "…")
 
 
 def dumps(obj: Any) -> str:

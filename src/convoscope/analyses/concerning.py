@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from convoscope.analyses.common import Run, label, pct, wilson
+from convoscope.text import markup_safe
 
 UNAVAILABLE_DEFAULT = "needs an LLM (run with --llm)"
 
@@ -60,7 +61,7 @@ def concerning(run: Run, level: int | None = None, top: int = 15, min_conversati
 
 
 def print_unavailable(result: dict[str, Any], console: Console) -> None:
-    console.print(f"[yellow]Concern analysis unavailable:[/] {result['reason']}. "
+    console.print(f"[yellow]Concern analysis unavailable:[/] {markup_safe(result['reason'])}. "
                   "Concerning scores are an LLM judgement; run the pipeline with --llm to get them.")
 
 

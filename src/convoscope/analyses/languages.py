@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.table import Table
 
 from convoscope.analyses.common import Run, label, pct
+from convoscope.text import markup_safe
 
 SKIP = {"other", "unknown", "Unknown", ""}
 
@@ -82,16 +83,17 @@ def print_languages(result: dict[str, Any], console: Console) -> None:
     table.add_column("share", justify="right")
     table.add_column("ratio", justify="right")
     for lang in result["languages"]:
+        name = markup_safe(lang["language"])  # a facet value: data, printed as text
         first = True
         for kind, entries, style in (("over", lang["over_represented"], "green"), ("under", lang["under_represented"], "red")):
             for e in entries:
                 count = e.get("count_upper_bound", e["count"])
-                table.add_row(lang["language"] if first else "", f"{lang['conversations']:,} ({pct(lang['overall_share'])})" if first else "",
+                table.add_row(name if first else "", f"{lang['conversations']:,} ({pct(lang['overall_share'])})" if first else "",
                               f"[{style}]{kind}[/]", label(e, 50), f"{'≤' if kind == 'under' else ''}{count:,} / {e['size']:,}",
                               pct(e["share"]), f"{e['ratio']:.2f}x")
                 first = False
         if first:
-            table.add_row(lang["language"], f"{lang['conversations']:,} ({pct(lang['overall_share'])})", "", "[dim]no cluster passes the support rule[/]", "", "", "")
+            table.add_row(name, f"{lang['conversations']:,} ({pct(lang['overall_share'])})", "", "[dim]no cluster passes the support rule[/]", "", "", "")
         table.add_section()
     console.print(table)
     console.print(f"[dim]Support rule: over-represented needs ≥{result['rules']['min_support']} conversations of the language in the cluster; "

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,14 +21,16 @@ import numpy as np
 import orjson
 
 from convoscope.errors import ConvoscopeError
+from convoscope.report import run_warnings
 from convoscope.store import RunStore
+from convoscope.text import clean_text
 
 PAYLOAD_VERSION = 1
 NULL16 = 0xFFFF
 NULL32 = 0xFFFFFFFF
 
 _RUN_KEYS = ("mode", "facet", "conversations", "accounts", "levels", "min_accounts", "min_conversations",
-             "embedding_model", "time_range", "time_unit", "level_sizes")
+             "embedding_model", "time_range", "time_unit", "level_sizes", "account_ids")
 _CLUSTER_KEYS = ("id", "level", "parent", "kind", "name", "description", "size", "accounts", "share",
                  "children", "x", "y")
 
@@ -67,8 +70,9 @@ def _clean_cluster(c: dict[str, Any], facet_kinds: dict[str, str]) -> dict[str, 
     out["level"] = int(out["level"] or 0)
     out["parent"] = None if out["parent"] is None else str(out["parent"])
     out["kind"] = "other" if c.get("kind") == "other" else "cluster"
-    out["name"] = _str(out["name"])
-    out["description"] = _str(out["description"])
+    # shown as text (textContent), but bidi overrides and invisible characters could still disguise it
+    out["name"] = clean_text(_str(out["name"]))
+    out["description"] = clean_text(_str(out["description"]))
     for k in ("size", "accounts", "share", "x", "y"):
         out[k] = _num(out[k])
     out["children"] = [str(x) for x in (c.get("children") or [])]
@@ -120,8 +124,10 @@ def build_payload(run_dir: Path) -> dict[str, Any]:
         if c["parent"] is not None and c["parent"] not in index:
             c["parent"] = None
 
-    run = agg.get("run") or {}
-    run = {k: run.get(k) for k in _RUN_KEYS if k in run}
+    full_run = agg.get("run") or {}
+    run = {k: full_run.get(k) for k in _RUN_KEYS if k in full_run}
+    # only the two known values; runs made before the key existed had account ids
+    run["account_ids"] = "absent" if full_run.get("account_ids") == "absent" else "present"
     levels = int(run.get("levels") or 0) or (max((c["level"] for c in clusters), default=0) + 1)
     withheld = agg.get("withheld") or {}
     withheld = {k: int(withheld[k]) for k in ("clusters", "conversations") if _num(withheld.get(k)) is not None}
@@ -168,6 +174,7 @@ def build_payload(run_dir: Path) -> dict[str, Any]:
         "facets": facets,
         "facets_unavailable": {str(k): _str(v) for k, v in (agg.get("facets_unavailable") or {}).items()},
         "withheld": withheld,
+        "warnings": run_warnings(full_run),  # shown as a banner (as text, never as HTML)
         "clusters": clusters,
         "points": pts,
     }
@@ -178,13 +185,24 @@ def payload_json(payload: dict[str, Any]) -> bytes:
     return orjson.dumps(payload).replace(b"<", b"\\u003c")
 
 
+_PLACEHOLDER = re.compile(r"/\*__CSS__\*/|<!--__DATA__-->|__TITLE__|/\*__JS__\*/")
+
+
+def fill_template(template: str, values: dict[str, str]) -> str:
+    """Replace every placeholder of `template` in one pass. Values are never scanned again, so data
+    that contains a placeholder string (a cluster name "__TITLE__") stays text: filling them one
+    after another would substitute inside earlier values and break the page."""
+    return _PLACEHOLDER.sub(lambda m: values[m.group()], template)
+
+
 def _page(data_tag: str, title: str) -> str:
-    html = _asset("index.html")
     esc = (title.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"))
-    return (html.replace("/*__CSS__*/", _asset("app.css"))
-                .replace("<!--__DATA__-->", data_tag)
-                .replace("__TITLE__", esc)
-                .replace("/*__JS__*/", _asset("app.js").replace("</script", "<\\/script")))
+    return fill_template(_asset("index.html"), {
+        "/*__CSS__*/": _asset("app.css"),
+        "<!--__DATA__-->": data_tag,
+        "__TITLE__": esc,
+        "/*__JS__*/": _asset("app.js").replace("</script", "<\\/script"),
+    })
 
 
 def build_explorer_html(run_dir: Path) -> str:

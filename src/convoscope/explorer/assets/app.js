@@ -975,11 +975,20 @@
     if (i >= 0) select(i, { reveal: true }); else if (i === -1) select(-1);
   }
 
+  // Run-wide warnings (e.g. "no account ids"), shown as plain text above everything else.
+  function renderBanner() {
+    const warnings = Array.isArray(D.warnings) ? D.warnings : [];
+    const box = $('banner');
+    box.replaceChildren(...warnings.map((w) => el('p', { text: String(w) })));
+    box.hidden = warnings.length === 0;
+  }
+
   // ---------------------------------------------------------------- boot
   async function boot() {
     try {
       const data = await loadData();
       prepare(data);
+      renderBanner();
       fillControls();
       readHash();
       syncControls();
