@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from convoscope.errors import ConvoscopeError
+from convoscope.text import markup_safe
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
                   help="Privacy-preserving insights into how an AI assistant is used (an open implementation of Anthropic's Clio).")
@@ -53,9 +54,9 @@ def _print_run_summary(store) -> None:
     for facet in store.facets()[1:]:
         sub = store.facet_store(facet)
         agg = sub.read_json("aggregates")
-        err.print(f"  hierarchy on '{facet}': {agg['run']['levels']} levels, {sum(1 for c in agg['clusters'] if c['kind'] == 'cluster')} published clusters, "
-                  f"{agg['withheld']['clusters']} withheld ({sub.root}; report/explore it with --facet {facet})")
-    err.print(f"  run directory: {store.root}")
+        err.print(f"  hierarchy on '{escape(facet)}': {agg['run']['levels']} levels, {sum(1 for c in agg['clusters'] if c['kind'] == 'cluster')} published clusters, "
+                  f"{agg['withheld']['clusters']} withheld ({escape(str(sub.root))}; report/explore it with --facet {escape(facet)})")
+    err.print(f"  run directory: {escape(str(store.root))}")
 
 
 FacetOpt = typer.Option(None, "--facet", help="Which hierarchy, when the run built several (default: the primary one).")
@@ -97,7 +98,7 @@ def run(
     cfg = _load(config, overrides)
     store = run_pipeline(input, out_dir, cfg, console=err, show_progress=not quiet)
     _print_run_summary(store)
-    err.print(f"  next: convoscope report {out_dir}   |   convoscope explore {out_dir}")
+    err.print(f"  next: convoscope report {escape(str(out_dir))}   |   convoscope explore {escape(str(out_dir))}")
 
 
 @app.command()
@@ -194,15 +195,18 @@ def explore(
 def serve(
     run_dir: Path = typer.Argument(..., help="Run directory."),
     port: int = typer.Option(8765, "--port", "-p"),
-    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (default: this machine only)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (default: this machine only). A name or address other than loopback is also accepted in the Host header."),
+    allow_host: Optional[list[str]] = typer.Option(None, "--allow-host", help="Also answer requests whose Host header names this (repeatable), e.g. the machine's name when binding 0.0.0.0."),
     no_browser: bool = typer.Option(False, "--no-browser", help="Do not open a browser."),
     facet: Optional[str] = FacetOpt,
 ) -> None:
-    """Serve the explorer from the run directory (for runs too large to inline)."""
+    """Serve the explorer from the run directory (for runs too large to inline).
+    Only requests addressed to localhost (or to --host / --allow-host names) are answered, against DNS rebinding."""
     from convoscope.explorer import serve as serve_explorer
     from convoscope.store import RunStore
 
-    serve_explorer(RunStore(run_dir).for_facet(facet).root, port=port, host=host, open_browser=not no_browser)
+    serve_explorer(RunStore(run_dir).for_facet(facet).root, port=port, host=host, open_browser=not no_browser,
+                   allow_hosts=allow_host or ())
 
 
 @app.command()
@@ -274,7 +278,8 @@ def main() -> None:
     try:
         app()
     except ConvoscopeError as e:
-        err.print(f"[red]error:[/] {e}", highlight=False)
+        message = "\n".join(markup_safe(line) for line in str(e).splitlines())  # messages quote input: print them as text
+        err.print(f"[red]error:[/] {message}", highlight=False)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/]: finished work is saved; run the same command again to resume")

@@ -170,7 +170,7 @@ def print_compare(result: dict[str, Any], console: Console, top: int = 20) -> No
         cells = [label(r, 48), f"[{styles[r['status']]}]{r['status']}[/]", f"{r['before']:,}", f"{r['after']:,}", f"{100 * r['share_before']:.1f}%",
                  f"{100 * r['share_after']:.1f}%", f"{100 * r['share_diff']:+.1f}", f"{r['z']:+.1f}", fmt_p(r["p"]), "yes" if r["beyond_noise"] else "no"]
         if result["mode"] == "runs":
-            cells.append("name" if r["match"] == "name" else (f"≈ {r['before_name']} ({r['match_cosine']:.2f})" if r["match"] else "—"))
+            cells.append("name" if r["match"] == "name" else (f"≈ {label({'name': r['before_name'], 'id': ''}, 48)} ({r['match_cosine']:.2f})" if r["match"] else "—"))
         t.add_row(*cells)
     console.print(t)
     stable = sum(1 for r in result["clusters"] if r["status"] == "stable")
