@@ -60,6 +60,7 @@ def secret_key() -> bytes:
     except FileNotFoundError:
         _create_key_file(path)
         st = path.stat()
+    _refuse_if_shared(path, st)  # checked on every call: a cached key does not outlive a chmod
     signature = (st.st_ino, st.st_mtime_ns, st.st_size)
     cached = _file_keys.get(str(path))
     if cached is not None and cached[0] == signature:
@@ -89,13 +90,15 @@ def _key_from_text(text: str, *, source: str) -> bytes:
     return value.encode()
 
 
-def _read_key_file(path: Path) -> bytes:
-    st = path.stat()
+def _refuse_if_shared(path: Path, st: os.stat_result) -> None:
     if os.name == "posix" and not is_private(st.st_mode):
         raise ConfigError(
             f"{path}: the secret key file is readable or writable by other users (mode {stat.S_IMODE(st.st_mode):04o}); "
             f"run `chmod 600 {path}`, or delete it to create a new key (runs then re-ingest)"
         )
+
+
+def _read_key_file(path: Path) -> bytes:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
