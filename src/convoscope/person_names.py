@@ -49,8 +49,10 @@ judge bishop pope cardinal dean marshall sterling penny buck cash money price ba
 sandy rusty dusty cloud wolf fox hawk drake crane swan bird lamb park hall field wood woods hill hills brook
 lake marsh moss heath bush baker cook carpenter mason taylor turner walker fisher hunter miller gardener
 brown green white black gray grey young long short little small strong head hand foot day night west north
-south east english french german irish welsh scott
+south east western eastern northern southern english french german irish welsh scott gold silver solar lunar
 """.split())
+
+SAINT_PREFIXES = frozenset("st saint san santa santo sankt são sao sainte ste".split())
 
 # Titles that are followed by a name. Strict ones are rarely anything else; soft ones need more evidence.
 STRICT_HONORIFICS = frozenset("mr mrs ms mx dr mme mlle sra srta sr herr frau hr fr dhr mevr dott sig sigra".split())
@@ -115,6 +117,7 @@ class _Token:
     start: int
     end: int
     sentence_start: bool
+    after_newline: bool  # a line break ends a run: "Dive\nRachel" is two lines, not a name
 
     @property
     def base(self) -> str:  # without a possessive 's
@@ -135,7 +138,8 @@ def _tokens(text: str) -> list[_Token]:
     previous = ""
     for m in _TOKEN.finditer(text):
         gap_has_newline = "\n" in text[tokens[-1].end if tokens else 0:m.start()]
-        tokens.append(_Token(m.group(), m.start(), m.end(), not tokens or previous in _SENTENCE_END or gap_has_newline))
+        tokens.append(_Token(m.group(), m.start(), m.end(), not tokens or previous in _SENTENCE_END or gap_has_newline,
+                             gap_has_newline))
         previous = m.group()
     return tokens
 
@@ -153,6 +157,9 @@ def _runs(tokens: list[_Token]) -> list[list[int]]:
     i = 0
     while i < len(tokens):
         t = tokens[i]
+        if t.after_newline and current:
+            runs.append(current)
+            current = []
         if t.is_word and t.is_capitalised:
             current.append(i)
         elif t.text == "." and current and i - 1 == current[-1] and _abbreviation(tokens[current[-1]].text) \
@@ -218,11 +225,14 @@ def _pair_span(run: list[int], tokens: list[_Token], title_case: bool) -> tuple[
     """Two adjacent capitalised words that look like Given Surname."""
     for k in range(len(run) - 1):
         a, b = tokens[run[k]], tokens[run[k + 1]]
+        if a.base.lower() in SAINT_PREFIXES:
+            continue  # "St Joseph Academy", "San Jose", "Santa Maria": places
         if is_non_person_word(b.base) and not _name_kind(a.base)[0]:
             continue
         ga, sa, wa = _name_kind(a.base)
         gb, sb, wb = _name_kind(b.base)
-        given_surname = ga and (sb or gb) and not (wa and wb)  # "Maria Lopez", "Jordan Peterson"
+        # "Maria Lopez"; in running text also "Jordan Peterson" (in title case "Summer Camp" is not a name)
+        given_surname = ga and (sb or gb) and (not wa if title_case else not (wa and wb))
         given_then_unknown = ga and not wa and not (gb or sb) and not is_non_person_word(b.base)  # "Maria Quargmire"
         strong_unknown = not title_case and ((ga or sa) and not wa or (gb or sb) and not wb) \
             and not is_non_person_word(a.base) and not is_non_person_word(b.base)

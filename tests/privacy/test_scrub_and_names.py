@@ -1,0 +1,148 @@
+"""Person-name detector and identifier scrubber (issue 11: attack 3, the UK phone of attack 11)."""
+
+from __future__ import annotations
+
+import pytest
+
+from convoscope.person_names import find_person_names, is_person_name_term
+
+# Title-case cluster names of the kind the pipeline writes: none names a person.
+GENERIC_CLUSTER_NAMES = [
+    "Python Programming Help", "Write Marketing Emails", "Travel Planning In Europe", "Machine Learning Model Debugging",
+    "Tax Deductions For Home Offices", "Recipes With Chicken And Rice", "JavaScript Async Errors", "Resume Writing Tips",
+    "Cover Letter Drafting", "Excel Formula Troubleshooting", "SQL Query Optimization", "React Component State",
+    "Docker Container Networking", "Kubernetes Deployment Issues", "Java Spring Boot Configuration",
+    "Weight Loss Meal Plans", "Home Workout Routines", "Dog Training Advice", "Cat Health Questions",
+    "Gardening Tips For Beginners", "Houseplant Care", "Budget Travel To Paris", "Learning Spanish Vocabulary",
+    "French Grammar Questions", "German Language Practice", "Christmas Gift Ideas", "Birthday Party Planning",
+    "Wedding Speech Writing", "Job Interview Preparation", "Salary Negotiation Advice", "Small Business Marketing",
+    "Social Media Strategy", "Email Newsletter Design", "Customer Support Replies", "Product Description Writing",
+    "Poetry And Creative Writing", "Short Story Ideas", "Fantasy Worldbuilding", "Song Lyrics Requests",
+    "Math Homework Help", "Calculus Problem Solving", "Statistics Concepts Explained", "Physics Homework Questions",
+    "Chemistry Reaction Balancing", "Biology Study Notes", "History Essay Outlines", "Philosophy Discussion",
+    "Mental Health Support", "Sleep Improvement Tips", "Anxiety Coping Strategies", "Relationship Advice",
+    "Parenting Toddler Tantrums", "Car Maintenance Questions", "Home Repair Projects", "Plumbing Leak Fixes",
+    "Personal Finance Budgeting", "Stock Market Investing", "Cryptocurrency Questions", "Mortgage Refinancing",
+    "Credit Card Debt Management", "Insurance Claim Questions", "Legal Questions About Leases",
+    "Immigration Visa Applications", "Amazon Seller Account Issues", "Google Sheets Automation",
+    "Microsoft Word Formatting", "Windows Update Errors", "Linux Shell Scripting", "Git Merge Conflicts",
+    "Android App Development", "iPhone Battery Problems", "Video Game Recommendations", "Movie Recommendations",
+    "Book Summaries", "Music Theory Questions", "Guitar Chord Progressions", "Photography Tips", "Drawing Techniques",
+    "Knitting Patterns", "Baking Bread At Home", "Vegan Recipes", "Coffee Brewing Methods", "Wine Pairing Suggestions",
+    "Monday Motivation Quotes", "January Fitness Goals", "Trip To Florence And Venice", "Moving To Austin Texas",
+    "Hotels In Victoria", "Visiting Jordan And Petra", "Georgia Election Questions", "Jasmine Rice Cooking Tips",
+    "Rose Garden Care", "Grace Period On Loans", "Will And Testament Drafting", "Bill Payment Reminders",
+    "King Size Bed Shopping", "Green Energy Policy", "Summer Camp Activities", "Easter Egg Decorating",
+    "Data Visualization With Pandas", "Ruby On Rails Errors", "Swift UI Layout", "Julia Language Performance",
+    "Apple Watch Setup", "Tesla Model Charging", "Chrome Extension Development", "Unity Game Physics",
+]
+
+GENERIC_DESCRIPTIONS = [
+    "Users ask for help debugging Python scripts and fixing import errors.",
+    "Requests to plan trips to Paris, Rome and London on a budget.",
+    "People ask how to use VLOOKUP and pivot tables in Microsoft Excel.",
+    "Questions about celebrating Christmas and Easter with children.",
+    "Users want recipes with chicken, rice and vegetables for weeknight dinners.",
+    "Requests for help with Google Cloud and Amazon Web Services billing.",
+    "Conversations about tax deductions for home offices in the United States.",
+    "Users ask the assistant to rewrite cover letters for jobs in New York.",
+    "Discussions of the Java Virtual Machine and garbage collection.",
+    "Questions about moving to Austin, Texas or Denver, Colorado.",
+]
+
+# Planted person names in several languages: (text, a name that must be found inside some hit).
+PLANTED = [
+    ("Complaints about landlord Zebulon Quargmire at 42 Wobbleton Lane", "Zebulon Quargmire"),
+    ("Help for Dr. Smith", "Smith"),
+    ("Maria's insulin schedule", "Maria"),
+    ("My name is John Carter and I need help with my taxes", "John Carter"),
+    ("Questions about what Jennifer Lawson said at the meeting", "Jennifer Lawson"),
+    ("Email to Mr Thompson about the invoice", "Thompson"),
+    ("Letter to Mrs. Patel regarding the school trip", "Patel"),
+    ("Ask Ms Okafor for the report", "Okafor"),
+    ("Dispute with my neighbour Gideon Fairweather over the fence", "Gideon Fairweather"),
+    ("My boss Kevin Doyle keeps changing deadlines", "Kevin Doyle"),
+    ("Insulin Schedule For Maria Lopez", "Maria Lopez"),
+    ("Complaints About Landlord Robert Quargmire", "Robert Quargmire"),
+    ("Emily Watson Custody Case", "Emily Watson"),
+    ("Ludwig van Beethoven biography", "Ludwig van Beethoven"),
+    ("Mi casero Javier Martínez no devuelve la fianza", "Javier Martínez"),
+    ("Me llamo Ana Ruiz y necesito ayuda", "Ana Ruiz"),
+    ("Carta para la Sra. Fernández sobre el alquiler", "Fernández"),
+    ("El Sr. Gómez no contesta", "Gómez"),
+    ("Problemas con mi jefa Lucía Herrera", "Lucía Herrera"),
+    ("Mein Vermieter Klaus Bergmann antwortet nicht", "Klaus Bergmann"),
+    ("Brief an Frau Schneider wegen der Kaution", "Schneider"),
+    ("Termin bei Herr Müller verschieben", "Müller"),
+    ("Ich heiße Jürgen Weiß und habe eine Frage", "Jürgen Weiß"),
+    ("M. Dupont est mon voisin", "Dupont"),
+    ("Lettre à Mme Lefèvre pour le loyer", "Lefèvre"),
+    ("Je m'appelle Élodie Marchand", "Élodie Marchand"),
+    ("Mon propriétaire François Girard refuse de réparer", "François Girard"),
+    ("Mi chiamo Giuseppe Bianchi", "Giuseppe Bianchi"),
+    ("Il mio vicino Alessandro Ferrari fa rumore", "Alessandro"),
+    ("Lettera per Francesca Romano sul contratto", "Francesca Romano"),
+    ("Meu nome é João Pereira", "João Pereira"),
+    ("O senhorio Rodrigo Almeida não responde", "Rodrigo Almeida"),
+    ("Consulta com a Dra. Beatriz Carvalho", "Beatriz Carvalho"),
+    ("Mijn buurman Jan de Vries maakt lawaai", "Jan de Vries"),
+    ("Ik heet Sanne Bakker", "Sanne Bakker"),
+    ("Brief aan Dhr. Janssen over de huur", "Janssen"),
+    ("Nazywam się Katarzyna Kowalska", "Katarzyna Kowalska"),
+    ("Mój sąsiad Tomasz Wiśniewski jest głośny", "Tomasz Wiśniewski"),
+    ("Pani Nowak nie odpowiada na maile", "Nowak"),
+    ("Benim adım Mehmet Yılmaz", "Mehmet Yılmaz"),
+    ("Ev sahibim Ayşe Demir depozitoyu vermiyor", "Ayşe Demir"),
+    ("Ahmet Kaya ile toplantı notları", "Ahmet Kaya"),
+    ("Birthday message for Olivia Bennett", "Olivia Bennett"),
+    ("Users ask about Jordan Peterson lectures", "Jordan Peterson"),
+    ("Notes from the meeting with Priya Sharma", "Priya Sharma"),
+    ("Thank-you note to Sophie Dubois", "Sophie Dubois"),
+    ("Reference letter for Lukas Schmidt", "Lukas Schmidt"),
+    ("Schedule a call with Hiroshi Tanaka", "Hiroshi Tanaka"),
+    ("Advice on my husband Thaddeus Plimpleworth", "Thaddeus Plimpleworth"),
+    ("Chloe's college application essay", "Chloe"),
+    ("Advice for Grace's wedding toast", "Grace"),  # a weak name ("grace" is a word) counts mid-sentence
+    ("Message to my teacher Miriam Oyelaran", "Miriam Oyelaran"),
+    ("Η Μαρία Παπαδοπούλου ζητά βοήθεια", "Μαρία Παπαδοπούλου"),
+]
+
+
+@pytest.mark.parametrize("name", GENERIC_CLUSTER_NAMES + GENERIC_DESCRIPTIONS)
+def test_generic_names_and_descriptions_have_no_person_name(name):
+    assert find_person_names(name) == []
+
+
+@pytest.mark.parametrize("text,name", PLANTED)
+def test_planted_person_names_are_found(text, name):
+    hits = find_person_names(text)
+    assert any(name in hit for hit in hits), hits
+
+
+def test_hits_are_spans_of_the_text():
+    text = "Complaints about landlord Zebulon Quargmire at 42 Wobbleton Lane"
+    assert find_person_names(text) == ["Zebulon Quargmire"]
+    assert find_person_names("Help for Dr. Smith") == ["Dr. Smith"]
+
+
+@pytest.mark.parametrize("term,share,expected", [
+    ("maria", 0.95, True),
+    ("maria", 0.3, False),  # written lowercase most of the time: not used as a name here
+    ("smith", 0.8, True),
+    ("rice", 0.1, False),  # a surname, but a food here
+    ("will", 0.05, False),
+    ("paris", 1.0, False),  # a place, however capitalised
+    ("jordan", 1.0, False),
+    ("january", 1.0, False),
+    ("python", 1.0, False),  # tech words are in no name list: never excluded
+    ("excel", 1.0, False),
+    ("kubernetes", 1.0, False),
+    ("quargmire", 1.0, False),  # unknown words are left to the k-anonymity threshold
+    ("maria lopez", 0.9, True),
+    ("zebulon quargmire", 0.9, True),  # a given name first
+    ("machine learning", 0.9, False),
+    ("new york", 1.0, False),
+    ("insulin schedule", 0.0, False),
+])
+def test_is_person_name_term(term, share, expected):
+    assert is_person_name_term(term, share) is expected
