@@ -90,6 +90,9 @@ class HierarchySettings(_Section):
 class PrivacySettings(_Section):
     min_accounts: int = Field(5, ge=1, description="A cluster is published only with at least this many distinct accounts.")
     min_conversations: int = Field(15, ge=1, description="... and at least this many conversations.")
+    max_conversations_per_account: int = Field(3, ge=1, description="Contribution bound: an account counts toward min_conversations (and naming samples) with at most this many conversations.")
+    max_account_share: float = Field(0.5, gt=0.0, le=1.0, description="A cluster or cell is withheld when one account supplies more than this share of its conversations.")
+    public_figure_accounts: int = Field(50, ge=1, description="A person-like name is published only when at least this many accounts used it (public figures); below, the text is rewritten or withheld.")
     min_audit_score: int = Field(3, ge=1, le=5, description="LLM mode: the privacy auditor's lowest passing rating (1 identifies individuals ... 5 fully general).")
     scrub_identifiers: bool = Field(True, description="Mask e-mails, phone numbers, card numbers, IPs and URLs before any model sees the text.")
     include_raw_text: bool = Field(False, description="Store raw conversation text in the run directory (table raw_text; never in the explorer, report or analyses). Off by default.")

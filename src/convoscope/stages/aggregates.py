@@ -1,15 +1,20 @@
-"""Stage 9: the published data. Everything an analyst sees (report, explorer, analyses) comes from here.
+"""Stage 9: the release. Everything an analyst sees (report, explorer, serve, analyses) comes from here.
 
-Only published clusters and "Other (withheld)" buckets appear. Facet breakdowns per cluster merge any
-category held by fewer than `min_accounts` accounts into "other"; metadata fields with too many
-distinct values to be categories (ids, free text) are left out. Points carry coordinates and
-published cluster ids only: no conversation or account ids.
+Only published clusters and "Other (withheld)" remainders appear (the privacy stage decides which).
+Numbers are computed from conversations only for published base clusters and remainders; every other
+node's numbers are the sums of its parts, so a parent minus its children is always a published
+remainder that passed the gates. Within a node, a breakdown cell (category, histogram bin, time bucket)
+is shown only with at least `min_accounts` accounts, the rest merged into "other" (convoscope.policy).
+Numeric metadata is binned at rounded quantile edges, and means use values clamped to the 5-95%
+range, so no raw minimum, maximum or outlier is published. Metadata fields with too many distinct
+values to be categories (ids, free text) are left out. Time ranges are bucket starts. Points carry
+coordinates only for conversations of published base clusters, and no conversation or account ids.
 """
 
 from __future__ import annotations
 
 import time
-from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -17,6 +22,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from convoscope import policy
 from convoscope.context import RunContext
 from convoscope.stages.rows import analysed_rows
 from convoscope.store import fingerprint
@@ -24,49 +30,6 @@ from convoscope.store import fingerprint
 STAGE = "aggregates"
 MAX_CATEGORIES = 12  # per breakdown, the rest merged into "other"
 MAX_METADATA_VALUES = 200  # a metadata field with more distinct values is not a category
-
-
-def _categorical_breakdowns(labels: np.ndarray, values: list[Any], accounts: np.ndarray, n_groups: int, min_accounts: int) -> list[dict[str, int]]:
-    """Per group: {value: count}, values with too few accounts (overall within the group) merged into 'other'."""
-    vals = np.asarray(["" if v is None else str(v) for v in values], dtype=object)
-    uniq, vidx = np.unique(vals, return_inverse=True)
-    _, aidx = np.unique(accounts, return_inverse=True)
-    counts = np.zeros((n_groups, len(uniq)), dtype=np.int64)
-    np.add.at(counts, (labels, vidx), 1)
-    triples = np.unique(np.stack([labels, vidx, aidx], axis=1), axis=0)
-    acc = np.zeros((n_groups, len(uniq)), dtype=np.int64)
-    np.add.at(acc, (triples[:, 0], triples[:, 1]), 1)
-    out = []
-    for g in range(n_groups):
-        row: dict[str, int] = {}
-        other = 0
-        order = np.argsort(-counts[g])
-        for j in order:
-            c = int(counts[g, j])
-            if c == 0:
-                break
-            name = uniq[j] or "unknown"
-            if acc[g, j] >= min_accounts and len(row) < MAX_CATEGORIES:
-                row[name] = c
-            else:
-                other += c
-        if other:
-            row["other"] = row.get("other", 0) + other
-        out.append(row)
-    return out
-
-
-def _numeric_breakdowns(labels: np.ndarray, values: np.ndarray, n_groups: int, bins: list[tuple[str, float, float]]) -> list[dict[str, Any] | None]:
-    out: list[dict[str, Any] | None] = []
-    valid = ~np.isnan(values)
-    for g in range(n_groups):
-        v = values[(labels == g) & valid]
-        if len(v) == 0:
-            out.append(None)
-            continue
-        hist = {name: int(((v >= lo) & (v < hi)).sum()) for name, lo, hi in bins}
-        out.append({"mean": round(float(v.mean()), 3), "n": int(len(v)), "hist": {k: c for k, c in hist.items() if c}})
-    return out
 
 
 def _time_bucket(span_days: float) -> str:
@@ -82,10 +45,70 @@ def _bucket_start(ts: datetime, unit: str) -> str:
     return d.isoformat()
 
 
+def _direct_groups(clusters: list[dict[str, Any]], assignments: pa.Table, n_levels: int) -> tuple[np.ndarray, list[str]]:
+    """Per conversation, the one node whose numbers are computed from conversations: its published base
+    cluster, or else the "Other (withheld)" remainder under its deepest published ancestor. Every
+    other published number is a sum of these nodes' numbers, so nothing is recoverable by subtraction."""
+    published = {c["id"] for c in clusters if c["published"] and c["kind"] == "cluster"}
+    other_ids = {c["id"] for c in clusters if c["kind"] == "other"}
+    n = assignments.num_rows
+    node = np.full(n, "other" if "other" in other_ids else None, dtype=object)
+    for level in range(n_levels):
+        ids = np.asarray(assignments.column(f"level_{level}").to_pylist(), dtype=object)
+        shown = np.fromiter((cid in published for cid in ids), dtype=bool, count=n)
+        if level == n_levels - 1:
+            node[shown] = ids[shown]
+        else:
+            node[shown] = [f"{cid}/other" if f"{cid}/other" in other_ids else None for cid in ids[shown]]
+    groups = sorted({g for g in node.tolist() if g is not None})
+    index = {g: i for i, g in enumerate(groups)}
+    return np.fromiter((index.get(g, -1) for g in node.tolist()), dtype=np.int64, count=n), groups
+
+
+def _cells_by_group(labels: np.ndarray, cells: list[Any], accounts: np.ndarray, n_groups: int, min_accounts: int,
+                    max_cells: int | None) -> list[dict[str, int]]:
+    """Per direct node: its thresholded breakdown (policy.threshold_cells) of one per-conversation value."""
+    per_group: list[tuple[dict, dict]] = [({}, {}) for _ in range(n_groups)]
+    for g, cell, account in zip(labels.tolist(), cells, accounts.tolist()):
+        if g < 0 or cell is None:
+            continue
+        members, counts = per_group[g]
+        members.setdefault(cell, set()).add(account)
+        counts[cell] = counts.get(cell, 0) + 1
+    return [policy.threshold_cells(m, c, min_accounts, max_cells) for m, c in per_group]
+
+
+def _category_value(v: Any) -> str:
+    if v is None or v == "":
+        return "unknown"
+    if isinstance(v, float) and v.is_integer():
+        return f"{v:g}"
+    return str(v)
+
+
 def _metadata_columns(meta_json: list[str]) -> dict[str, list[Any]]:
     parsed = [orjson.loads(m) if m else {} for m in meta_json]
     keys = sorted({k for m in parsed for k in m})
     return {k: [m.get(k) for m in parsed] for k in keys}
+
+
+@dataclass
+class NumberFacet:
+    """A numeric facet: per-conversation values, the fixed or rounded-quantile bin edges, and the range
+    values are clamped to before a mean (so an outlier cannot move a published mean far)."""
+
+    values: np.ndarray
+    labels: list[str | None]
+    low: float
+    high: float
+    extra: dict[str, Any]
+
+
+def _number_facet(values: np.ndarray, edges: list[float] | None = None, fixed_labels: list[str | None] | None = None, **extra: Any) -> NumberFacet:
+    finite = values[np.isfinite(values)]
+    low, high = (float(np.quantile(finite, 0.05)), float(np.quantile(finite, 0.95))) if len(finite) else (0.0, 0.0)
+    labels = fixed_labels if fixed_labels is not None else policy.bin_of(values, edges if edges is not None else policy.rounded_edges(values))
+    return NumberFacet(values, labels, low, high, extra)
 
 
 def build_aggregates(ctx: RunContext) -> tuple[dict[str, Any], pa.Table]:
@@ -100,76 +123,108 @@ def build_aggregates(ctx: RunContext) -> tuple[dict[str, Any], pa.Table]:
     published = {c["id"] for c in clusters if c["published"] and c["kind"] == "cluster"}
     x = coords.column("x").to_numpy()
     y = coords.column("y").to_numpy()
+    accounts = rows.accounts
 
     # facet values per conversation
     category_facets: dict[str, list[Any]] = {"language": facets.column("language").to_pylist()}
-    numeric_facets: dict[str, tuple[np.ndarray, list[tuple[str, float, float]]]] = {}
+    numeric_facets: dict[str, NumberFacet] = {}
     turns = rows.table.column("n_turns").to_numpy().astype(np.float64)
-    numeric_facets["turns"] = (turns, [("1", 1, 2), ("2", 2, 3), ("3", 3, 4), ("4-5", 4, 6), ("6+", 6, np.inf)])
+    turn_bins = {1: "1", 2: "2", 3: "3", 4: "4-5", 5: "4-5"}
+    numeric_facets["turns"] = _number_facet(turns, fixed_labels=[turn_bins.get(int(t), "6+") if np.isfinite(t) else None for t in turns])
     unavailable = dict(ctx.store.stage_record("facets").get("unavailable") or {})
     if config.llm_mode:
         concern = np.array([np.nan if v is None else v for v in facets.column("concerning").to_pylist()], dtype=np.float64)
-        numeric_facets["concerning"] = (concern, [(str(i), i, i + 1) for i in range(1, 6)])
+        numeric_facets["concerning"] = _number_facet(concern, fixed_labels=[None if not np.isfinite(v) else str(int(v)) for v in concern], min=1, max=5)
     for facet in config.facets.custom:
         col = facets.column(f"facet.{facet.name}").to_pylist()
         if facet.type == "category":
             category_facets[facet.name] = col
         elif facet.type == "number":
             arr = np.array([np.nan if v is None else float(v) for v in col])
-            step = (facet.max - facet.min) / 5
-            numeric_facets[facet.name] = (arr, [(f"{facet.min + i * step:g}", facet.min + i * step, facet.min + (i + 1) * step if i < 4 else np.inf) for i in range(5)])
+            step = (facet.max - facet.min) / 5  # the user's own scale: fixed edges, not the data's
+            numeric_facets[facet.name] = _number_facet(arr, edges=[facet.min + i * step for i in range(1, 5)], min=facet.min, max=facet.max)
     for key, values in _metadata_columns(rows.table.column("metadata").to_pylist()).items():
         present = [v for v in values if v is not None]
         if not present:
             continue
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
-            arr = np.array([np.nan if v is None else float(v) for v in values])
-            lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
-            step = (hi - lo) / 5 or 1.0
-            numeric_facets[f"meta.{key}"] = (arr, [(f"{lo + i * step:g}", lo + i * step, lo + (i + 1) * step if i < 4 else np.inf) for i in range(5)])
-        elif len(set(map(str, present))) <= MAX_METADATA_VALUES:
-            category_facets[f"meta.{key}"] = values
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present)
+        if numeric and len(set(present)) > MAX_CATEGORIES:
+            numeric_facets[f"meta.{key}"] = _number_facet(np.array([np.nan if v is None else float(v) for v in values]))
+        elif len(set(map(str, present))) <= MAX_METADATA_VALUES:  # a few numbers (a 0/1 flag, a tier) read best as categories
+            category_facets[f"meta.{key}"] = [None if v is None else _category_value(v) for v in values]
 
     created = rows.table.column("created_at").to_pylist()
     times = [t for t in created if t is not None]
     time_unit = _time_bucket((max(times) - min(times)).total_seconds() / 86400) if times else None
+    buckets = [None if t is None else _bucket_start(t, time_unit) for t in created]
+
+    # numbers of the nodes computed from conversations (published base clusters and remainders)
+    direct, direct_ids = _direct_groups(clusters, assignments, n_levels)
+    n_direct = len(direct_ids)
+    cat = {name: _cells_by_group(direct, [None if v is None else _category_value(v) for v in vals], accounts, n_direct, min_acc, MAX_CATEGORIES)
+           for name, vals in category_facets.items()}
+    hist = {name: _cells_by_group(direct, f.labels, accounts, n_direct, min_acc, None) for name, f in numeric_facets.items()}
+    sums = {name: (np.bincount(np.where(direct >= 0, direct, n_direct)[np.isfinite(f.values)],
+                               weights=np.clip(f.values[np.isfinite(f.values)], f.low, f.high), minlength=n_direct + 1)[:n_direct],
+                   np.bincount(np.where(direct >= 0, direct, n_direct)[np.isfinite(f.values)], minlength=n_direct + 1)[:n_direct])
+            for name, f in numeric_facets.items()}
+    timelines = _cells_by_group(direct, buckets, accounts, n_direct, min_acc, None) if times else [{} for _ in range(n_direct)]
+    numbers: dict[str, dict[str, Any]] = {}
+    for g, node_id in enumerate(direct_ids):
+        numbers[node_id] = {"cat": {name: cat[name][g] for name in cat}, "hist": {name: hist[name][g] for name in hist},
+                            "sum": {name: float(sums[name][0][g]) for name in sums}, "n": {name: int(sums[name][1][g]) for name in sums},
+                            "timeline": timelines[g]}
+
+    # published nodes, and everything else as sums of their parts (children first)
+    nodes = [c for c in clusters if (c["kind"] == "cluster" and c["id"] in published) or c["kind"] == "other"]
+    parts: dict[str, list[str]] = {}
+    for c in nodes:
+        if c["parent"] is not None:
+            parts.setdefault(c["parent"], []).append(c["id"])
+    for c in sorted(nodes, key=lambda c: -c["level"]):
+        if c["id"] in numbers:
+            continue
+        kids = [numbers[k] for k in parts.get(c["id"], []) if k in numbers]
+        numbers[c["id"]] = {"cat": {name: policy.add_breakdowns((k["cat"][name] for k in kids), MAX_CATEGORIES) for name in cat},
+                            "hist": {name: policy.add_breakdowns(k["hist"][name] for k in kids) for name in hist},
+                            "sum": {name: sum(k["sum"][name] for k in kids) for name in sums},
+                            "n": {name: sum(k["n"][name] for k in kids) for name in sums},
+                            "timeline": policy.add_breakdowns(k["timeline"] for k in kids)}
+
+    # map: only conversations of published base clusters carry a position
+    base_ids = np.asarray(assignments.column(f"level_{n_levels - 1}").to_pylist(), dtype=object)
+    on_map = np.fromiter((cid in published for cid in base_ids), dtype=bool, count=len(base_ids))
+    points: dict[str, Any] = {"x": pa.array(x[on_map], type=pa.float32()), "y": pa.array(y[on_map], type=pa.float32())}
+    position: dict[str, tuple[float, float]] = {}
+    for level in range(n_levels):
+        ids = np.asarray(assignments.column(f"level_{level}").to_pylist(), dtype=object)[on_map]
+        points[f"level_{level}"] = pa.array([cid if cid in published else None for cid in ids.tolist()], type=pa.string())
+        uniq, labels = np.unique(ids.astype(str), return_inverse=True) if len(ids) else (np.zeros(0, dtype=str), np.zeros(0, dtype=np.int64))
+        counts = np.maximum(np.bincount(labels, minlength=len(uniq)), 1)
+        cx = np.bincount(labels, weights=x[on_map], minlength=len(uniq)) / counts
+        cy = np.bincount(labels, weights=y[on_map], minlength=len(uniq)) / counts
+        position.update({cid: (round(float(a), 4), round(float(b), 4)) for cid, a, b in zip(uniq.tolist(), cx, cy)})
+
+    def facet_data(node_id: str) -> dict[str, Any]:
+        num = numbers[node_id]
+        data: dict[str, Any] = {name: breakdown for name, breakdown in num["cat"].items() if breakdown}
+        for name in numeric_facets:
+            if num["n"][name]:
+                data[name] = {"mean": round(num["sum"][name] / num["n"][name], 3), "n": num["n"][name], "hist": num["hist"][name]}
+        return data
 
     out_clusters = []
-    points: dict[str, Any] = {"x": pa.array(x, type=pa.float32()), "y": pa.array(y, type=pa.float32())}
-    for level in range(n_levels):
-        ids = np.asarray(assignments.column(f"level_{level}").to_pylist(), dtype=object)
-        uniq, labels = np.unique(ids, return_inverse=True)
-        n = len(uniq)
-        cat = {name: _categorical_breakdowns(labels, vals, rows.accounts, n, min_acc) for name, vals in category_facets.items()}
-        num = {name: _numeric_breakdowns(labels, arr, n, bins) for name, (arr, bins) in numeric_facets.items()}
-        timelines: list[list | None] = [None] * n
-        if times:
-            per_group: list[Counter] = [Counter() for _ in range(n)]
-            for g, t in zip(labels, created):
-                if t is not None:
-                    per_group[g][_bucket_start(t, time_unit)] += 1
-            timelines = [sorted(c.items()) for c in per_group]
-        cx = np.bincount(labels, weights=x, minlength=n) / np.maximum(np.bincount(labels, minlength=n), 1)
-        cy = np.bincount(labels, weights=y, minlength=n) / np.maximum(np.bincount(labels, minlength=n), 1)
-        info = {cid: g for g, cid in enumerate(uniq)}
-        for c in clusters:
-            if c["kind"] != "cluster" or c["level"] != level or c["id"] not in published:
-                continue
-            g = info[c["id"]]
-            facet_data: dict[str, Any] = {name: cat[name][g] for name in cat}
-            facet_data.update({name: num[name][g] for name in num if num[name][g] is not None})
-            out_clusters.append({
-                "id": c["id"], "level": level, "parent": c["parent"], "kind": "cluster", "name": c["name"], "description": c["description"],
-                "size": c["size"], "accounts": c["accounts"], "x": round(float(cx[g]), 4), "y": round(float(cy[g]), 4),
-                "audit": {"score": c["audit_score"], "reason": c["audit_reason"]} if c["audit_score"] is not None else None,
-                "facets": facet_data, "timeline": timelines[g],
-            })
-        points[f"level_{level}"] = pa.array([cid if cid in published else None for cid in ids.tolist()], type=pa.string())
-    for c in clusters:
-        if c["kind"] == "other":
-            out_clusters.append({"id": c["id"], "level": c["level"], "parent": c["parent"], "kind": "other", "name": c["name"],
-                                 "description": c["description"], "size": c["size"], "accounts": None, "x": None, "y": None,
-                                 "audit": None, "facets": {}, "timeline": None})
+    for c in nodes:
+        num = numbers[c["id"]]
+        timeline = sorted((k, v) for k, v in num["timeline"].items() if k != policy.OTHER)
+        pos = position.get(c["id"]) if c["kind"] == "cluster" else None
+        out_clusters.append({
+            "id": c["id"], "level": c["level"], "parent": c["parent"], "kind": c["kind"], "name": c["name"], "description": c["description"],
+            "size": c["size"], "accounts": c["accounts"], "x": pos[0] if pos else None, "y": pos[1] if pos else None,
+            "audit": {"score": c["audit_score"]} if c["audit_score"] is not None else None,
+            "facets": facet_data(c["id"]), "timeline": timeline if times else None,
+            "timeline_suppressed": num["timeline"].get(policy.OTHER, 0) if times else None,
+        })
     total = len(x)
     children: dict[str | None, list[str]] = {}
     for c in out_clusters:
@@ -179,24 +234,27 @@ def build_aggregates(ctx: RunContext) -> tuple[dict[str, Any], pa.Table]:
         c["children"] = children.get(c["id"], [])
     out_clusters.sort(key=lambda c: (c["level"], c["kind"] == "other", -c["size"]))
 
-    base_level = n_levels - 1
-    base_ids = np.asarray(assignments.column(f"level_{base_level}").to_pylist(), dtype=object)
-    withheld_convs = int(sum(1 for cid in base_ids if cid not in published))
+    withheld_convs = int(total - on_map.sum())
     facet_list = [{"name": n, "kind": "category"} for n in category_facets] + [
-        {"name": n, "kind": "number", **({"min": 1, "max": 5} if n == "concerning" else {})} for n in numeric_facets]
+        {"name": n, "kind": "number", **numeric_facets[n].extra} for n in numeric_facets]
     hierarchy = ctx.store.stage_record("hierarchy") or {}
+    ingest_report = (ctx.store.stage_record("ingest") or {}).get("report") or {}
+    no_accounts = ingest_report.get("account_ids") == "absent" or bool(ingest_report.get("missing_account"))
     aggregates = {
         "run": {
             "mode": "llm" if config.llm_mode else "extractive",
             "facet": ctx.hierarchy_facet,
             "conversations": total,
-            "accounts": int(len(set(rows.accounts.tolist()))),
+            "accounts": int(len(set(accounts.tolist()))),
+            "account_ids": "absent" if no_accounts else "present",
             "levels": n_levels,
             "level_sizes": hierarchy.get("sizes"),
             "min_accounts": min_acc,
             "min_conversations": config.privacy.min_conversations,
+            "max_conversations_per_account": config.privacy.max_conversations_per_account,
+            "max_account_share": config.privacy.max_account_share,
             "embedding_model": (ctx.store.stage_record("embed") or {}).get("model"),
-            "time_range": [min(times).astimezone(timezone.utc).isoformat(), max(times).astimezone(timezone.utc).isoformat()] if times else None,
+            "time_range": [_bucket_start(min(times), time_unit), _bucket_start(max(times), time_unit)] if times else None,
             "time_unit": time_unit,
         },
         "facets": facet_list,

@@ -19,14 +19,15 @@ import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
-from convoscope import prompts
+from convoscope import policy, prompts
 from convoscope.config import Config
 from convoscope.context import RunContext
 from convoscope.keywords import class_tfidf_of_counts, group_term_counts, keyword_name, top_terms
 from convoscope.llm.base import ChatMessage, LLMRequest
 from convoscope.neighbours import cosine_knn
 from convoscope.stages.cluster import kmeans
-from convoscope.stages.naming import NAME_SCHEMA, clean_name
+from convoscope.policy import NAME_WITHHELD
+from convoscope.stages.naming import NAME_SCHEMA, clean_description, clean_name
 from convoscope.stages.rows import analysed_rows, distinct_per_group
 from convoscope.store import fingerprint
 
@@ -151,8 +152,13 @@ def _describe(node: Node) -> str:
     return f"{node.name}: {node.description}"
 
 
-def _llm_parents(ctx: RunContext, children: list[Node], desired: int, child_vecs: np.ndarray, embed) -> tuple[np.ndarray, list[tuple[str, str]]]:
-    """The paper's propose / dedupe / assign / rename for one level. Returns child->parent labels and parent names."""
+def _llm_parents(ctx: RunContext, children: list[Node], desired: int, child_vecs: np.ndarray, embed,
+                 publishable: np.ndarray) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """The paper's propose / dedupe / assign / rename for one level. Returns child->parent labels and parent names.
+
+    Only `publishable` children (those that pass the privacy gates' deterministic checks) are shown
+    to the model: a withheld child's name never reaches a parent's prompt, and such a child is
+    placed under the parent nearest its embedding instead of by the model."""
     seed = ctx.config.seed
     n = len(children)
     n_hoods = max(1, round(n / ctx.config.hierarchy.neighbourhood_size))
@@ -160,10 +166,12 @@ def _llm_parents(ctx: RunContext, children: list[Node], desired: int, child_vecs
     # 1. propose candidates per neighbourhood (with a few nearest clusters from outside it)
     requests = []
     for h in range(len(hood_centroids)):
-        inside = np.flatnonzero(hood_labels == h)
-        outside = np.flatnonzero(hood_labels != h)
+        inside = np.flatnonzero((hood_labels == h) & publishable)
+        outside = np.flatnonzero((hood_labels != h) & publishable)
+        if len(inside) == 0:
+            continue
         near = outside[np.argsort(-(child_vecs[outside] @ hood_centroids[h]))[:OUTSIDE_NEIGHBOURS]] if len(outside) else outside
-        want = max(1, round(desired * len(inside) / n))
+        want = max(1, round(desired * len(inside) / max(1, int(publishable.sum()))))
         shown = "\n".join(f"- {_describe(children[i])}" for i in np.concatenate([inside, near]))
         requests.append(_names_request("propose_parents", clusters=shown, desired=want, low=max(1, math.floor(want * 0.5)), high=max(1, math.ceil(want * 1.5))))
     candidates: list[str] = []
@@ -194,15 +202,19 @@ def _llm_parents(ctx: RunContext, children: list[Node], desired: int, child_vecs
         parent_vecs = embed(parent_names)
         lookup = {p.lower(): i for i, p in enumerate(parent_names)}
         reqs = []
-        for child in children:
+        shown = np.flatnonzero(publishable)
+        for child in (children[i] for i in shown):
             order = rng.permutation(len(parent_names))
             reqs.append(LLMRequest(
                 messages=(ChatMessage("user", prompts.render("assign_parent", child=_describe(child), parents="\n".join(f"- {parent_names[i]}" for i in order))),),
                 system=prompts.render("naming_system"), temperature=0.2, max_tokens=400, json_schema=ASSIGN_SCHEMA, role="naming", task="assign"))
         labels = np.empty(n, dtype=np.int64)
-        answers = ctx.complete_many(reqs, description="Assigning clusters to parents")
+        answers = dict(zip(shown.tolist(), ctx.complete_many(reqs, description="Assigning clusters to parents"))) if reqs else {}
+        hidden = np.flatnonzero(~publishable)
+        if len(hidden):
+            labels[hidden] = np.argmax(child_vecs[hidden] @ parent_vecs.T, axis=1)
         unmatched = []
-        for i, resp in enumerate(answers):
+        for i, resp in answers.items():
             choice = resp.parsed.get("parent") if (not resp.failed and isinstance(resp.parsed, dict)) else None
             idx = lookup.get(clean_name(choice).lower()) if choice else None
             if idx is None:
@@ -218,20 +230,47 @@ def _llm_parents(ctx: RunContext, children: list[Node], desired: int, child_vecs
     labels = np.array([remap[int(x)] for x in labels])
     reqs = []
     for g in range(len(used)):
-        kids = np.flatnonzero(labels == g)
-        reqs.append(LLMRequest(messages=(ChatMessage("user", prompts.render("rename_parent", children="\n".join(f"- {_describe(children[i])}" for i in kids))),),
-                               system=prompts.render("naming_system"), temperature=1.0, max_tokens=300, json_schema=NAME_SCHEMA, role="naming", task="rename"))
-    names = []
-    for g, resp in enumerate(ctx.complete_many(reqs, description="Renaming parents")):
+        kids = np.flatnonzero((labels == g) & publishable)
+        if len(kids) == 0:  # nothing in it may be shown to the model
+            continue
+        reqs.append((g, LLMRequest(messages=(ChatMessage("user", prompts.render("rename_parent", children="\n".join(f"- {_describe(children[i])}" for i in kids))),),
+                                   system=prompts.render("naming_system"), temperature=1.0, max_tokens=300, json_schema=NAME_SCHEMA, role="naming", task="rename")))
+    names: list[tuple[str, str]] = [(NAME_WITHHELD, "")] * len(used)
+    answers = ctx.complete_many([r for _, r in reqs], description="Renaming parents") if reqs else []
+    for (g, _), resp in zip(reqs, answers):
         if not resp.failed and isinstance(resp.parsed, dict):
-            names.append((clean_name(resp.parsed["name"]), " ".join(str(resp.parsed["description"]).split())))
+            names[g] = (clean_name(resp.parsed["name"]), clean_description(resp.parsed["description"]))
         else:
-            old = parent_names[int(used[g])]
-            names.append((old, "The naming model failed to describe this group."))
+            names[g] = (parent_names[int(used[g])], "The naming model failed to describe this group.")
     return labels, names
 
 
 # ------------------------------------------------------------------------------------------ build
+class PromptGate:
+    """Which clusters of a level may be shown to the naming model: those whose counts and texts pass
+    the privacy gates' deterministic checks (convoscope.policy), before any auditor."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        from convoscope.stages.embed import analysis_texts
+
+        self.p = ctx.config.privacy
+        rows = analysed_rows(ctx.store)
+        _, self.account_index = np.unique(rows.accounts, return_inverse=True)
+        self.account_index = self.account_index.reshape(-1)
+        self.checker = policy.TextChecker(list(analysis_texts(ctx)), self.account_index, self.p)
+
+    def publishable(self, nodes: list[Node], conv_labels: np.ndarray) -> np.ndarray:
+        counts = policy.group_counts(conv_labels, self.account_index, len(nodes), self.p.max_conversations_per_account)
+        order = np.argsort(conv_labels, kind="stable")
+        bounds = np.searchsorted(conv_labels[order], np.arange(len(nodes) + 1))
+        out = np.zeros(len(nodes), dtype=bool)
+        for i, node in enumerate(nodes):
+            if not policy.passes_size_gates(int(counts.size[i]), int(counts.accounts[i]), int(counts.bounded_size[i]), int(counts.top_account[i]), self.p):
+                continue
+            out[i] = not self.checker.problems(f"{node.name}\n{node.description}", order[bounds[i]:bounds[i + 1]])
+        return out
+
+
 def build_hierarchy(ctx: RunContext) -> tuple[list[list[Node]], np.ndarray]:
     """Levels from the base up, and each conversation's base cluster."""
     config = ctx.config
@@ -246,6 +285,7 @@ def build_hierarchy(ctx: RunContext) -> tuple[list[list[Node]], np.ndarray]:
         from convoscope.embedders import make_embedder
 
         embedder = make_embedder(config.embedding.model)
+        prompt_gate = PromptGate(ctx)
     else:
         term_counts, terms = _base_term_counts(ctx, len(base))
     cuts = None
@@ -259,7 +299,8 @@ def build_hierarchy(ctx: RunContext) -> tuple[list[list[Node]], np.ndarray]:
         child_sizes = np.array([_conversation_count(levels, height - 1, i) for i in range(len(children))])
         if config.llm_mode:
             child_vecs = embedder.encode([_describe(c) for c in children])
-            labels, names = _llm_parents(ctx, children, desired, child_vecs, embedder.encode)
+            publishable = prompt_gate.publishable(children, _conversation_labels(levels, height - 1))
+            labels, names = _llm_parents(ctx, children, desired, child_vecs, embedder.encode, publishable)
         else:
             labels = np.unique(cuts[height - 1][representative], return_inverse=True)[1].reshape(-1)
             names = [("", "")] * (labels.max() + 1)
@@ -318,7 +359,8 @@ def _conversation_count(levels: list[list[Node]], height: int, index: int) -> in
 def run_hierarchy(ctx: RunContext, upstream: str) -> str:
     config = ctx.config
     fp = fingerprint(STAGE, upstream, config.hierarchy.model_dump(), config.seed, config.llm.naming or config.llm.facets if config.llm_mode else EXTRACTIVE_GROUPING,
-                     [prompts.load(t).template for t in ("propose_parents", "dedupe_parents", "assign_parent", "rename_parent")] if config.llm_mode else None)
+                     [prompts.load(t).template for t in ("propose_parents", "dedupe_parents", "assign_parent", "rename_parent")] if config.llm_mode else None,
+                     config.privacy.model_dump(exclude={"include_raw_text", "scrub_identifiers", "min_audit_score"}) if config.llm_mode else None, "gated-prompts")
     if ctx.store.stage_complete(STAGE, fp):
         return fp
     started = time.perf_counter()

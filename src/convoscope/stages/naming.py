@@ -12,14 +12,16 @@ import time
 
 import numpy as np
 import pyarrow as pa
+import scipy.sparse as sp
 
-from convoscope import prompts
+from convoscope import policy, prompts
 from convoscope.context import RunContext
 from convoscope.keywords import build_keyword_index, class_tfidf_of_counts, group_term_counts, keyword_name, top_terms
 from convoscope.llm.base import ChatMessage, LLMRequest
 from convoscope.stages.embed import analysis_texts
 from convoscope.stages.rows import analysed_rows, distinct_per_group
 from convoscope.store import fingerprint
+from convoscope.text import clean_text
 
 STAGE = "name"
 SAMPLE = 50
@@ -36,8 +38,13 @@ FACET_CRITERIA = {
 
 
 def clean_name(name: str, max_words: int = 10) -> str:
-    words = " ".join(str(name).replace("\n", " ").split()).strip(" .\"'").split(" ")
+    """A model-written name as published: no control or escape characters, at most `max_words` words."""
+    words = clean_text(str(name)).strip(" .\"'").split(" ")
     return " ".join(words[:max_words])
+
+
+def clean_description(description: str) -> str:
+    return clean_text(str(description))
 
 
 def _name_request(members: list[str], contrast: list[str], facet: str) -> LLMRequest:
@@ -52,16 +59,20 @@ def _name_request(members: list[str], contrast: list[str], facet: str) -> LLMReq
                       max_tokens=300, json_schema=NAME_SCHEMA, role="naming", task="name")
 
 
-def llm_cluster_names(ctx: RunContext, labels: np.ndarray, centroids: np.ndarray, vectors: np.ndarray, summaries: list[str]) -> list[tuple[str, str]]:
+def llm_cluster_names(ctx: RunContext, labels: np.ndarray, centroids: np.ndarray, vectors: np.ndarray, summaries: list[str],
+                      account_index: np.ndarray) -> list[tuple[str, str]]:
+    """Names from samples that take at most `max_conversations_per_account` summaries of any one
+    account (members and contrast), so no single person can fill the model's view of a cluster."""
     rng = np.random.default_rng(ctx.config.seed)
+    cap = ctx.config.privacy.max_conversations_per_account
     requests = []
     for c in range(len(centroids)):
         members = np.flatnonzero(labels == c)
-        picked = rng.choice(members, size=min(SAMPLE, len(members)), replace=False)
+        picked = policy.capped_sample(members, account_index, cap, SAMPLE, rng)
         others = np.flatnonzero(labels != c)
         if len(others):
             sims = vectors[others] @ centroids[c]
-            nearest = others[np.argsort(-sims)[:SAMPLE]]
+            nearest = policy.capped_sample(others[np.argsort(-sims)[:SAMPLE * 4]], account_index, cap, SAMPLE, np.random.default_rng(0))
         else:
             nearest = others
         requests.append(_name_request([summaries[i] for i in sorted(picked)], [summaries[i] for i in nearest], ctx.hierarchy_facet))
@@ -71,14 +82,15 @@ def llm_cluster_names(ctx: RunContext, labels: np.ndarray, centroids: np.ndarray
         if resp.failed or not isinstance(resp.parsed, dict):
             names.append((f"Unnamed cluster {c}", "The naming model failed on this cluster."))
         else:
-            names.append((clean_name(resp.parsed["name"]), " ".join(str(resp.parsed["description"]).split())))
+            names.append((clean_name(resp.parsed["name"]), clean_description(resp.parsed["description"])))
     return names
 
 
 def run_naming(ctx: RunContext, upstream: str) -> str:
     config = ctx.config
     fp = fingerprint(STAGE, upstream, config.llm.naming or config.llm.facets if config.llm_mode else "none",
-                     config.privacy.min_accounts, prompts.load("name_cluster").template if config.llm_mode else None)
+                     config.privacy.min_accounts, config.privacy.max_conversations_per_account, config.privacy.public_figure_accounts,
+                     prompts.load("name_cluster").template if config.llm_mode else None, "capped-samples")
     if ctx.store.stage_complete(STAGE, fp):
         return fp
     started = time.perf_counter()
@@ -87,15 +99,19 @@ def run_naming(ctx: RunContext, upstream: str) -> str:
     rows = analysed_rows(ctx.store)
     k = len(centroids)
     texts = list(analysis_texts(ctx))
+    _, account_index = np.unique(rows.accounts, return_inverse=True)
+    account_index = account_index.reshape(-1)
     extra_artifacts: list[str] = []
     if config.llm_mode:
         vectors = np.asarray(ctx.store.read_array("embeddings", mmap=False))
-        names = llm_cluster_names(ctx, labels, centroids, vectors, texts)
+        names = llm_cluster_names(ctx, labels, centroids, vectors, texts, account_index)
         info = {"mode": "llm"}
     else:
         with ctx.console.status("Naming clusters by distinctive terms"):
             index = build_keyword_index(texts, list(rows.accounts), config.privacy.min_accounts)
-            base_counts = group_term_counts(index.counts, labels, k)
+            # contribution bounding: an account's terms count at most `max_conversations_per_account` times per cluster
+            weights = policy.per_account_weights(labels, account_index, config.privacy.max_conversations_per_account)
+            base_counts = group_term_counts(sp.diags(weights) @ index.counts, labels, k)
             scores = class_tfidf_of_counts(base_counts)
             names = [keyword_name(top_terms(scores, index.terms, c, 5)) for c in range(k)]
             # per-cluster counts of k-anonymous terms: the hierarchy names parents from their sums

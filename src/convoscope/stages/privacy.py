@@ -1,27 +1,43 @@
-"""Stage 7: the privacy gates. Decide which clusters are published.
+"""Stage 7: the privacy gates. Decide which clusters are published, and under which name.
 
-A cluster is published only if it has at least `min_accounts` distinct accounts and
-`min_conversations` conversations, all its ancestors are published, and, in LLM mode, the privacy
-auditor rates its "name: description" at least `min_audit_score` on the paper's 1-5 scale (the
-rating and justification are stored). Withheld conversations are counted in an "Other (withheld)"
-bucket under the nearest published ancestor (or at the top), so totals add up without revealing
-what was withheld.
+A cluster is published only when (convoscope.policy has the rules):
+- it has at least `min_accounts` distinct accounts, at least `min_conversations` conversations when
+  each account counts at most `max_conversations_per_account`, and no account supplies more than
+  `max_account_share` of it;
+- in LLM mode, its name and description pass two deterministic checks, whatever the auditor says:
+  every capitalised word and number is used in the facet summaries of at least `min_accounts`
+  accounts of the cluster (or is common across the run), and nothing looks like a person's name
+  unless `public_figure_accounts` accounts used it. A text that fails is rewritten once with the
+  offending words named, then checked again; then the privacy auditor rates it (the paper's 1-5
+  scale; below `min_audit_score` fails). The auditor's justification stays in the run directory;
+- its parent is shown. A parent whose counts pass but whose *text* fails is shown as a neutral
+  "Name withheld" node, so its passing children stay visible.
+
+Secondary suppression: under every shown node (and at the top), the conversations of the children that
+are not shown form one "Other (withheld)" remainder, published with its counts. When that remainder
+would itself fail the count gates (so subtraction would reveal a small withheld cluster), the smallest
+shown children are withheld too until it passes or nothing is left to hide it in.
 """
 
 from __future__ import annotations
 
 import time
 
+import numpy as np
 import pyarrow as pa
 
-from convoscope import prompts
+from convoscope import policy, prompts
 from convoscope.context import RunContext
 from convoscope.llm.base import ChatMessage, LLMRequest
+from convoscope.stages.naming import NAME_SCHEMA, clean_description, clean_name
+from convoscope.stages.rows import analysed_rows
 from convoscope.store import fingerprint
 
 STAGE = "privacy"
 AUDIT_SCHEMA = {"type": "object", "properties": {"justification": {"type": "string"}, "score": {"type": "integer", "minimum": 1, "maximum": 5}},
                 "required": ["justification", "score"], "additionalProperties": False}
+OTHER_NAME = "Other (withheld)"
+OTHER_DESCRIPTION = "Conversations in clusters too small or too specific to show."
 
 
 def audit_request(name: str, description: str) -> LLMRequest:
@@ -29,76 +45,176 @@ def audit_request(name: str, description: str) -> LLMRequest:
                       max_tokens=300, json_schema=AUDIT_SCHEMA, role="auditor", task="audit")
 
 
+def rewrite_request(name: str, description: str, words: list[str]) -> LLMRequest:
+    return LLMRequest(messages=(ChatMessage("user", prompts.render("rewrite_name", cluster=f"{name}: {description}", words=", ".join(words))),),
+                      system=prompts.render("naming_system"), temperature=0.0, max_tokens=300, json_schema=NAME_SCHEMA, role="naming", task="rewrite")
+
+
+def check_texts(ctx: RunContext, checker: policy.TextChecker, items: list[tuple[str, str, np.ndarray]], description: str) -> list[tuple[str, str, list[str]]]:
+    """(name, description, remaining problems) for each (name, description, members): texts that fail
+    are rewritten once by the naming model with the offending words named, then checked again."""
+    out = []
+    retry = []
+    for i, (name, desc, members) in enumerate(items):
+        bad = checker.problems(f"{name}\n{desc}", members)
+        out.append((name, desc, bad))
+        if bad:
+            retry.append(i)
+    if retry and ctx.llm is not None:
+        answers = ctx.complete_many([rewrite_request(items[i][0], items[i][1], out[i][2]) for i in retry], description=description)
+        for i, resp in zip(retry, answers):
+            if resp.failed or not isinstance(resp.parsed, dict):
+                continue
+            name, desc = clean_name(resp.parsed["name"]), clean_description(resp.parsed["description"])
+            out[i] = (name, desc, checker.problems(f"{name}\n{desc}", items[i][2]))
+    return out
+
+
+def _suppress_small_remainders(parent_rows: list[int], child_of_parent: dict[int, list[int]], shown: dict[int, bool],
+                               members_of: dict[int, np.ndarray], account_index: np.ndarray, p) -> list[int]:
+    """Withhold the smallest shown children of each parent until its withheld remainder passes the
+    count gates (or is empty). Returns the rows withheld this way."""
+    extra = []
+    for parent in parent_rows:
+        kids = child_of_parent.get(parent, [])
+        while True:
+            hidden = [k for k in kids if not shown[k]]
+            visible = sorted((k for k in kids if shown[k]), key=lambda k: (len(members_of[k]), k))
+            if not hidden or not visible:
+                break
+            rest = np.concatenate([members_of[k] for k in hidden])
+            c = policy.group_counts(np.zeros(len(rest), dtype=np.int64), account_index[rest], 1, p.max_conversations_per_account)
+            if policy.passes_size_gates(int(c.size[0]), int(c.accounts[0]), int(c.bounded_size[0]), int(c.top_account[0]), p):
+                break
+            shown[visible[0]] = False
+            extra.append(visible[0])
+    return extra
+
+
 def run_privacy(ctx: RunContext, upstream: str) -> str:
     config = ctx.config
     p = config.privacy
-    fp = fingerprint(STAGE, upstream, p.min_accounts, p.min_conversations, p.min_audit_score,
-                     (config.llm.auditor or config.llm.naming or config.llm.facets, prompts.load("audit").template) if config.llm_mode else None)
+    fp = fingerprint(STAGE, upstream, p.model_dump(exclude={"include_raw_text", "scrub_identifiers"}), "suppression-v2",
+                     (config.llm.auditor or config.llm.naming or config.llm.facets, prompts.load("audit").template, prompts.load("rewrite_name").template)
+                     if config.llm_mode else None)
     if ctx.store.stage_complete(STAGE, fp):
         return fp
     started = time.perf_counter()
     rows = ctx.store.read_table("hierarchy").to_pylist()
-    by_id = {r["id"]: r for r in rows}
-    audit_scores: dict[str, int | None] = {r["id"]: None for r in rows}
-    audit_reasons: dict[str, str | None] = {r["id"]: None for r in rows}
-    candidates = [r for r in rows if r["accounts"] >= p.min_accounts and r["size"] >= p.min_conversations]
+    assignments = ctx.store.read_table("assignments")
+    conv_rows = analysed_rows(ctx.store)
+    _, account_index = np.unique(conv_rows.accounts, return_inverse=True)
+    account_index = account_index.reshape(-1)
+    n_levels = max(r["level"] for r in rows) + 1
+    row_of = {r["id"]: i for i, r in enumerate(rows)}
+
+    # conversations of every cluster, and its counts under contribution bounding
+    members_of: dict[int, np.ndarray] = {}
+    for level in range(n_levels):
+        ids = np.asarray(assignments.column(f"level_{level}").to_pylist(), dtype=object)
+        uniq, labels = np.unique(ids, return_inverse=True)
+        order = np.argsort(labels, kind="stable")
+        bounds = np.searchsorted(labels[order], np.arange(len(uniq) + 1))
+        for g, cid in enumerate(uniq):
+            members_of[row_of[cid]] = order[bounds[g]:bounds[g + 1]]
+    count_reason: dict[int, str | None] = {}
+    for i in range(len(rows)):
+        m = members_of.get(i, np.zeros(0, dtype=np.int64))
+        c = policy.group_counts(np.zeros(len(m), dtype=np.int64), account_index[m], 1, p.max_conversations_per_account)
+        count_reason[i] = policy.size_gate_reason(int(c.size[0]), int(c.accounts[0]), int(c.bounded_size[0]), int(c.top_account[0]), p)
+
+    names = [(r["name"], r["description"]) for r in rows]
+    text_reason: dict[int, str | None] = {i: None for i in range(len(rows))}
+    audit_scores: dict[int, int | None] = {i: None for i in range(len(rows))}
+    audit_reasons: dict[int, str | None] = {i: None for i in range(len(rows))}
+    candidates = [i for i in range(len(rows)) if count_reason[i] is None]
+    rewritten = 0
     if config.llm_mode and candidates:
-        answers = ctx.complete_many([audit_request(r["name"], r["description"]) for r in candidates], description="Privacy audit")
-        for r, resp in zip(candidates, answers):
+        from convoscope.stages.embed import analysis_texts
+
+        checker = policy.TextChecker(list(analysis_texts(ctx)), account_index, p)
+        checked = check_texts(ctx, checker, [(names[i][0], names[i][1], members_of[i]) for i in candidates], "Rewriting names that fail the checks")
+        for i, (name, desc, bad) in zip(candidates, checked):
+            rewritten += (name, desc) != names[i]
+            names[i] = (name, desc)
+            if bad:
+                text_reason[i] = f"the name or description uses {len(bad)} word(s) too few accounts used, or a person-like name"
+        to_audit = [i for i in candidates if text_reason[i] is None]
+        answers = ctx.complete_many([audit_request(*names[i]) for i in to_audit], description="Privacy audit") if to_audit else []
+        for i, resp in zip(to_audit, answers):
             if not resp.failed and isinstance(resp.parsed, dict):
-                audit_scores[r["id"]] = int(resp.parsed["score"])
-                audit_reasons[r["id"]] = " ".join(str(resp.parsed["justification"]).split())
+                audit_scores[i] = int(resp.parsed["score"])
+                audit_reasons[i] = " ".join(str(resp.parsed["justification"]).split())
+                if audit_scores[i] < p.min_audit_score:
+                    text_reason[i] = f"privacy audit score {audit_scores[i]} < {p.min_audit_score}"
             else:
-                audit_reasons[r["id"]] = "the auditor failed on this cluster, so it is withheld"
+                text_reason[i] = "not audited (the auditor failed), so withheld"
 
-    def own_reason(r: dict) -> str | None:
-        if r["accounts"] < p.min_accounts:
-            return f"fewer than {p.min_accounts} accounts"
-        if r["size"] < p.min_conversations:
-            return f"fewer than {p.min_conversations} conversations"
-        if config.llm_mode:
-            score = audit_scores[r["id"]]
-            if score is None:
-                return "not audited (auditor failed)"
-            if score < p.min_audit_score:
-                return f"privacy audit score {score} < {p.min_audit_score}"
-        return None
+    # top-down: a node is shown when its counts pass and its parent is shown; a leaf also needs its
+    # text to pass, an inner node whose text fails is shown under a neutral name
+    reasons: dict[int, str | None] = {}
+    neutral: set[int] = set()
+    by_level = sorted(range(len(rows)), key=lambda i: rows[i]["level"])
+    for i in by_level:
+        parent = rows[i]["parent"]
+        if parent is not None and reasons[row_of[parent]] is not None:
+            reasons[i] = "an ancestor is withheld"
+        elif count_reason[i] is not None:
+            reasons[i] = count_reason[i]
+        elif text_reason[i] is not None and rows[i]["level"] == n_levels - 1:
+            reasons[i] = text_reason[i]
+        else:
+            reasons[i] = None
+            if text_reason[i] is not None:
+                neutral.add(i)
+    shown = {i: reasons[i] is None for i in range(len(rows))}
+    child_of_parent: dict[int, list[int]] = {}
+    top_rows = [i for i in range(len(rows)) if rows[i]["parent"] is None]
+    child_of_parent[-1] = top_rows
+    members_of[-1] = np.arange(len(account_index))
+    for i, r in enumerate(rows):
+        if r["parent"] is not None:
+            child_of_parent.setdefault(row_of[r["parent"]], []).append(i)
+    suppressed = 0
+    for level in range(-1, n_levels - 1):  # the run itself (-1), then each level's shown nodes, top-down
+        parents = [-1] if level == -1 else [i for i in by_level if rows[i]["level"] == level and shown[i]]
+        for i in _suppress_small_remainders(parents, child_of_parent, shown, members_of, account_index, p):
+            reasons[i] = "withheld so that the withheld remainder beside it is not recoverable by subtraction"
+            suppressed += 1
+        for i in by_level:  # descendants of newly withheld nodes
+            parent = rows[i]["parent"]
+            if parent is not None and not shown[row_of[parent]] and shown[i]:
+                shown[i] = False
+                reasons[i] = "an ancestor is withheld"
 
-    reasons: dict[str, str | None] = {}
-    for r in sorted(rows, key=lambda r: r["level"]):  # parents first
-        parent_reason = reasons.get(r["parent"]) if r["parent"] else None
-        reasons[r["id"]] = "an ancestor is withheld" if parent_reason else own_reason(r)
-
-    published = {cid: reasons[cid] is None for cid in by_id}
-    # "Other (withheld)" buckets: conversations of a published parent not covered by published children
     others = []
-    levels = max(r["level"] for r in rows) + 1
-    for r in rows:
-        if not published[r["id"]] or r["level"] == levels - 1:
-            continue
-        kids = [k for k in rows if k["parent"] == r["id"]]
-        hidden = r["size"] - sum(k["size"] for k in kids if published[k["id"]])
-        if hidden > 0:
-            others.append({"id": f"{r['id']}/other", "level": r["level"] + 1, "parent": r["id"], "size": hidden})
-    top_hidden = sum(r["size"] for r in rows if r["level"] == 0 and not published[r["id"]])
-    if top_hidden > 0:
-        others.append({"id": "other", "level": 0, "parent": None, "size": top_hidden})
+    for parent in [-1] + [i for i in by_level if shown[i] and rows[i]["level"] < n_levels - 1]:
+        hidden = [k for k in child_of_parent.get(parent, []) if not shown[k]]
+        size = int(sum(len(members_of[k]) for k in hidden))
+        if size:
+            pid = None if parent == -1 else rows[parent]["id"]
+            level = 0 if parent == -1 else rows[parent]["level"] + 1
+            accounts = len(np.unique(account_index[np.concatenate([members_of[k] for k in hidden])]))
+            others.append({"id": "other" if pid is None else f"{pid}/other", "level": level, "parent": pid, "size": size, "accounts": accounts})
 
-    out = {k: [] for k in ("id", "level", "parent", "kind", "name", "description", "size", "accounts", "published", "withheld_reason", "audit_score", "audit_reason")}
-    for r in rows:
-        out["id"].append(r["id"]); out["level"].append(r["level"]); out["parent"].append(r["parent"]); out["kind"].append("cluster")
-        out["name"].append(r["name"]); out["description"].append(r["description"]); out["size"].append(r["size"]); out["accounts"].append(r["accounts"])
-        out["published"].append(published[r["id"]]); out["withheld_reason"].append(reasons[r["id"]])
-        out["audit_score"].append(audit_scores[r["id"]]); out["audit_reason"].append(audit_reasons[r["id"]])
+    out = {k: [] for k in ("id", "level", "parent", "kind", "name", "description", "size", "accounts", "published", "withheld_reason",
+                           "audit_score", "audit_reason")}
+    for i, r in enumerate(rows):
+        name, desc = (policy.NAME_WITHHELD, "") if i in neutral else names[i]
+        for key, value in (("id", r["id"]), ("level", r["level"]), ("parent", r["parent"]), ("kind", "cluster"), ("name", name),
+                           ("description", desc), ("size", r["size"]), ("accounts", r["accounts"]), ("published", shown[i]),
+                           ("withheld_reason", reasons[i]), ("audit_score", audit_scores[i]), ("audit_reason", audit_reasons[i])):
+            out[key].append(value)
     for o in others:
-        out["id"].append(o["id"]); out["level"].append(o["level"]); out["parent"].append(o["parent"]); out["kind"].append("other")
-        out["name"].append("Other (withheld)"); out["description"].append("Conversations in clusters too small or too specific to show.")
-        out["size"].append(o["size"]); out["accounts"].append(None); out["published"].append(True); out["withheld_reason"].append(None)
-        out["audit_score"].append(None); out["audit_reason"].append(None)
+        for key, value in (("id", o["id"]), ("level", o["level"]), ("parent", o["parent"]), ("kind", "other"), ("name", OTHER_NAME),
+                           ("description", OTHER_DESCRIPTION), ("size", o["size"]), ("accounts", o["accounts"]), ("published", True),
+                           ("withheld_reason", None), ("audit_score", None), ("audit_reason", None)):
+            out[key].append(value)
     table = pa.table({**out, "level": pa.array(out["level"], type=pa.int32()), "size": pa.array(out["size"], type=pa.int64()),
                       "accounts": pa.array(out["accounts"], type=pa.int64()), "audit_score": pa.array(out["audit_score"], type=pa.int8())})
-    n_withheld = sum(1 for v in published.values() if not v)
+    n_withheld = sum(1 for v in shown.values() if not v)
     artifact = ctx.store.write_table("clusters", table)
     ctx.store.mark_complete(STAGE, fp, [artifact], seconds=time.perf_counter() - started, withheld_clusters=n_withheld,
-                            published_clusters=len(rows) - n_withheld, audited=len(candidates) if config.llm_mode else 0)
+                            published_clusters=len(rows) - n_withheld, neutral_names=len(neutral), suppressed_for_remainders=suppressed,
+                            rewritten_names=rewritten, audited=sum(1 for v in audit_scores.values() if v is not None))
     return fp

@@ -1,0 +1,272 @@
+"""The privacy policy: the rules every published number and word passes, in one place.
+
+The privacy stage decides which clusters are published and the aggregates stage builds the release
+(everything an analyst can see); both, and the hierarchy's prompts, use these functions, so a rule
+is written once. The rules, as statistical agencies and differential-privacy systems apply them:
+
+- **Contribution bounding.** An account counts toward a threshold with at most
+  `max_conversations_per_account` conversations, and no account may supply more than
+  `max_account_share` of a group (so 25 conversations of one person plus 4 cover accounts fail).
+- **Cells.** A breakdown cell (a category, a histogram bin, a time bucket) is shown only when at least
+  `min_accounts` accounts are in it; the rest are merged into one "other" cell, which itself must pass
+  or be empty (the smallest shown cells join it until it does: complementary suppression).
+- **Vocabulary.** Every capitalised word and number of a published text must be used by at least
+  `min_accounts` accounts of the group it describes, or be common across the run.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from convoscope.config import PrivacySettings
+
+OTHER = "other"
+NAME_WITHHELD = "Name withheld"
+
+
+# ---------------------------------------------------------------------------------------- groups
+@dataclass(frozen=True)
+class GroupCounts:
+    """Per group: conversations, distinct accounts, bounded conversations and the top account's count."""
+
+    size: np.ndarray
+    accounts: np.ndarray
+    bounded_size: np.ndarray
+    top_account: np.ndarray
+
+
+def group_counts(labels: np.ndarray, account_index: np.ndarray, n_groups: int, cap: int) -> GroupCounts:
+    """`labels` and `account_index` are integer arrays (one per conversation); label -1 means none."""
+    keep = labels >= 0
+    labels, account_index = labels[keep], account_index[keep]
+    size = np.bincount(labels, minlength=n_groups)
+    if len(labels) == 0:
+        zero = np.zeros(n_groups, dtype=np.int64)
+        return GroupCounts(size, zero, zero, zero)
+    pairs, per_pair = np.unique(np.stack([labels, account_index], axis=1), axis=0, return_counts=True)
+    accounts = np.bincount(pairs[:, 0], minlength=n_groups)
+    bounded = np.bincount(pairs[:, 0], weights=np.minimum(per_pair, cap), minlength=n_groups).astype(np.int64)
+    top = np.zeros(n_groups, dtype=np.int64)
+    np.maximum.at(top, pairs[:, 0], per_pair)
+    return GroupCounts(size, accounts, bounded, top)
+
+
+def size_gate_reason(size: int, accounts: int, bounded_size: int, top_account: int, p: PrivacySettings) -> str | None:
+    """Why a group of conversations may not be published on its counts alone, or None."""
+    if accounts < p.min_accounts:
+        return f"fewer than {p.min_accounts} accounts"
+    if bounded_size < p.min_conversations:
+        return (f"fewer than {p.min_conversations} conversations when each account counts at most "
+                f"{p.max_conversations_per_account}")
+    if size and top_account / size > p.max_account_share:
+        return f"one account supplies more than {p.max_account_share:.0%} of it"
+    return None
+
+
+def passes_size_gates(size: int, accounts: int, bounded_size: int, top_account: int, p: PrivacySettings) -> bool:
+    return size_gate_reason(size, accounts, bounded_size, top_account, p) is None
+
+
+def capped_sample(members: np.ndarray, account_index: np.ndarray, per_account: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A random sample of at most `size` members with at most `per_account` from any one account."""
+    shuffled = rng.permutation(members)
+    seen: dict[int, int] = defaultdict(int)
+    picked = []
+    for i in shuffled:
+        a = int(account_index[i])
+        if seen[a] < per_account:
+            seen[a] += 1
+            picked.append(i)
+            if len(picked) == size:
+                break
+    return np.sort(np.asarray(picked, dtype=np.int64))
+
+
+def per_account_weights(labels: np.ndarray, account_index: np.ndarray, cap: int) -> np.ndarray:
+    """Per conversation: 1, or cap / n when its account has n > cap conversations in its group, so each
+    account contributes at most `cap` to any per-group sum (e.g. term counts for names)."""
+    key = labels.astype(np.int64) * (int(account_index.max(initial=0)) + 1) + account_index
+    _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+    n = counts[inverse.reshape(-1)]
+    return np.where(n > cap, cap / np.maximum(n, 1), 1.0)
+
+
+# ----------------------------------------------------------------------------------------- cells
+def threshold_cells(cell_accounts: dict[str, set], cell_counts: dict[str, int], min_accounts: int, max_cells: int | None = None) -> dict[str, int]:
+    """Shown cells of one breakdown; the rest merged into "other", which passes or is absent.
+
+    `cell_accounts[cell]` holds the accounts in the cell, `cell_counts[cell]` its conversations. The
+    merged cell must itself hold `min_accounts` accounts, else the smallest shown cells join it until
+    it does (or every cell is in it), so no subtraction isolates a small cell."""
+    order = sorted(cell_counts, key=lambda c: (-cell_counts[c], str(c)))
+    shown = [c for c in order if c != OTHER and len(cell_accounts.get(c, ())) >= min_accounts]
+    if max_cells is not None:
+        shown = shown[:max_cells]
+    hidden = [c for c in order if c not in set(shown)]
+    hidden_accounts: set = set().union(*(cell_accounts.get(c, set()) for c in hidden)) if hidden else set()
+    while hidden and len(hidden_accounts) < min_accounts and shown:
+        smallest = shown.pop()  # fewest conversations
+        hidden.append(smallest)
+        hidden_accounts |= cell_accounts.get(smallest, set())
+    out = {c: int(cell_counts[c]) for c in shown}
+    merged = sum(int(cell_counts[c]) for c in hidden)
+    if merged:
+        out[OTHER] = merged
+    return out
+
+
+def breakdown_cells(cells: Sequence, accounts: Sequence, min_accounts: int, max_cells: int | None = None) -> dict[str, int]:
+    """`threshold_cells` from per-conversation cell values and accounts (None cells are left out)."""
+    members: dict[str, set] = defaultdict(set)
+    counts: dict[str, int] = defaultdict(int)
+    for cell, account in zip(cells, accounts):
+        if cell is None:
+            continue
+        members[cell].add(account)
+        counts[cell] += 1
+    return threshold_cells(members, counts, min_accounts, max_cells)
+
+
+def add_breakdowns(parts: Iterable[dict[str, int]], max_cells: int | None = None) -> dict[str, int]:
+    """The sum of published breakdowns, so a parent equals the sum of its parts exactly; beyond
+    `max_cells` the smallest cells are merged into "other" (a sum of published cells)."""
+    total: dict[str, int] = defaultdict(int)
+    for part in parts:
+        for cell, n in part.items():
+            total[cell] += int(n)
+    order = sorted((c for c in total if c != OTHER), key=lambda c: (-total[c], str(c)))
+    out = {c: total[c] for c in order[:max_cells] if total[c]} if max_cells is not None else {c: total[c] for c in order if total[c]}
+    rest = total.get(OTHER, 0) + sum(total[c] for c in order[len(out):])
+    if rest:
+        out[OTHER] = rest
+    return out
+
+
+# ------------------------------------------------------------------------------------- numbers
+def rounded_edges(values: np.ndarray, n_bins: int = 5) -> list[float]:
+    """Inner bin edges from quantiles of the values, rounded to two significant digits: never the raw
+    minimum or maximum (an outlier such as an age of 131 is only ever in the open top bin)."""
+    v = values[np.isfinite(values)]
+    if len(v) == 0:
+        return []
+    qs = np.quantile(v, np.linspace(0, 1, n_bins + 1)[1:-1])
+    edges = sorted({_round_sig(float(q)) for q in qs})
+    return edges
+
+
+def _round_sig(x: float, digits: int = 2) -> float:
+    if x == 0 or not math.isfinite(x):
+        return 0.0
+    return round(x, digits - 1 - int(math.floor(math.log10(abs(x)))))
+
+
+def bin_labels(edges: list[float]) -> list[str]:
+    """Labels of the open-ended bins cut at `edges`: "<20", "20-35", ..., ">=80"."""
+    if not edges:
+        return ["all"]
+    out = [f"<{edges[0]:g}"]
+    out += [f"{lo:g}-{hi:g}" for lo, hi in zip(edges[:-1], edges[1:])]
+    out.append(f">={edges[-1]:g}")
+    return out
+
+
+def bin_of(values: np.ndarray, edges: list[float]) -> list[str | None]:
+    labels = bin_labels(edges)
+    idx = np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="right") if edges else np.zeros(len(values), dtype=np.int64)
+    return [None if not np.isfinite(v) else labels[i] for v, i in zip(values, idx)]
+
+
+# ----------------------------------------------------------------------------------- vocabulary
+_TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)
+
+
+def _norm(word: str) -> str:
+    w = word.lower().replace("’", "'")
+    if w.endswith("'s"):
+        w = w[:-2]
+    if len(w) > 3 and w.endswith("s") and not w.endswith("ss"):
+        w = w[:-1]
+    return w
+
+
+def checked_tokens(text: str) -> list[str]:
+    """The words of a published text that must be supported: capitalised words, numbers and any token
+    with a digit or an inner capital (ids, handles)."""
+    out = []
+    for m in _TOKEN.finditer(text or ""):
+        w = m.group(0)
+        if any(ch.isdigit() for ch in w) or w[0].isupper() or any(ch.isupper() for ch in w[1:]):
+            out.append(w)
+    return out
+
+
+class VocabularySupport:
+    """Which accounts used each word in the texts (facet summaries) of a run, to check that the words
+    of a published name or description are used by enough accounts of the group it describes."""
+
+    def __init__(self, texts: Iterable[str], account_index: np.ndarray, common_accounts: int, allowed_words: Iterable[str] = ()):
+        postings: dict[str, list[int]] = defaultdict(list)
+        for row, text in enumerate(texts):
+            for w in {_norm(t) for t in _TOKEN.findall(text or "")}:
+                postings[w].append(row)
+        self._postings = {w: np.asarray(rows, dtype=np.int64) for w, rows in postings.items()}
+        self._accounts = np.asarray(account_index)
+        self._common = {w for w, rows in self._postings.items() if len(np.unique(self._accounts[rows])) >= common_accounts}
+        self._allowed = {_norm(w) for w in allowed_words}
+
+    def unsupported(self, text: str, members: np.ndarray, min_accounts: int) -> list[str]:
+        """Words of `text` that fewer than `min_accounts` accounts among `members` (conversation rows)
+        used, and that are not common across the run or part of our own prompts."""
+        bad = []
+        member_mask = None
+        for word in dict.fromkeys(checked_tokens(text)):
+            w = _norm(word)
+            if w in self._allowed or w in self._common:
+                continue
+            rows = self._postings.get(w)
+            if rows is not None:
+                if member_mask is None:
+                    member_mask = np.zeros(len(self._accounts), dtype=bool)
+                    member_mask[members] = True
+                inside = rows[member_mask[rows]]
+                if len(np.unique(self._accounts[inside])) >= min_accounts:
+                    continue
+            bad.append(word)
+        return bad
+
+
+def prompt_vocabulary() -> set[str]:
+    """Words of our own prompt templates: scaffolding a model may reuse, never user data."""
+    from importlib import resources
+
+    words: set[str] = set()
+    for path in resources.files("convoscope.prompts").iterdir():
+        if path.name.endswith(".txt"):
+            words.update(_TOKEN.findall(path.read_text(encoding="utf-8")))
+    return words
+
+
+class TextChecker:
+    """The deterministic checks of a published name and description (LLM mode)."""
+
+    def __init__(self, texts: list[str], account_index: np.ndarray, p: PrivacySettings) -> None:
+        self.p = p
+        self.vocabulary = VocabularySupport(texts, account_index, common_accounts=p.public_figure_accounts,
+                                                   allowed_words=prompt_vocabulary() | {NAME_WITHHELD, "Other (withheld)"})
+
+    def problems(self, text: str, members: np.ndarray) -> list[str]:
+        """Words that make `text` unpublishable for the conversations `members`."""
+        from convoscope.person_names import find_person_names
+
+        bad = self.vocabulary.unsupported(text, members, self.p.min_accounts)
+        for span in find_person_names(text):
+            # a person-like name passes only when it is common across the run (public figures)
+            if self.vocabulary.unsupported(span, np.zeros(0, dtype=np.int64), 10**9):
+                bad.append(span)
+        return list(dict.fromkeys(bad))
