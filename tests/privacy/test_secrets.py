@@ -332,6 +332,10 @@ def test_full_run_directory_is_private_and_holds_no_secret(tmp_path, input_file,
     store = run_pipeline(input_file, tmp_path / "run", cfg, show_progress=False)
     assert_no_secret_in(store.root, KEY_A)
     assert dictionary_attack(store.root, ACCOUNTS) == set()
+    for path in store.root.rglob("*"):  # nor any account id in the clear
+        if path.suffix in (".json", ".parquet"):
+            text = str(pq.read_table(path).to_pylist()) if path.suffix == ".parquet" else path.read_text()
+            assert "acct-" not in text, path
     assert mode(store.root) == 0o700
     loose = {str(p.relative_to(store.root)): oct(mode(p)) for p in store.root.rglob("*") if mode(p) & 0o077}
     assert not loose
