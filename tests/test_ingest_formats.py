@@ -116,14 +116,14 @@ def test_csv_message_rows(tmp_path):
         "b,1,user,bye,,\n",
         encoding="utf-8",
     )
-    convs, report = read(path, order_column="turn")
+    convs, report = read(path, order_column="turn", missing_accounts="pool")  # b has no user_id: mixed input
     assert report.format == "csv" and report.conversations == 2
     a, b = convs
     assert a.id == "a" and [m.content for m in a.messages] == ["hello", "multi\nline"]
     assert a.account_id == "u1" and a.created_at == T0
     assert b.account_id is None and b.created_at is None
     # file order without order_column
-    convs, _ = read(path)
+    convs, _ = read(path, missing_accounts="pool")
     assert [m.role for m in convs[0].messages] == ["assistant", "user"]
 
 
@@ -197,12 +197,14 @@ def test_account_defaults_and_missing_flag(tmp_path):
     path = write_jsonl(tmp_path / "a.jsonl", [
         {"user_id": "u1", "messages": msgs}, {"account_id": "u2", "messages": msgs + msgs},
         {"user": "u1", "user_id": "other", "messages": msgs * 3}, {"messages": msgs * 4}])
-    convs, report = read(path)
+    with pytest.raises(InputError, match="a.jsonl:4: conversation without an account id"):
+        read(path)  # mixed: the account-less one would count as an account of its own
+    convs, report = read(path, missing_accounts="pool")
     assert [c.account_id for c in convs] == ["u1", "u2", "u1", None]
-    assert report.accounts == 3 and not report.missing_account  # the account-less one counts as its own
+    assert report.accounts == 3 and report.account_ids == "pooled" and not report.missing_account
     path = write_jsonl(tmp_path / "b.jsonl", [{"messages": msgs}, {"messages": msgs * 2}])
     convs, report = read(path)
-    assert report.missing_account and report.accounts == 2
+    assert report.missing_account and report.account_ids == "absent" and report.accounts == 2
 
 
 def test_duplicates_removed_and_counted(tmp_path):

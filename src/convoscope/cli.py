@@ -25,9 +25,17 @@ ConfigOpt = typer.Option(None, "--config", "-c", help="TOML config file (see `co
 FormatOpt = typer.Option(None, "--format", "-f", help="Input format; detected from the content when omitted.")
 
 
-def _ingest_overrides(fmt: str | None, skip_invalid: bool | None, account_field: str | None = None, time_field: str | None = None) -> dict[str, Any]:
+PoolMissingOpt = typer.Option(
+    False, "--pool-missing-accounts",
+    help="Input mixing conversations with and without an account id: count all those without one as ONE shared "
+         "account (default: refuse such input, since each would count as an account of its own).")
+
+
+def _ingest_overrides(fmt: str | None, skip_invalid: bool | None, account_field: str | None = None, time_field: str | None = None,
+                      pool_missing_accounts: bool = False) -> dict[str, Any]:
     return {"ingest.format": fmt, "ingest.skip_invalid": True if skip_invalid else None,
-            "ingest.account_field": account_field, "ingest.time_field": time_field}
+            "ingest.account_field": account_field, "ingest.time_field": time_field,
+            "ingest.missing_accounts": "pool" if pool_missing_accounts else None}
 
 
 def _load(config: Optional[Path], overrides: dict[str, Any]):
@@ -75,6 +83,7 @@ def run(
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip malformed records (counted and reported) instead of stopping."),
     account_field: Optional[str] = typer.Option(None, "--account-field", help="Input field holding the account (user) id."),
     time_field: Optional[str] = typer.Option(None, "--time-field", help="Input field holding the creation time."),
+    pool_missing_accounts: bool = PoolMissingOpt,
     screener: Optional[str] = typer.Option(None, "--screen", help="Yes/no question selecting the conversations to analyse (needs --llm)."),
     hierarchies: Optional[str] = typer.Option(None, "--hierarchies", help="Comma-separated open-text facets to build a hierarchy for, the primary first (default: request; others need --llm), e.g. request,task."),
     max_cost: Optional[float] = typer.Option(None, "--max-cost", help="Stop cleanly before spending more than this many USD."),
@@ -88,7 +97,7 @@ def run(
     """Run the whole pipeline: ingest, facets, embeddings, clusters, names, hierarchy, privacy gates, map."""
     from convoscope.pipeline import run_pipeline
 
-    overrides = _ingest_overrides(fmt, skip_invalid, account_field, time_field)
+    overrides = _ingest_overrides(fmt, skip_invalid, account_field, time_field, pool_missing_accounts)
     overrides.update({"llm.facets": llm, "llm.naming": naming_llm, "llm.auditor": auditor_llm, "embedding.model": embedding,
                       "facets.screener": screener, "llm.max_cost_usd": max_cost, "llm.cache": False if no_cache else None,
                       "embedding.cache": False if no_cache else None, "llm.cache_dir": str(cache_dir) if cache_dir else None,
@@ -127,12 +136,15 @@ def validate(
     fmt: Optional[str] = FormatOpt,
     config: Optional[Path] = ConfigOpt,
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Count malformed records instead of stopping at the first."),
+    account_field: Optional[str] = typer.Option(None, "--account-field", help="Input field holding the account (user) id."),
+    pool_missing_accounts: bool = PoolMissingOpt,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Read every conversation and report format, counts, duplicates and invalid records. Exit 0 when valid, 1 when not."""
+    """Read every conversation and report format, counts, duplicates, invalid records and conversations without an
+    account id. Exit 0 when valid, 1 when not (invalid records, or input a run would refuse)."""
     from convoscope.ingest import validate_input
 
-    cfg = _load(config, _ingest_overrides(fmt, True))
+    cfg = _load(config, _ingest_overrides(fmt, True, account_field, pool_missing_accounts=pool_missing_accounts))
     try:
         report = validate_input(input, cfg.ingest)
     except ConvoscopeError as e:
@@ -141,16 +153,28 @@ def validate(
             raise typer.Exit(1)
         raise
     data = report.to_dict()
-    valid = data.get("invalid", 0) == 0 and data.get("conversations", 0) > 0
+    valid = data.get("invalid", 0) == 0 and data.get("conversations", 0) > 0 and not report.account_problem
     if as_json:
         print(json.dumps({"valid": valid, **data}, default=str))
     else:
         table = Table(show_header=False, box=None)
         for key, value in data.items():
-            table.add_row(key, str(value))
+            table.add_row(key, escape(str(value)))
         out.print(table)
+        _print_account_note(report)
         out.print("[green]valid[/]" if valid else "[red]invalid[/]")
     raise typer.Exit(0 if valid else 1)
+
+
+def _print_account_note(report) -> None:
+    """What the privacy thresholds will count, in one line."""
+    n = report.without_account
+    if report.account_ids == "mixed":
+        out.print(f"[red]a run refuses this input:[/] {escape(report.account_problem or '')}", highlight=False)
+    elif report.account_ids == "pooled":
+        out.print(f"[yellow]note:[/] {n:,} conversations without an account id count as ONE shared account (--pool-missing-accounts)")
+    elif report.account_ids == "absent":
+        out.print(f"[yellow]note:[/] no account ids: each of the {n:,} conversations counts as its own account, so the privacy thresholds count conversations")
 
 
 @app.command()
@@ -216,6 +240,7 @@ def estimate(
     naming_llm: Optional[str] = typer.Option(None, "--naming-llm"),
     config: Optional[Path] = ConfigOpt,
     fmt: Optional[str] = FormatOpt,
+    pool_missing_accounts: bool = PoolMissingOpt,
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Count tokens and estimate calls, cost and time of an LLM run, without calling anything."""
@@ -223,7 +248,7 @@ def estimate(
     from convoscope.llm import CallPlan
     from convoscope.llm import estimate as estimate_cost
 
-    cfg = _load(config, {**_ingest_overrides(fmt, None), "llm.facets": llm, "llm.naming": naming_llm})
+    cfg = _load(config, {**_ingest_overrides(fmt, None, pool_missing_accounts=pool_missing_accounts), "llm.facets": llm, "llm.naming": naming_llm})
     plan = CallPlan(max_conversation_tokens=cfg.facets.max_conversation_tokens, conversations_per_cluster=cfg.cluster.conversations_per_cluster,
                     facet_calls_per_conversation=(4 + len(cfg.facets.custom)) if cfg.facets.per_facet_calls else 1, screen=bool(cfg.facets.screener))
     result = estimate_cost(read_conversations(input, cfg.ingest), cfg.llm, plan)

@@ -7,9 +7,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 Role = Literal["system", "user", "assistant", "tool"]
+# The one account every conversation without an account id counts as, when ingest.missing_accounts = "pool".
+POOLED_ACCOUNT = "pooled:missing-account"
 
 
 class ToolCall(BaseModel):
@@ -36,6 +38,7 @@ class Conversation(BaseModel):
     created_at: datetime | None = None
     messages: list[Message] = Field(min_length=1)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    _account_pooled: bool = PrivateAttr(default=False)
 
     @field_validator("id")
     @classmethod
@@ -58,6 +61,15 @@ class Conversation(BaseModel):
         payload = orjson.dumps([(m.role, m.content, m.name) for m in self.messages])
         return hashlib.blake2b(payload, digest_size=16).hexdigest()
 
+    def pool_missing_account(self) -> None:
+        """Count this conversation, which has no account id, in the one shared POOLED_ACCOUNT
+        (ingest.missing_accounts = "pool"): the conservative choice for the privacy thresholds."""
+        self._account_pooled = True
+
     @property
     def effective_account(self) -> str:
-        return self.account_id if self.account_id is not None else f"conversation:{self.id}"
+        """The account the privacy thresholds count: the account id; else the shared pool when pooling;
+        else the conversation itself (only for input with no account ids at all: mixed input is refused)."""
+        if self.account_id is not None:
+            return self.account_id
+        return POOLED_ACCOUNT if self._account_pooled else f"conversation:{self.id}"

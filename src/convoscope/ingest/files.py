@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import gzip
 import io
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 from convoscope.errors import InputError
+
+from .record import RecordError
 
 SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet")
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -15,6 +18,7 @@ PARQUET_MAGIC = b"PAR1"
 _UTF8_BOM = b"\xef\xbb\xbf"
 _OTHER_BOMS = {b"\xff\xfe": "UTF-16", b"\xfe\xff": "UTF-16"}
 _SNIFF_BYTES = 1 << 16
+_DISCARD_CHUNK = 1 << 20  # an oversize line is skipped in chunks of this size, never held whole
 
 
 def list_files(path: Path) -> list[tuple[Path, str]]:
@@ -38,20 +42,84 @@ def supported(path: Path) -> bool:
     return name.endswith(SUFFIXES)
 
 
-def open_bytes(path: Path) -> tuple[io.BufferedReader, bytes]:
-    """Open (decompressing gzip by its magic bytes), skip a UTF-8 BOM; return the stream and its first bytes."""
-    raw = open(path, "rb")
+class StreamCut(Exception):
+    """The rest of a file cannot be read (compressed data truncated or corrupt, or more than
+    max_decompressed_bytes); everything read before this point is valid."""
+
+    def __init__(self, reason: str, hint: str):
+        super().__init__(reason)
+        self.reason = reason
+        self.hint = hint
+
+
+class RecordTooLarge(Exception):
+    """The JSON element being parsed has grown past its byte budget (see GuardedRaw.start_record)."""
+
+
+class GuardedRaw(io.RawIOBase):
+    """A raw stream that counts the bytes it delivers and stops, with StreamCut or RecordTooLarge, at the limits.
+
+    Limits are checked as bytes arrive, so a bomb or a giant JSON element is stopped before it is held in memory."""
+
+    def __init__(self, inner: io.BufferedIOBase | io.RawIOBase, *, compressed: bool, max_total: int):
+        super().__init__()
+        self._inner = inner
+        self._compressed = compressed
+        self._max_total = max_total  # 0 = no limit
+        self.total = 0
+        self._record_start = 0
+        self._max_record = 0  # 0 = not counting a record
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:  # type: ignore[override]
+        try:
+            n = self._inner.readinto(buffer) or 0
+        except (EOFError, OSError, zlib.error) as e:
+            if not self._compressed:
+                raise
+            raise StreamCut(
+                f"compressed data ends early or is corrupt ({e}); the rest of the file was not read",
+                "pass --skip-invalid to keep the conversations read before this point",
+            ) from None
+        self.total += n
+        if self._max_total and self.total > self._max_total:
+            raise StreamCut(
+                f"decompresses to more than {human_bytes(self._max_total)} (ingest.max_decompressed_bytes), "
+                "a decompression bomb?; the rest of the file was not read",
+                "if the file is genuine, raise max_decompressed_bytes in the [ingest] table of a --config file "
+                "(0 = no limit); --skip-invalid keeps the conversations read before this point",
+            )
+        if self._max_record and self.total - self._record_start > self._max_record:
+            raise RecordTooLarge()
+        return n
+
+    def start_record(self, max_bytes: int) -> None:
+        """Count the bytes from here against one record's budget (0 = stop counting)."""
+        self._record_start = self.total
+        self._max_record = max_bytes
+
+    def close(self) -> None:
+        self._inner.close()
+        super().close()
+
+
+def open_bytes(path: Path, max_decompressed_bytes: int = 0) -> tuple[io.BufferedReader, bytes]:
+    """Open (decompressing gzip by its magic bytes), skip a UTF-8 BOM; return the stream and its first bytes.
+
+    The stream's `.raw` is a GuardedRaw: gzip output is capped at `max_decompressed_bytes` (0 = no limit)."""
+    with open(path, "rb") as probe:
+        compressed = probe.read(2) == _GZIP_MAGIC
+    inner = gzip.open(path, "rb") if compressed else open(path, "rb", buffering=0)
+    guard = GuardedRaw(inner, compressed=compressed, max_total=max_decompressed_bytes if compressed else 0)
+    raw = io.BufferedReader(guard, buffer_size=_SNIFF_BYTES)
     try:
-        if raw.read(2) == _GZIP_MAGIC:
-            raw.close()
-            raw = io.BufferedReader(gzip.open(path, "rb"), buffer_size=_SNIFF_BYTES)  # type: ignore[assignment]
-        else:
-            raw.seek(0)
-            raw = io.BufferedReader(raw, buffer_size=_SNIFF_BYTES)  # type: ignore[arg-type]
         head = raw.peek(_SNIFF_BYTES)[:_SNIFF_BYTES]
-    except (OSError, EOFError) as e:  # corrupt gzip
+    except (OSError, EOFError, StreamCut) as e:  # corrupt gzip
         raw.close()
-        raise InputError(f"cannot read file: {e}", path=str(path)) from None
+        reason = e.reason if isinstance(e, StreamCut) else str(e)
+        raise InputError(f"cannot read file: {reason}", path=str(path)) from None
     if head.startswith(_UTF8_BOM):
         raw.read(len(_UTF8_BOM))
         head = head[len(_UTF8_BOM):]
@@ -59,7 +127,27 @@ def open_bytes(path: Path) -> tuple[io.BufferedReader, bytes]:
         if head.startswith(bom):
             raw.close()
             raise InputError(f"file is {encoding}-encoded; convert it to UTF-8", path=str(path))
-    return raw, head  # type: ignore[return-value]
+    return raw, head
+
+
+def guard_of(stream: io.BufferedReader) -> GuardedRaw | None:
+    raw = getattr(stream, "raw", None)
+    return raw if isinstance(raw, GuardedRaw) else None
+
+
+def human_bytes(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:g} {unit}"
+    return f"{n} bytes"
+
+
+def oversize_record(max_bytes: int) -> RecordError:
+    return RecordError(
+        f"record larger than {human_bytes(max_bytes)} (ingest.max_record_bytes)",
+        hint="pass --skip-invalid to skip it, or raise max_record_bytes in the [ingest] table of a --config file "
+        "(0 = no limit)",
+    )
 
 
 def encoding_error(path: Path, line: int | None, data: bytes) -> InputError | None:
@@ -74,8 +162,35 @@ def encoding_error(path: Path, line: int | None, data: bytes) -> InputError | No
     return None
 
 
-def iter_lines(stream: io.BufferedReader) -> Iterator[tuple[int, bytes]]:
-    """Non-blank lines with their 1-based line numbers."""
-    for number, line in enumerate(stream, 1):
+def iter_lines(stream: io.BufferedReader, max_bytes: int = 0) -> Iterator[tuple[int, bytes | RecordError]]:
+    """Non-blank lines with their 1-based line numbers, each read with a bounded readline: a line longer than
+    `max_bytes` (0 = no limit) comes out as a RecordError and its rest is discarded without being held. If the
+    stream is cut (truncated gzip, decompressed limit), a final RecordError with `stops_file` ends the lines."""
+    number = 0
+    while True:
+        try:
+            line = stream.readline(max_bytes + 1) if max_bytes else stream.readline()
+            if not line:
+                return
+            number += 1
+            if max_bytes and len(line) > max_bytes and not line.endswith(b"\n"):
+                _discard_rest_of_line(stream)
+                yield number, oversize_record(max_bytes)
+                continue
+        except StreamCut as e:
+            yield number + 1, cut_record(e)
+            return
         if line.strip():
             yield number, line
+
+
+def cut_record(cut: StreamCut) -> RecordError:
+    """The unreadable rest of a file, as one invalid record."""
+    return RecordError(cut.reason, hint=cut.hint, stops_file=True)
+
+
+def _discard_rest_of_line(stream: io.BufferedReader) -> None:
+    while True:
+        chunk = stream.readline(_DISCARD_CHUNK)
+        if not chunk or chunk.endswith(b"\n"):
+            return

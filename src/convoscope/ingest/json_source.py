@@ -15,7 +15,7 @@ from convoscope.model import Conversation
 
 from . import chatgpt_export, claude_export, hh, openai, prompt, sharegpt
 from .detect import describe_unknown, detect_record
-from .files import encoding_error, iter_lines
+from .files import RecordTooLarge, StreamCut, cut_record, encoding_error, guard_of, iter_lines, oversize_record
 from .options import IngestOptions
 from .record import RecordContext, RecordError
 
@@ -39,7 +39,8 @@ def read_json(
     path: Path, name: str, stream: io.BufferedReader, container: str, options: IngestOptions, formats: list[str]
 ) -> Iterator[Item]:
     """(position, Conversation or RecordError) for each record; the detected format is appended to `formats`."""
-    records = _jsonl(path, stream) if container == "jsonl" else _document(path, stream)
+    limit = options.max_record_bytes
+    records = _jsonl(path, stream, limit) if container == "jsonl" else _document(path, stream, limit)
     parse: Parser | None = PARSERS[options.format] if options.format else None
     if parse is not None:
         formats.append(options.format)  # type: ignore[arg-type]
@@ -66,9 +67,12 @@ def read_json(
             yield pos, e
 
 
-def _jsonl(path: Path, stream: io.BufferedReader) -> Iterator[tuple[int, Any]]:
+def _jsonl(path: Path, stream: io.BufferedReader, max_record_bytes: int) -> Iterator[tuple[int, Any]]:
     loads = orjson.loads
-    for number, line in iter_lines(stream):
+    for number, line in iter_lines(stream, max_record_bytes):
+        if isinstance(line, RecordError):  # oversize line, or the unreadable rest of the file
+            yield number, line
+            continue
         try:
             yield number, loads(line)
         except orjson.JSONDecodeError as e:
@@ -78,19 +82,43 @@ def _jsonl(path: Path, stream: io.BufferedReader) -> Iterator[tuple[int, Any]]:
             yield number, RecordError(f"bad JSON: {e}")
 
 
-def _document(path: Path, stream: io.BufferedReader) -> Iterator[tuple[int, Any]]:
-    """Items of a top-level array (position = 1-based item number), or top-level values (a single object)."""
+# Bytes the buffers may read ahead of the parser (BufferedReader and ijson, 64 KiB each): allowed on top of
+# max_record_bytes so that an element just under the limit is never refused because of read-ahead.
+_READ_AHEAD = 2 << 16
+
+
+def _document(path: Path, stream: io.BufferedReader, max_record_bytes: int) -> Iterator[tuple[int, Any]]:
+    """Items of a top-level array (position = 1-based item number), or top-level values (a single object).
+
+    Each element may take about max_record_bytes of input: ijson builds an element whole before yielding it,
+    so the byte budget is enforced on the stream while it is parsed. A too-large element ends the file (the
+    parser cannot resume inside it): it is one invalid record, the items before it are kept."""
     is_array = stream.peek(1 << 16).lstrip()[:1] == b"["
     items = ijson.items(stream, "item", use_float=True) if is_array else ijson.items(
         stream, "", use_float=True, multiple_values=True
     )
+    guard = guard_of(stream)
+    budget = max_record_bytes + _READ_AHEAD if max_record_bytes else 0
     number = 0
     try:
+        if guard is not None:
+            guard.start_record(budget)
         for number, item in enumerate(items, 1):
             yield number, item
+            if guard is not None:
+                guard.start_record(budget)
+    except RecordTooLarge:
+        error = oversize_record(max_record_bytes)
+        yield number + 1, RecordError(f"{error.reason}; the rest of the file was not read", hint=error.hint,
+                                      stops_file=True)
+    except StreamCut as e:
+        yield number + 1, cut_record(e)
     except ijson.JSONError as e:
         # The parser cannot resynchronise after a syntax error, so this stops the file even with skip_invalid.
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "utf" in reason.lower():
             raise InputError("not UTF-8 text; convert the file to UTF-8", path=str(path)) from None
         raise InputError(f"bad JSON in item {number + 1}: {reason}", path=str(path), line=number + 1) from None
+    finally:
+        if guard is not None:
+            guard.start_record(0)

@@ -6,6 +6,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+# 8 MiB: a record this large is ~2 million words, far beyond any real conversation (and any model's context),
+# while memory stays bounded because the readers never hold more than one record of this size.
+DEFAULT_MAX_RECORD_BYTES = 8 << 20
+# 16 GiB per compressed file: several million average conversations, beyond what one run analyses, yet a
+# bomb (gzip reaches ~1000:1) is stopped after a bounded amount of streamed work (memory never grows with it).
+DEFAULT_MAX_DECOMPRESSED_BYTES = 16 << 30
+
 FORMATS = ("openai", "sharegpt", "hh", "claude_export", "chatgpt_export", "csv", "parquet", "prompt")
 
 
@@ -47,6 +54,23 @@ class IngestOptions(BaseModel):
         False, description="Skip malformed records (counted in the report) instead of stopping at the first one."
     )
     dedupe: bool = Field(True, description="Drop exact duplicate conversations (same messages).")
+    missing_accounts: Literal["error", "pool"] = Field(
+        "error",
+        description="Input where some conversations have an account id and some do not: 'error' refuses it "
+        "(each conversation without an id would count as its own account and could pass the privacy thresholds "
+        "alone); 'pool' counts all conversations without an id as ONE shared account. Input with no account "
+        "ids at all is read either way under 'error' (each conversation is its own account).",
+    )
+    max_record_bytes: int = Field(
+        DEFAULT_MAX_RECORD_BYTES, ge=0,
+        description="Largest record read (a JSONL line, a JSON array element, a CSV row, a Parquet row); a larger "
+        "one is an invalid record (skipped and counted with skip_invalid). 0 = no limit.",
+    )
+    max_decompressed_bytes: int = Field(
+        DEFAULT_MAX_DECOMPRESSED_BYTES, ge=0,
+        description="Most bytes one compressed file (.gz) may expand to, or one Parquet file's uncompressed "
+        "size: protects against decompression bombs. 0 = no limit.",
+    )
 
     @field_validator("format")
     @classmethod

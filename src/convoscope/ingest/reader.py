@@ -18,14 +18,18 @@ from .tables import read_csv, read_parquet
 
 
 def read_conversations(
-    path: str | Path, options: IngestOptions, report: IngestReport | None = None
+    path: str | Path, options: IngestOptions, report: IngestReport | None = None, *, refuse_mixed_accounts: bool = True
 ) -> Iterator[Conversation]:
     """Yield valid, de-duplicated conversations one at a time (memory does not grow with the input, apart from
-    small per-conversation hashes for dedupe, id uniqueness and account counting).
+    small per-conversation hashes for dedupe, id uniqueness and account counting; no record larger than
+    `options.max_record_bytes` is held).
 
-    Raises InputError for unreadable input and, unless `options.skip_invalid`, for the first malformed record
-    (with file, 1-based line / row / JSON-array item number, and field)."""
+    Raises InputError for unreadable input; unless `options.skip_invalid`, for the first malformed or oversize
+    record (with file, 1-based line / row / JSON-array item number, and field); and, unless
+    `options.missing_accounts == "pool"` (or `refuse_mixed_accounts` is False, for `validate`), as soon as the
+    input is seen to mix conversations with and without an account id."""
     report = report if report is not None else IngestReport()
+    report._pooling = options.missing_accounts == "pool"
     root = Path(path)
     files = list_files(root)
     in_directory = root.is_dir()
@@ -34,12 +38,13 @@ def read_conversations(
     read_any = False
     for file_path, name in files:
         formats: list[str] = []
+        unit: list[str] = []  # "line", "item" or "row": what a position counts in this file
         try:
             n_records = 0
-            for pos, item in _read_file(file_path, name, options, formats):
+            for pos, item in _read_file(file_path, name, options, formats, unit):
                 n_records += 1
                 if isinstance(item, RecordError):
-                    _invalid(report, options, InputError(item.reason, path=str(file_path), line=pos, field=item.field))
+                    _invalid(report, options, item, file_path, pos)
                     continue
                 if options.dedupe:
                     digest = bytes.fromhex(item.content_hash())
@@ -49,13 +54,17 @@ def read_conversations(
                     seen_content.add(digest)
                 id_key = hash(item.id)
                 if id_key in seen_ids:
-                    _invalid(report, options, InputError(
-                        f"duplicate conversation id {item.id!r}", path=str(file_path), line=pos, field="id"))
+                    _invalid(report, options, RecordError(f"duplicate conversation id {item.id!r}", "id"), file_path, pos)
                     continue
                 seen_ids.add(id_key)
+                if item.account_id is None and options.missing_accounts == "pool":
+                    item.pool_missing_account()
                 report.add_conversation(
-                    item.effective_account, item.account_id is not None, len(item.messages), item.created_at is not None
+                    item.effective_account, item.account_id is not None, len(item.messages),
+                    item.created_at is not None, where=f"{file_path} {unit[0]} {pos}",
                 )
+                if refuse_mixed_accounts and report.account_ids == "mixed":
+                    raise mixed_accounts_error(report, options)
                 yield item
             if n_records == 0:  # e.g. "[]" or a CSV header without rows: empty input, not a silent no-op
                 raise UnknownFormat("file has no records", path=str(file_path))
@@ -73,20 +82,49 @@ def read_conversations(
         raise InputError(f"no readable file ({'; '.join(report.skipped_files[:3])})", path=str(root))
 
 
+def mixed_accounts_error(report: IngestReport, options: IngestOptions) -> InputError:
+    """Some conversations have an account id and some do not: counted one account each, those without could
+    pass the privacy thresholds on their own (20 such records once made 20 'accounts'). Located at the first
+    conversation without an id."""
+    field = f"field {options.account_field!r}" if options.account_field else "fields user, user_id, account_id"
+    where, line = _split_where(report.first_without_account)
+    n = report.without_account
+    message = (
+        f"conversation without an account id ({field}) in an input where others have one "
+        f"(first with an id: {report.first_with_account}); {n:,} conversation{'s' if n != 1 else ''} without an "
+        "account id so far. Counted as one account each, they could pass the privacy thresholds on their own. "
+        "Add the account ids (or name the field with --account-field), or pass --pool-missing-accounts "
+        "(ingest.missing_accounts = \"pool\") to count all conversations without one as a single shared account."
+    )
+    return InputError(message, path=where, line=line)
+
+
+def _split_where(where: str | None) -> tuple[str | None, int | None]:
+    """"data.jsonl line 21" -> ("data.jsonl", 21)."""
+    if not where:
+        return None, None
+    head, _, number = where.rpartition(" ")
+    return head.rpartition(" ")[0], int(number)
+
+
 def validate_input(path: str | Path, options: IngestOptions) -> IngestReport:
-    """Read everything, keep nothing: the report says what a run would ingest."""
+    """Read everything, keep nothing: the report says what a run would ingest (input a run would refuse for
+    mixed account ids is read to the end and explained in `account_problem`)."""
     report = IngestReport()
-    for _ in read_conversations(path, options, report):
+    for _ in read_conversations(path, options, report, refuse_mixed_accounts=False):
         pass
+    if report.account_ids == "mixed":
+        report.account_problem = str(mixed_accounts_error(report, options))
     return report
 
 
-def _read_file(path: Path, name: str, options: IngestOptions, formats: list[str]) -> Iterator[Item]:
-    stream, head = open_bytes(path)
+def _read_file(path: Path, name: str, options: IngestOptions, formats: list[str], unit: list[str]) -> Iterator[Item]:
+    stream, head = open_bytes(path, options.max_decompressed_bytes)
     with stream:
         container = detect_container(path, head, options)
         if container is None:
             raise (UnknownFormat if options.format is None else InputError)("file is empty", path=str(path))
+        unit.append({"parquet": "row", "json": "item"}.get(container, "line"))
         if container == "parquet":
             yield from read_parquet(path, name, options, formats)
         elif container == "csv":
@@ -95,7 +133,9 @@ def _read_file(path: Path, name: str, options: IngestOptions, formats: list[str]
             yield from read_json(path, name, stream, container, options, formats)
 
 
-def _invalid(report: IngestReport, options: IngestOptions, error: InputError) -> None:
+def _invalid(report: IngestReport, options: IngestOptions, error: RecordError, path: Path, pos: int) -> None:
+    """Count an invalid record under skip_invalid, else stop with it (plus what the user can do about it)."""
     if not options.skip_invalid:
-        raise error
-    report.add_invalid(str(error))
+        reason = f"{error.reason}; {error.hint}" if error.hint else error.reason
+        raise InputError(reason, path=str(path), line=pos, field=error.field)
+    report.add_invalid(str(InputError(error.reason, path=str(path), line=pos, field=error.field)))

@@ -24,10 +24,12 @@ _MS_THRESHOLD = 1e11
 class RecordError(Exception):
     """A malformed record; the reader adds file and line and turns it into an InputError."""
 
-    def __init__(self, reason: str, field: str | None = None):
+    def __init__(self, reason: str, field: str | None = None, *, hint: str | None = None, stops_file: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.field = field
+        self.hint = hint  # what the user can do; added to the error only when it stops the run
+        self.stops_file = stops_file  # the rest of the file cannot be read (its reader ends after this)
 
 
 @dataclass(slots=True)

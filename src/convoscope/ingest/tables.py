@@ -15,42 +15,90 @@ from convoscope.errors import InputError
 from convoscope.model import Conversation
 
 from . import openai, prompt
+from .files import StreamCut, cut_record, human_bytes, oversize_record
 from .json_source import Item, Parser, UnknownFormat
 from .options import IngestOptions
 from .record import TEXT_FIELDS, RecordContext, RecordError, build, message
 
 _PARQUET_BATCH = 4096
-Row = tuple[int, dict[str, Any]]
+Row = tuple[int, "dict[str, Any] | RecordError"]  # a RecordError: a row that could not be read
+
+
+class _RowTooLarge(Exception):
+    pass
+
+
+class _BoundedLines:
+    """The text lines the csv module parses, read with a bounded readline: a row (one line, or several when a
+    quoted cell holds newlines) longer than `max_chars` raises _RowTooLarge after its current line is discarded,
+    so no oversize row is ever held. An iterator class, not a generator: it must survive raising."""
+
+    def __init__(self, text: io.TextIOWrapper, max_chars: int):
+        self._text = text
+        self._max = max_chars  # 0 = no limit
+        self.lines = 0  # physical lines read so far
+        self.row_chars = 0  # characters of the row being parsed; reset by the caller after each row
+
+    def __iter__(self) -> _BoundedLines:
+        return self
+
+    def __next__(self) -> str:
+        line = self._text.readline(self._max + 1) if self._max else self._text.readline()
+        if not line:
+            raise StopIteration
+        self.lines += 1
+        self.row_chars += len(line)
+        if self._max and self.row_chars > self._max:
+            if len(line) > self._max and not line.endswith(("\n", "\r")):
+                while (chunk := self._text.readline(1 << 20)) and not chunk.endswith(("\n", "\r")):
+                    pass  # discard the rest of the line, a chunk at a time
+            raise _RowTooLarge()
+        return line
 
 
 def read_csv(
     path: Path, name: str, stream: io.BufferedReader, options: IngestOptions, formats: list[str]
 ) -> Iterator[Item]:
-    csv.field_size_limit(sys.maxsize)  # conversation text easily exceeds the 128 KiB default
+    # A cell is capped like a record (the 128 KiB default is too small for conversation text).
+    csv.field_size_limit(options.max_record_bytes or sys.maxsize)
     text = io.TextIOWrapper(stream, encoding="utf-8", errors="strict", newline="")
     delimiter = "\t" if path.name.lower().endswith((".tsv", ".tsv.gz")) else ","
-    reader = csv.DictReader(text, delimiter=delimiter)
+    lines = _BoundedLines(text, options.max_record_bytes)
+    reader = csv.DictReader(lines, delimiter=delimiter)
     try:
         columns = reader.fieldnames
     except UnicodeDecodeError:
         raise InputError("not UTF-8 text; convert the file to UTF-8", path=str(path)) from None
+    except (_RowTooLarge, csv.Error):
+        raise InputError(oversize_record(options.max_record_bytes).reason + " in the header", path=str(path)) from None
+    except StreamCut as e:
+        raise InputError(e.reason, path=str(path)) from None
     if not columns:
         raise InputError("file is empty", path=str(path))
     formats.append("csv")
 
     def rows() -> Iterator[Row]:
-        start = reader.line_num + 1  # a row's own first line, even when a quoted cell spans lines
+        start = lines.lines + 1  # a row's own first line, even when a quoted cell spans lines
+        lines.row_chars = 0
         try:
             for row in reader:
                 if None in row:  # more cells than header columns
                     yield start, {None: row.pop(None), **row}
                 else:
                     yield start, row
-                start = reader.line_num + 1
+                start = lines.lines + 1
+                lines.row_chars = 0
         except UnicodeDecodeError:
             raise InputError("not UTF-8 text; convert the file to UTF-8", path=str(path), line=start) from None
-        except csv.Error as e:
-            raise InputError(f"bad CSV: {e}", path=str(path), line=start) from None
+        except StreamCut as e:
+            yield start, cut_record(e)
+        except (_RowTooLarge, csv.Error) as e:
+            if isinstance(e, csv.Error) and "field limit" not in str(e):
+                raise InputError(f"bad CSV: {e}", path=str(path), line=start) from None
+            # After an oversize row the csv parser may be inside a quoted cell: it cannot resynchronise safely.
+            error = oversize_record(options.max_record_bytes)
+            yield start, RecordError(f"{error.reason}; the rest of the file was not read", hint=error.hint,
+                                     stops_file=True)
 
     yield from _read_table(path, name, list(columns), rows(), options)
 
@@ -64,15 +112,42 @@ def read_parquet(path: Path, name: str, options: IngestOptions, formats: list[st
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"cannot read Parquet file: {reason}", path=str(path)) from None
     formats.append("parquet")
+    _check_parquet_size(path, table, options.max_decompressed_bytes)
+    limit = options.max_record_bytes
 
     def rows() -> Iterator[Row]:
         number = 0
-        for batch in table.iter_batches(batch_size=_PARQUET_BATCH):
+        for batch in table.iter_batches(batch_size=_parquet_batch_rows(table)):
             for row in batch.to_pylist():
                 number += 1
-                yield number, row
+                yield number, (oversize_record(limit) if limit and _row_chars(row) > limit else row)
 
     yield from _read_table(path, name, table.schema_arrow.names, rows(), options)
+
+
+def _check_parquet_size(path: Path, table: Any, max_bytes: int) -> None:
+    """Parquet compresses too: refuse a file whose uncompressed size (from its metadata) exceeds the limit."""
+    meta = table.metadata
+    size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    if max_bytes and size > max_bytes:
+        raise InputError(
+            f"uncompressed size {human_bytes(size)} exceeds {human_bytes(max_bytes)} (ingest.max_decompressed_bytes); "
+            "if the file is genuine, raise max_decompressed_bytes in the [ingest] table of a --config file (0 = no limit)",
+            path=str(path),
+        )
+
+
+def _parquet_batch_rows(table: Any) -> int:
+    """Rows per batch so that a batch of average rows stays near 64 MiB (pyarrow decodes a batch at once)."""
+    meta = table.metadata
+    if not meta.num_rows:
+        return _PARQUET_BATCH
+    avg = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)) / meta.num_rows
+    return max(1, min(_PARQUET_BATCH, int((64 << 20) / max(avg, 1))))
+
+
+def _row_chars(row: dict[str, Any]) -> int:
+    return sum(len(v) for v in row.values() if isinstance(v, (str, bytes)))
 
 
 def _read_table(path: Path, name: str, columns: list[str], rows: Iterator[Row], options: IngestOptions) -> Iterator[Item]:
@@ -112,6 +187,9 @@ def _parse_messages_row(row: dict[str, Any], ctx: RecordContext) -> Conversation
 def _conversation_rows(name: str, rows: Iterator[Row], options: IngestOptions, parse: Parser) -> Iterator[Item]:
     ctx = RecordContext(options, "")
     for number, row in rows:
+        if isinstance(row, RecordError):
+            yield number, row
+            continue
         if None in row:
             yield number, RecordError("more cells than header columns")
             continue
@@ -128,6 +206,12 @@ def _message_rows(name: str, rows: Iterator[Row], options: IngestOptions) -> Ite
     finished: set[int] = set()  # hashes of conversation ids already yielded (a set of ints, not of rows)
     group: list[Row] = []
     for number, row in rows:
+        if isinstance(row, RecordError):  # an unreadable row: what was read of the current group is kept
+            if group and row.stops_file:
+                yield _conversation(group, ctx, finished)
+                group = []
+            yield number, row
+            continue
         conv_id = row.get(options.conversation_column)
         if None in row or conv_id is None or conv_id == "":
             yield number, RecordError(

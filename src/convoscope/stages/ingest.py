@@ -73,10 +73,7 @@ def run_ingest(ctx: RunContext) -> str:
         artifacts.append(ctx.store.write_table("raw_text", pa.table({"conv_id": cols["conv_id"], "text": raw_text})))
         ctx.console.print("[yellow]note:[/] raw conversation text is stored in the run directory (privacy.include_raw_text); treat the directory as sensitive")
     ingest_report = report.to_dict()
-    if report.missing_account:
-        ctx.console.print(
-            "[yellow]warning:[/] the input has no account ids; each conversation counts as its own account for the privacy thresholds"
-        )
+    _warn_about_accounts(ctx, report)
     if report.invalid:
         ctx.console.print(f"[yellow]warning:[/] skipped {report.invalid} invalid records, e.g. {report.invalid_examples[:3]}")
     # the key's id, never the key; runs from before the key kept a salt here, which made hashes reversible
@@ -84,3 +81,16 @@ def run_ingest(ctx: RunContext) -> str:
     ctx.store.remove_manifest_fields("account_salt")
     ctx.store.mark_complete(STAGE, fp, artifacts, seconds=time.perf_counter() - started, report=ingest_report, raw_text_stored=keep_raw)
     return fp
+
+
+def _warn_about_accounts(ctx: RunContext, report: IngestReport) -> None:
+    """Say plainly what the privacy thresholds count (report["account_ids"] keeps it for later stages)."""
+    if report.account_ids == "absent":
+        ctx.console.print(
+            "[yellow]warning:[/] the input has no account ids; each conversation counts as its own account for the privacy thresholds"
+        )
+    elif report.account_ids == "pooled":
+        everything = " (all of them: nothing can pass the account threshold)" if report.without_account == report.conversations else ""
+        ctx.console.print(
+            f"[yellow]note:[/] {report.without_account:,} conversations without an account id count as one shared account{everything}"
+        )
