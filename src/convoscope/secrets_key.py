@@ -124,5 +124,16 @@ def _create_key_file(path: Path) -> None:
             os.link(tmp, path)
         except FileExistsError:
             pass  # another process created it first: use its key
+        except OSError:  # a filesystem without hard links: exclusive create, then write
+            _create_exclusive(path, Path(tmp).read_text(encoding="utf-8"))
     finally:
         os.unlink(tmp)
+
+
+def _create_exclusive(path: Path, text: str) -> None:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)

@@ -49,7 +49,7 @@ def _prepare_private_file(path: Path) -> None:
             st = candidate.stat()
         except FileNotFoundError:
             continue
-        if not is_private(st.st_mode) and st.st_uid == os.getuid():
+        if os.name == "posix" and not is_private(st.st_mode) and st.st_uid == os.getuid():
             os.chmod(candidate, PRIVATE_FILE_MODE)
 
 

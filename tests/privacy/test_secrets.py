@@ -339,3 +339,14 @@ def test_full_run_directory_is_private_and_holds_no_secret(tmp_path, input_file,
     assert mode(store.root) == 0o700
     loose = {str(p.relative_to(store.root)): oct(mode(p)) for p in store.root.rglob("*") if mode(p) & 0o077}
     assert not loose
+
+
+def test_key_file_without_hard_links(tmp_path, monkeypatch):
+    """Filesystems without hard links fall back to an exclusive create."""
+    def no_links(*_):
+        raise OSError(95, "Operation not supported")
+
+    monkeypatch.setattr(secrets_key.os, "link", no_links)
+    monkeypatch.setenv(ENV_KEY_FILE, str(tmp_path / "k"))
+    key = secret_key()
+    assert len(key) == 64 and mode(tmp_path / "k") == 0o600 and [p.name for p in tmp_path.iterdir()] == ["k"]
