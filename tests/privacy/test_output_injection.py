@@ -68,6 +68,7 @@ def _rename_clusters(run_dir: Path, **run_keys) -> dict[str, str]:
         c["description"] = HOSTILE_NAMES[(i + 3) % len(HOSTILE_NAMES)] + " described"
         names[c["id"]] = c["name"]
     agg["run"].update(run_keys)
+    agg["run"].setdefault("time_unit", "week")  # the fixture's timelines are weekly; `compare --split-at` needs the unit
     store.write_json("aggregates", agg)
     return names
 
@@ -163,7 +164,7 @@ def test_report_json_carries_names_as_json_strings(hostile_run: Path) -> None:
     ["analyze", "usage"],
     ["analyze", "languages", "--min-support", "1", "--min-language", "1", "--top", "50"],
     ["analyze", "concerning", "--top", "100"],
-    ["analyze", "coordination", "--top-share", "0", "--top", "100"],
+    ["analyze", "coordination", "--rate-ratio", "0", "--top", "100"],
     ["analyze", "classifier", "--flag-field", "flagged", "--min-conversations", "1", "--top", "100"],
     ["compare", "--split-at", "2024-02-01", "--top", "100"],
 ], ids=lambda a: "-".join(a[:2]))
