@@ -59,8 +59,7 @@ def concerning_command(
 @analyze_app.command("coordination")
 def coordination_command(
     run: Path = RunArg, facet: Optional[str] = FacetOpt,
-    top_share: float = typer.Option(0.25, "--top-share", help="(a) Flag a cluster whose most active account has at least this share."),
-    rate_ratio: float = typer.Option(3.0, "--rate-ratio", help="(a) ... or whose conversations per account are at least this multiple of the run's."),
+    rate_ratio: float = typer.Option(3.0, "--rate-ratio", help="(a) Flag a cluster whose conversations per account are at least this multiple of the run's."),
     similarity: float = typer.Option(0.95, "--similarity", help="(b) Cosine similarity for near-identical requests."),
     min_group: int = typer.Option(10, "--min-group", help="(b) Smallest group of near-identical requests reported."),
     min_template_accounts: int = typer.Option(5, "--min-template-accounts", help="(b) Fewest distinct accounts in a reported group (never below the run's min_accounts)."),
@@ -71,7 +70,7 @@ def coordination_command(
     """Signals of coordinated or automated use: concentrated clusters, near-identical templates across accounts, bursts in time."""
     from convoscope.analyses.coordination import coordination, print_coordination
 
-    result = coordination(load_run(run, facet), top_share=top_share, rate_ratio=rate_ratio, similarity=similarity, min_group=min_group,
+    result = coordination(load_run(run, facet), rate_ratio=rate_ratio, similarity=similarity, min_group=min_group,
                           min_template_accounts=min_template_accounts, burst_z=burst_z, min_burst=min_burst, top=top)
     print_json(result) if as_json else print_coordination(result, console())
 
@@ -99,7 +98,7 @@ def classifier_command(
 def compare_command(
     run_before: Path = typer.Argument(..., help="Run directory (the earlier period, or the only run with --split-at).", exists=True, file_okay=False),
     run_after: Optional[Path] = typer.Argument(None, help="Run directory of the later period (omit with --split-at).", exists=True, file_okay=False),
-    split_at: Optional[str] = typer.Option(None, "--split-at", help="Split one run by conversation timestamps at this date (YYYY-MM-DD): before vs from it on."),
+    split_at: Optional[str] = typer.Option(None, "--split-at", help="Split one run at this date (YYYY-MM-DD), rounded down to the run's published time bucket (day, week or month): before vs from it on."),
     level: Optional[int] = typer.Option(None, "--level", "-l", help="Hierarchy level: 0 is the top; default the base (finest) level."),
     alpha: float = typer.Option(0.05, "--alpha", help="Significance level (Bonferroni-corrected over clusters)."),
     match_threshold: float = typer.Option(0.8, "--match-threshold", help="Two runs: cosine of 'name: description' embeddings to match clusters whose names differ."),

@@ -1,9 +1,9 @@
 """`convoscope compare`: clusters that appeared, grew or shrank most between two periods.
 
 Two ways to get the periods:
-- `compare RUN --split-at DATE`: one run, its conversations split by their timestamps (before the date
-  / from the date on; conversations without a timestamp are left out). Counts per published cluster
-  come from the internal tables reduced to published clusters.
+- `compare RUN --split-at DATE`: one run split at the date rounded down to its published time bucket
+  (day, week or month), counted from the published timelines (before the bucket / from it on;
+  suppressed buckets and conversations without a timestamp are left out).
 - `compare RUN_BEFORE RUN_AFTER`: two runs, from their published aggregates only. Clusters are matched
   by name (exact after case/space normalisation), else by the embedding of "name: description"
   (`use-multilingual`): mutual best pairs with cosine >= `match_threshold` (0.8), greedily from the
@@ -18,14 +18,14 @@ after a Bonferroni correction for the number of clusters compared.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from convoscope.analyses.common import AnalysisError, Run, conversation_view, fmt_p, label, two_proportion_z
+from convoscope.analyses.common import AnalysisError, Run, fmt_p, label, two_proportion_z
 
 
 def _norm(name: str) -> str:
@@ -59,35 +59,44 @@ def _rows(pairs: list[tuple[dict | None, dict | None, int, int]], n1: int, n2: i
     return out
 
 
+def bucket_floor(when: datetime, unit: str) -> str:
+    """The start (YYYY-MM-DD) of the published time bucket holding `when`."""
+    d = when.astimezone(timezone.utc).date()
+    if unit == "week":
+        d = d.fromordinal(d.toordinal() - d.weekday())
+    elif unit == "month":
+        d = d.replace(day=1)
+    return d.isoformat()
+
+
 def compare_split(run: Run, split_at: datetime, level: int | None = None, alpha: float = 0.05) -> dict[str, Any]:
+    """Before vs from `split_at`, from the published timelines only: the split is rounded down to the
+    start of its time bucket (a finer split could isolate a few conversations), and time buckets the
+    privacy gates suppressed count on neither side."""
     level = run.check_level(level)
-    view = conversation_view(run)
-    col = view.cluster[level]
+    unit = run.info.get("time_unit")
+    if not unit:
+        raise AnalysisError("the run has no conversation timestamps, so it cannot be split by date")
+    split = bucket_floor(split_at, unit)
+    # the nodes that partition the run at this level: its clusters and the withheld remainders above it
+    nodes = run.clusters(level) + [c for c in run.clusters(include_other=True) if c["kind"] == "other" and c["level"] <= level]
     before: dict[str, int] = {}
     after: dict[str, int] = {}
-    n1 = n2 = 0
-    for cid, t in zip(col, view.created_at):
-        if t is None:
-            continue
-        if t < split_at:
-            n1 += 1
-            if cid is not None:
-                before[cid] = before.get(cid, 0) + 1
-        else:
-            n2 += 1
-            if cid is not None:
-                after[cid] = after.get(cid, 0) + 1
+    for c in nodes:
+        for bucket, n in c.get("timeline") or []:
+            side = before if bucket < split else after
+            side[c["id"]] = side.get(c["id"], 0) + int(n)
+    n1, n2 = sum(before.values()), sum(after.values())
     if n1 == 0 or n2 == 0:
-        raise AnalysisError(f"no conversations {'before' if n1 == 0 else 'from'} {split_at.date().isoformat()} (with a timestamp) in this run; "
-                            f"its time range is {run.info.get('time_range')}")
-    pairs = []
-    for c in run.clusters(level):
-        pairs.append((c, c, before.get(c["id"], 0), after.get(c["id"], 0)))
+        raise AnalysisError(f"no conversations {'before' if n1 == 0 else 'from'} {split} (the split rounded to its {unit}) in this run's "
+                            f"published timelines; its time range is {run.info.get('time_range')}")
+    pairs = [(c, c, before.get(c["id"], 0), after.get(c["id"], 0)) for c in run.clusters(level)]
     rows = _rows(pairs, n1, n2, alpha)
     for r in rows:
         r["match"] = "same run"
-    return {"analysis": "compare", "mode": "split", "split_at": split_at.isoformat(), "level": level,
+    return {"analysis": "compare", "mode": "split", "split_at": split, "split_requested": split_at.isoformat(), "split_unit": unit, "level": level,
             "before": {"conversations": n1}, "after": {"conversations": n2}, "alpha": alpha, "correction": "bonferroni",
+            "counts": "published timeline cells (buckets with too few accounts are suppressed and counted on neither side)",
             "clusters": rows}
 
 

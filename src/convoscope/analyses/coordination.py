@@ -3,16 +3,15 @@
 Three signals, each reported per published cluster with its evidence numbers, never with account
 ids, conversation ids or text:
 
-(a) concentration: clusters where few accounts produce many conversations: conversations per account
-    (and its ratio to the run's overall rate), and the share of the cluster's conversations that come
-    from its single most active account (and from its top 3). Computed from the internal
-    `conversations`/`assignments` tables at every level, reported for published clusters only.
+(a) concentration: published clusters where few accounts produce many conversations: conversations per
+    account (and its ratio to the run's overall rate), from the published counts only. No per-account
+    figure is reported: a cluster that one account dominates is withheld by the privacy gates.
 (b) templates: near-identical requests from many accounts, found by embedding similarity rather than
     string equality. Within each base cluster, a greedy leader grouping: the conversation with the most
     neighbours at cosine >= `similarity` leads a group of those neighbours; repeat on the rest. Every
     member is within `similarity` of its leader. A group is reported when it has at least `min_group`
     conversations and at least max(`min_template_accounts`, the run's `min_accounts`) distinct
-    accounts, under the finest published cluster that contains it (the cluster name, never the text).
+    accounts and passes the run's count gates, inside a published base cluster (its name, never the text).
 (c) bursts: a cluster's count in one time bucket (the aggregates' timeline: day, week or month) far
     above its baseline. The baseline is leave-one-out and follows overall volume: the cluster's share
     of all conversations outside the bucket times all conversations in the bucket (all = the published
@@ -29,31 +28,28 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from convoscope import policy
 from convoscope.analyses.common import ConversationView, Run, conversation_view, fmt_p, label, pct, poisson_sf
+from convoscope.config import PrivacySettings
 
 
 # -- (a) concentration -----------------------------------------------------------------------------
 
-def concentration(run: Run, view: ConversationView, top_share: float = 0.25, rate_ratio: float = 3.0) -> list[dict[str, Any]]:
-    n_total = len(view)
-    overall_rate = n_total / max(1, len(set(view.accounts.tolist())))
+def concentration(run: Run, rate_ratio: float = 3.0) -> list[dict[str, Any]]:
+    """Published clusters whose conversations per account are far above the run's, from published
+    counts only (no per-account figure: a cluster one account dominates is withheld by the gates)."""
+    n_conv, n_acc = int(run.info["conversations"]), int(run.info["accounts"])
+    overall_rate = n_conv / max(1, n_acc)
     rows = []
-    for level in range(run.levels):
-        col = view.cluster[level]
-        per: dict[str, Counter] = {}
-        for cid, acc in zip(col, view.accounts):
-            if cid is not None:
-                per.setdefault(cid, Counter())[acc] += 1
-        for cid, counts in per.items():
-            size = sum(counts.values())
-            top = [n for _, n in counts.most_common(3)]
-            rate = size / len(counts)
-            row = {"id": cid, "name": run.by_id[cid]["name"], "level": level, "conversations": size, "accounts": len(counts),
-                   "conversations_per_account": rate, "rate_vs_overall": rate / overall_rate if overall_rate else None,
-                   "top_account_share": top[0] / size, "top3_account_share": sum(top) / size}
-            row["flagged"] = bool(row["top_account_share"] >= top_share or (row["rate_vs_overall"] or 0) >= rate_ratio)
-            rows.append(row)
-    rows.sort(key=lambda r: (-r["top_account_share"], -r["conversations"]))
+    for c in run.clusters():
+        if not c.get("accounts"):
+            continue
+        rate = c["size"] / c["accounts"]
+        row = {"id": c["id"], "name": c["name"], "level": c["level"], "conversations": c["size"], "accounts": c["accounts"],
+               "conversations_per_account": rate, "rate_vs_overall": rate / overall_rate if overall_rate else None}
+        row["flagged"] = bool((row["rate_vs_overall"] or 0) >= rate_ratio)
+        rows.append(row)
+    rows.sort(key=lambda r: (-(r["rate_vs_overall"] or 0), -r["conversations"]))
     return rows
 
 
@@ -83,23 +79,31 @@ def leader_groups(vectors: np.ndarray, similarity: float, min_group: int, block:
 
 
 def templates(run: Run, view: ConversationView, similarity: float = 0.95, min_group: int = 10, min_template_accounts: int = 5) -> list[dict[str, Any]]:
+    """Groups inside published base clusters only, each passing the run's count gates itself (it is a
+    published number about its members)."""
     embeddings = run.store.read_array("embeddings")
     if len(embeddings) != len(view):
         return []
     min_acc = max(min_template_accounts, int(run.info.get("min_accounts") or 1))
-    finest = view.finest_published()
-    base = view.raw_cluster[run.base_level]
+    settings = _gate_settings(run)
+    finest = view.cluster[run.base_level]
+    base = view.cluster[run.base_level]
     out = []
-    order = np.argsort(base.astype(str), kind="stable")
+    published = np.fromiter((b is not None for b in base), dtype=bool, count=len(base))
+    order = np.flatnonzero(published)[np.argsort(base[published].astype(str), kind="stable")]
     ids = base[order]
     bounds = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1], True])
     for s, e in zip(bounds[:-1], bounds[1:]):
         rows = order[s:e]
         for group in leader_groups(np.asarray(embeddings[np.sort(rows)]), similarity, min_group):
             members = np.sort(rows)[group]
-            accounts = len(set(view.accounts[members].tolist()))
             where = finest[members[0]]
-            if accounts < min_acc or where is None:
+            if where is None:
+                continue
+            _, account_index = np.unique(view.accounts[members], return_inverse=True)
+            counts = policy.group_counts(np.zeros(len(members), dtype=np.int64), account_index.reshape(-1), 1, settings.max_conversations_per_account)
+            accounts = int(counts.accounts[0])
+            if accounts < min_acc or not policy.passes_size_gates(int(counts.size[0]), accounts, int(counts.bounded_size[0]), int(counts.top_account[0]), settings):
                 continue
             c = run.by_id[where]
             out.append({"id": where, "name": c["name"], "level": c["level"], "group_size": int(len(members)), "accounts": accounts,
@@ -141,16 +145,24 @@ def bursts(run: Run, burst_z: float = 4.0, min_burst: int = 10) -> dict[str, Any
     return {"available": True, "unit": unit, "bursts": out}
 
 
-def coordination(run: Run, *, top_share: float = 0.25, rate_ratio: float = 3.0, similarity: float = 0.95, min_group: int = 10,
+def _gate_settings(run: Run) -> PrivacySettings:
+    info = run.info
+    return PrivacySettings(min_accounts=int(info.get("min_accounts") or 5), min_conversations=int(info.get("min_conversations") or 15),
+                           max_conversations_per_account=int(info.get("max_conversations_per_account") or 3),
+                           max_account_share=float(info.get("max_account_share") or 0.5))
+
+
+def coordination(run: Run, *, rate_ratio: float = 3.0, similarity: float = 0.95, min_group: int = 10,
                  min_template_accounts: int = 5, burst_z: float = 4.0, min_burst: int = 10, top: int = 15) -> dict[str, Any]:
     view = conversation_view(run)
-    conc = concentration(run, view, top_share, rate_ratio)
-    overall_rate = len(view) / max(1, len(set(view.accounts.tolist())))
+    conc = concentration(run, rate_ratio)
+    overall_rate = int(run.info["conversations"]) / max(1, int(run.info["accounts"]))
     return {
         "analysis": "coordination",
-        "conversations": len(view),
+        "conversations": int(run.info["conversations"]),
         "overall_conversations_per_account": overall_rate,
-        "concentration": {"rule": f"top account >= {top_share:.0%} of the cluster, or conversations per account >= {rate_ratio:g}x the run's rate",
+        "concentration": {"rule": f"conversations per account >= {rate_ratio:g}x the run's rate (a cluster one account dominates "
+                                  f"is withheld by the privacy gates, so it never appears here)",
                           "clusters": [r for r in conc if r["flagged"]][:top]},
         "templates": {"rule": f"groups of >= {min_group} conversations within cosine {similarity} of a leader in one base cluster, "
                               f"from >= {max(min_template_accounts, int(run.info.get('min_accounts') or 1))} accounts",
@@ -163,11 +175,11 @@ def print_coordination(result: dict[str, Any], console: Console) -> None:
     conc = result["concentration"]
     t = Table(title="(a) Concentration: few accounts, many conversations")
     for col, j in (("cluster", "left"), ("level", "right"), ("conversations", "right"), ("accounts", "right"), ("conv./account", "right"),
-                   ("vs run", "right"), ("top account", "right"), ("top 3", "right")):
+                   ("vs run", "right")):
         t.add_column(col, justify=j)
     for r in conc["clusters"]:
         t.add_row(label(r, 50), str(r["level"]), f"{r['conversations']:,}", f"{r['accounts']:,}", f"{r['conversations_per_account']:.1f}",
-                  f"{r['rate_vs_overall']:.1f}x", pct(r["top_account_share"]), pct(r["top3_account_share"]))
+                  f"{r['rate_vs_overall']:.1f}x")
     console.print(t if conc["clusters"] else "(a) Concentration: no published cluster is dominated by few accounts.")
     console.print(f"[dim]rule: {conc['rule']}; run overall: {result['overall_conversations_per_account']:.1f} conversations per account[/]")
 

@@ -75,6 +75,9 @@ def _suppress_small_remainders(parent_rows: list[int], child_of_parent: dict[int
     """Withhold the smallest shown children of each parent until its withheld remainder passes the
     count gates (or is empty). Returns the rows withheld this way."""
     extra = []
+    # a remainder has no name or text, only counts and cells (each cell thresholded by accounts), so
+    # it needs the account and bounded-size gates, not the share cap that protects names
+    p = p.model_copy(update={"max_account_share": 1.0})
     for parent in parent_rows:
         kids = child_of_parent.get(parent, [])
         while True:
