@@ -59,7 +59,7 @@ class IngestOptions(BaseModel):
         description="Input where some conversations have an account id and some do not: 'error' refuses it "
         "(each conversation without an id would count as its own account and could pass the privacy thresholds "
         "alone); 'pool' counts all conversations without an id as ONE shared account. Input with no account "
-        "ids at all is read either way under 'error' (each conversation is its own account).",
+        "ids at all is accepted under 'error', each conversation counting as its own account.",
     )
     max_record_bytes: int = Field(
         DEFAULT_MAX_RECORD_BYTES, ge=0,
