@@ -159,7 +159,8 @@ def validate(
     else:
         table = Table(show_header=False, box=None)
         for key, value in data.items():
-            table.add_row(key, escape(str(value)))
+            if key != "account_problem":  # printed in full below
+                table.add_row(key, escape(str(value)))
         out.print(table)
         _print_account_note(report)
         out.print("[green]valid[/]" if valid else "[red]invalid[/]")

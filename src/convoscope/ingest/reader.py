@@ -82,7 +82,7 @@ def read_conversations(
         raise InputError(f"no readable file ({'; '.join(report.skipped_files[:3])})", path=str(root))
 
 
-def mixed_accounts_error(report: IngestReport, options: IngestOptions) -> InputError:
+def mixed_accounts_error(report: IngestReport, options: IngestOptions, *, complete: bool = False) -> InputError:
     """Some conversations have an account id and some do not: counted one account each, those without could
     pass the privacy thresholds on their own (20 such records once made 20 'accounts'). Located at the first
     conversation without an id."""
@@ -92,7 +92,7 @@ def mixed_accounts_error(report: IngestReport, options: IngestOptions) -> InputE
     message = (
         f"conversation without an account id ({field}) in an input where others have one "
         f"(first with an id: {report.first_with_account}); {n:,} conversation{'s' if n != 1 else ''} without an "
-        "account id so far. Counted as one account each, they could pass the privacy thresholds on their own. "
+        f"account id {'in all' if complete else 'so far'}. Counted as one account each, they could pass the privacy thresholds on their own. "
         "Add the account ids (or name the field with --account-field), or pass --pool-missing-accounts "
         "(ingest.missing_accounts = \"pool\") to count all conversations without one as a single shared account."
     )
@@ -114,7 +114,7 @@ def validate_input(path: str | Path, options: IngestOptions) -> IngestReport:
     for _ in read_conversations(path, options, report, refuse_mixed_accounts=False):
         pass
     if report.account_ids == "mixed":
-        report.account_problem = str(mixed_accounts_error(report, options))
+        report.account_problem = str(mixed_accounts_error(report, options, complete=True))
     return report
 
 
