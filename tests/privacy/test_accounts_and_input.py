@@ -231,6 +231,8 @@ def test_oversize_csv_row_and_parquet_row(tmp_path):
     pq.write_table(pa.table({"id": ["1", "2", "3"], "text": ["small", "z" * 5000, "small too"]}), pq_path)
     convs, report = _read(pq_path, skip_invalid=True, max_record_bytes=1000)
     assert [c.id for c in convs] == ["1", "3"] and report.invalid == 1  # Parquet rows are independent
+    with pytest.raises(InputError, match=rf"{pq_path}: uncompressed size .* exceeds 1000 bytes"):
+        _read(pq_path, max_decompressed_bytes=1000)  # Parquet compresses too: its metadata says by how much
 
 
 def _gzip_lines(path: Path, lines: list[bytes]) -> Path:
