@@ -2,20 +2,26 @@
 
 Only terms used by at least `min_accounts` distinct accounts in the whole input may appear in any
 name or description, so a rare name, e-mail or number can never surface. Digits never form terms.
+Person names (convoscope.person_names) are left out too unless at least `public_figure_accounts`
+accounts use them: a campaign of a few accounts cannot publish a private person's name.
 """
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS, CountVectorizer
 
+from convoscope.person_names import is_name_shaped_term, is_non_person_word, is_person_name_term, name_table
+
 # Words that describe every request and so never tell clusters apart.
 _EXTRA_STOP = {"please", "help", "need", "want", "like", "know", "tell", "thanks", "thank", "hi", "hello", "hey",
                "just", "ok", "okay", "yes", "don", "does", "did", "doesn", "didn", "ve", "ll", "re", "im", "ur", "u",
-               "email", "url", "phone", "card", "ip", "ssn"}  # the last ones are our own masking tokens
+               "email", "url", "phone", "card", "ip", "ssn", "iban", "postcode", "address", "id"}  # our masking tokens
 STOP_WORDS = sorted(ENGLISH_STOP_WORDS | _EXTRA_STOP)
 TOKEN_PATTERN = r"(?u)\b[^\W\d_]{2,}\b"
 
@@ -28,9 +34,15 @@ class KeywordIndex:
     terms: np.ndarray  # allowed terms
     vocabulary_size: int  # before the k-anonymity filter
     allowed_terms: int
+    person_name_terms_excluded: int = 0  # k-anonymous terms left out as person names
 
 
-def build_keyword_index(texts: list[str], accounts: list[str], min_accounts: int) -> KeywordIndex:
+PUBLIC_FIGURE_ACCOUNTS = 50
+_ALWAYS_CAPITALISED = 0.9  # an unknown word this often capitalised after a given name is taken as a surname
+
+
+def build_keyword_index(texts: list[str], accounts: list[str], min_accounts: int, *,
+                        public_figure_accounts: int = PUBLIC_FIGURE_ACCOUNTS) -> KeywordIndex:
     vectorizer = CountVectorizer(stop_words=STOP_WORDS, token_pattern=TOKEN_PATTERN, ngram_range=(1, 2), lowercase=True, dtype=np.float32)
     try:
         counts = vectorizer.fit_transform(texts).tocsr()
@@ -43,7 +55,82 @@ def build_keyword_index(texts: list[str], accounts: list[str], min_accounts: int
     used.data[:] = 1
     support = np.asarray(((owner @ used) > 0).sum(axis=0)).ravel()
     allowed = np.flatnonzero(support >= min_accounts)
-    return KeywordIndex(counts[:, allowed].tocsr(), terms[allowed], len(terms), len(allowed))
+    names = person_name_columns(texts, counts, terms, allowed[support[allowed] < public_figure_accounts])
+    allowed = np.setdiff1d(allowed, names)
+    return KeywordIndex(counts[:, allowed].tocsr(), terms[allowed], len(terms), len(allowed), len(names))
+
+
+def person_name_columns(texts: list[str], counts: sp.csr_matrix, terms: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """The columns (among `columns`) whose term is a person's name, judged with its capitalisation in `texts`.
+
+    Only terms made of listed names are candidates, and only the texts containing one are read again,
+    so this costs little next to the vectorizer.
+    """
+    candidates = [c for c in columns if is_name_shaped_term(str(terms[c]))]
+    if not candidates:
+        return np.array([], dtype=np.int64)
+    words = sorted({w for c in candidates for w in str(terms[c]).split()})
+    share = capitalised_shares(texts, counts, terms, words)
+    names = [c for c in candidates if is_person_name_term(str(terms[c]), ngram_share(str(terms[c]), share))]
+    names += surnames_after_given_names(terms, columns, names, texts, counts)
+    return np.asarray(sorted(set(names) | set(ngrams_containing(terms, columns, names))), dtype=np.int64)
+
+
+def ngrams_containing(terms: np.ndarray, columns: np.ndarray, names: list[int]) -> list[int]:
+    """Columns whose term contains an excluded name word ("landlord zebulon", "smith agrees")."""
+    name_words = {str(terms[c]) for c in names if " " not in str(terms[c])}
+    return [c for c in columns if " " in str(terms[c]) and not name_words.isdisjoint(str(terms[c]).split())]
+
+
+def ngram_share(term: str, share: dict[str, float]) -> float:
+    """An n-gram counts as capitalised as often as its least capitalised word (an approximation)."""
+    return min(share.get(w, 0.0) for w in term.split())
+
+
+def surnames_after_given_names(terms: np.ndarray, columns: np.ndarray, names: list[int], texts: list[str],
+                               counts: sp.csr_matrix) -> list[int]:
+    """Unlisted words that follow a given name in an excluded n-gram ("zebulon quargmire" -> "quargmire")
+    and are (nearly) always capitalised: a surname no list has. Brands rarely follow a given name."""
+    table = name_table()
+    unknown = {w for c in names for w in str(terms[c]).split()[1:] if w not in table and not is_non_person_word(w)}
+    if not unknown:
+        return []
+    index = {str(terms[c]): c for c in columns}
+    share = capitalised_shares(texts, counts, terms, [w for w in sorted(unknown) if w in index])
+    return [index[w] for w in sorted(unknown) if w in index and share.get(w, 0.0) >= _ALWAYS_CAPITALISED]
+
+
+# A word starting with a letter that is not a lowercase Latin, Greek or Cyrillic letter. (Python's re has no
+# \p{Lu}; Latin Extended-A lowercase initials such as "ż" count as capitals, which matters only for names.)
+_CAPITALISED_WORD = re.compile(r"\b[^\W\d_a-z\u00df-\u00f6\u00f8-\u00ff\u03ac-\u03ce\u0430-\u045f][^\W\d_]+")
+_SENTENCE_INITIAL_WORD = re.compile(r"(?:^|[.!?:][\"'”’)\]]?\s|\n)\s*([^\W\d_]+)")
+
+
+def capitalised_shares(texts: list[str], counts: sp.csr_matrix, terms: np.ndarray, words: list[str]) -> dict[str, float]:
+    """For each lowercase word: the share of its occurrences not at a sentence start that are capitalised.
+
+    Total occurrences come from the count matrix; the texts are scanned (by C-level findall, no per-token
+    Python work except for capitalised words) only where one of `words` occurs.
+    """
+    columns = np.minimum(np.searchsorted(terms, words), len(terms) - 1)  # get_feature_names_out is sorted
+    words = [w for w, c in zip(words, columns) if terms[c] == w]
+    wanted = set(words)
+    columns = [c for c in columns if terms[c] in wanted]
+    sub = counts[:, columns]
+    rows = np.unique(sub.nonzero()[0])
+    total = dict(zip(words, np.asarray(sub[rows].sum(axis=0)).ravel().tolist()))
+    capitalised: Counter[str] = Counter()
+    initial: Counter[str] = Counter()
+    for r in rows:
+        text = texts[r]
+        capitalised.update(w for w in map(str.lower, _CAPITALISED_WORD.findall(text)) if w in wanted)
+        initial.update(w for w in map(str.lower, _SENTENCE_INITIAL_WORD.findall(text)) if w in wanted)
+    shares = {}
+    for w in words:
+        mid_sentence = total[w] - initial[w]
+        if mid_sentence > 0:
+            shares[w] = min(1.0, max(0, capitalised[w] - initial[w]) / mid_sentence)
+    return shares
 
 
 def group_term_counts(counts: sp.csr_matrix, labels: np.ndarray, n_groups: int) -> sp.csr_matrix:

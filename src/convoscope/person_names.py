@@ -97,6 +97,12 @@ def name_table() -> dict[str, str]:
     return table
 
 
+@lru_cache(maxsize=1)
+def listed_person_words() -> frozenset[str]:
+    """Every given name or surname in the lists."""
+    return frozenset(name for name, tags in name_table().items() if "g" in tags or "s" in tags)
+
+
 def is_non_person_word(word: str) -> bool:
     """A place, month, brand or tech word (curated, or marked 'x' in the lists)."""
     word = word.lower()
@@ -294,7 +300,9 @@ CAPITALISED_SHARE_THRESHOLD = 0.5
 def is_name_shaped_term(term: str) -> bool:
     """Whether the words of a lowercase term are (known) person names, whatever their capitalisation."""
     words = term.split()
-    if not words or any(is_non_person_word(w) for w in words):
+    if not words or listed_person_words().isdisjoint(words):  # the fast path: most terms hold no name
+        return False
+    if any(is_non_person_word(w) for w in words):
         return False
     kinds = [_name_kind(w) for w in words]
     if len(words) == 1:

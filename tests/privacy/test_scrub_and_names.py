@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from convoscope.keywords import build_keyword_index
 from convoscope.person_names import find_person_names, is_person_name_term
 
 # Title-case cluster names of the kind the pipeline writes: none names a person.
@@ -146,3 +147,33 @@ def test_hits_are_spans_of_the_text():
 ])
 def test_is_person_name_term(term, share, expected):
     assert is_person_name_term(term, share) is expected
+
+
+def _campaign_texts():
+    """Attack 3: 7 accounts x 3 conversations about one private person, plus ordinary requests."""
+    texts, accounts = [], []
+    for a in range(7):
+        for _ in range(3):
+            texts.append("My landlord Zebulon Quargmire refuses to fix the heating. Zebulon Quargmire ignores me")
+            accounts.append(f"campaign-{a}")
+    for a in range(10):
+        texts.append("I cooked rice with chicken. Rice is tasty, says John Smith")
+        accounts.append(f"cook-{a}")
+    return texts, accounts
+
+
+def test_keyword_index_leaves_out_person_names():
+    texts, accounts = _campaign_texts()
+    index = build_keyword_index(texts, accounts, 5)
+    terms = set(index.terms)
+    assert not {t for t in terms if {"zebulon", "quargmire", "john", "smith"} & set(t.split())}
+    assert {"landlord", "heating", "rice", "chicken"} <= terms  # "rice" is a surname, but written lowercase
+    assert index.person_name_terms_excluded > 0
+    assert index.allowed_terms == len(index.terms)
+
+
+def test_keyword_index_keeps_names_of_public_figures():
+    texts, accounts = _campaign_texts()
+    index = build_keyword_index(texts, accounts, 5, public_figure_accounts=7)
+    assert {"zebulon quargmire", "zebulon", "quargmire"} <= set(index.terms)
+    assert "john smith" in set(index.terms)  # used by 10 accounts
