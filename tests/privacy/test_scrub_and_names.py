@@ -6,6 +6,7 @@ import pytest
 
 from convoscope.keywords import build_keyword_index
 from convoscope.person_names import find_person_names, is_person_name_term
+from convoscope.scrub import scrub
 
 # Title-case cluster names of the kind the pipeline writes: none names a person.
 GENERIC_CLUSTER_NAMES = [
@@ -177,3 +178,43 @@ def test_keyword_index_keeps_names_of_public_figures():
     index = build_keyword_index(texts, accounts, 5, public_figure_accounts=7)
     assert {"zebulon quargmire", "zebulon", "quargmire"} <= set(index.terms)
     assert "john smith" in set(index.terms)  # used by 10 accounts
+
+
+PHONES = ["07700 900123", "07700900123", "+44 7700 900123", "+44 (0)20 7946 0958", "06 12 34 56 78", "+33 6 12 34 56 78",
+          "030 12345678", "+49 30 1234 5678", "0151 23456789", "(415) 555-0199", "415.555.0199", "415-555-0199",
+          "+91 98765 43210", "612 34 56 78", "06-12345678", "(11) 91234-5678", "090-1234-5678", "0412 345 678",
+          "+1 415 555 0199", "0044 20 7946 0958"]
+
+
+@pytest.mark.parametrize("phone", PHONES)
+def test_phones_of_many_countries_are_masked(phone):
+    assert scrub(f"Please call me on {phone} tomorrow.") == "Please call me on [PHONE] tomorrow."
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("My landlord lives at 42 Wobbleton Lane, sadly.", "My landlord lives at [ADDRESS], sadly."),
+    ("Vivo en Calle Mayor 12 desde enero", "Vivo en [ADDRESS] desde enero"),
+    ("Ich wohne in der Hauptstraße 5 in Köln", "Ich wohne in der [ADDRESS] in Köln"),
+    ("J'habite au 12 rue de la Paix à Paris", "J'habite au [ADDRESS] à Paris"),
+    ("Send it to SW1A 1AA please", "Send it to [POSTCODE] please"),
+    ("IBAN DE89 3704 0044 0532 0130 00 for the rent", "IBAN [IBAN] for the rent"),
+    ("my passport number is X1234567", "my passport number is [ID]"),
+    ("DNI: 12345678Z", "DNI: [ID]"),
+    ("mail jane.doe@example.com", "mail [EMAIL]"),
+    ("card 4111 1111 1111 1111", "card [CARD]"),
+    ("+44 7700 900123 2024", "[PHONE] 2024"),  # a number run on past a phone keeps its tail
+])
+def test_identifiers_are_masked(text, expected):
+    assert scrub(text) == expected
+
+
+@pytest.mark.parametrize("text", [
+    "What happened in 2024 and 1999?", "It costs $1,299.99 or €1.299,99.", "Upgrade to Python 3.11.7 and numpy 1.26.4",
+    "The meeting is at 10:30 or 14:45:00.", "Due on 2024-05-01 or 01/05/2024 or 05.01.2024.", "Add 500 grams of flour and 250 ml milk.",
+    "for i in range(0, 100): x[i] = 0.001 * i", "version 0.10.2 of the library", "Population 8 000 000 in 2023",
+    "Order #123456 shipped", "Room 101 on floor 3", "GB82 WEST 1234", "a 1080p 60 fps video, 4 GB RAM, RTX 3080",
+    "Score was 3-1 after 90 minutes", "coordinates 48.8566, 2.3522", "He walked 5 miles down the road",
+    "I live on a quiet street", "Read chapter 12 of the rue book",
+])
+def test_ordinary_numbers_and_text_are_kept(text):
+    assert scrub(text) == text
