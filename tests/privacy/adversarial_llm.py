@@ -27,7 +27,7 @@ JUSTIFICATION_MARKER = "AUDITJUSTIFICATIONMARKER"
 PARENT_MARKER = "Parentmarkerword"
 REQUEST_OPENING = "The user's overall request for the assistant is to"
 TASK_OPENING = "The task is to"
-_STOP = {"The", "A", "An", "I", "It", "My", "Help", "Users", "User", "What", "How", "Can", "Is", "Do", "Please", "This", "And"}
+_STOP = {"The", "A", "An", "I", "It", "My", "Help", "Users", "User", "What", "How", "Can", "Is", "Do", "Please", "This", "And", "They", "Users", "Help"}
 _COMMON = {"the", "a", "an", "to", "of", "for", "and", "is", "is", "my", "me", "i", "in", "on", "at", "with", "what", "how", "user's",
            "overall", "request", "assistant", "task", "user", "can", "you", "please", "it", "do", "be", "get", "help", "about", "that"}
 

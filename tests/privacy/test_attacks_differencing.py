@@ -4,6 +4,7 @@ subtracting published numbers, and no published cell rests on fewer than min_acc
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -159,6 +160,9 @@ def test_attack5_numeric_bins_are_not_raw_outliers(run):
             age = (c.get("facets") or {}).get("meta.age") or {}
             keys = [str(k) for k in (age.get("hist") or {})]
             assert not any("131" in k for k in keys), f"{facet}/{c['id']}: an age of 131 (one person) is a bin label: {keys}"
+            # edges are rounded (fixed or quantile), never raw min + i * (max - min) / 5: 18, 40.6, 63.2, ... gives 131 away
+            numbers = [n for k in keys for n in re.findall(r"\d+(?:\.\d+)?", k)]
+            assert all("." not in n for n in numbers), f"{facet}/{c['id']}: age bins derived from the raw min/max: {keys}"
             assert "131" not in json.dumps(age), f"{facet}/{c['id']}: {age}"
         for f in report["facets"]:
             assert "131" not in json.dumps(f), f
