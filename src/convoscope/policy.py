@@ -195,15 +195,32 @@ def _norm(word: str) -> str:
     return w
 
 
+_SENTENCE_START = re.compile(r"(?:^|[.!?:;]\s+|\n\s*)$")
+
+
 def checked_tokens(text: str) -> list[str]:
     """The words of a published text that must be supported: capitalised words, numbers and any token
-    with a digit or an inner capital (ids, handles)."""
+    with a digit or an inner capital (ids, handles). A capitalised word that opens a sentence is
+    grammar, not a name, unless it is a listed given name or surname."""
+    from convoscope.person_names import name_table
+
+    names = name_table()
+    text = text or ""
     out = []
-    for m in _TOKEN.finditer(text or ""):
+    for m in _TOKEN.finditer(text):
         w = m.group(0)
-        if any(ch.isdigit() for ch in w) or w[0].isupper() or any(ch.isupper() for ch in w[1:]):
+        if any(ch.isdigit() for ch in w) or any(ch.isupper() for ch in w[1:]):
             out.append(w)
+        elif w[0].isupper():
+            opens_sentence = _SENTENCE_START.search(text[:m.start()]) is not None
+            if not opens_sentence or _listed_name(names.get(w.lower(), "")):
+                out.append(w)
     return out
+
+
+def _listed_name(tags: str) -> bool:
+    """A given name or surname that is not also a common word (tags of person_names.name_table)."""
+    return ("g" in tags or "s" in tags) and "w" not in tags
 
 
 class VocabularySupport:

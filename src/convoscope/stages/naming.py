@@ -108,7 +108,8 @@ def run_naming(ctx: RunContext, upstream: str) -> str:
         info = {"mode": "llm"}
     else:
         with ctx.console.status("Naming clusters by distinctive terms"):
-            index = build_keyword_index(texts, list(rows.accounts), config.privacy.min_accounts)
+            index = build_keyword_index(texts, list(rows.accounts), config.privacy.min_accounts,
+                                        public_figure_accounts=config.privacy.public_figure_accounts)
             # contribution bounding: an account's terms count at most `max_conversations_per_account` times per cluster
             weights = policy.per_account_weights(labels, account_index, config.privacy.max_conversations_per_account)
             base_counts = group_term_counts(sp.diags(weights) @ index.counts, labels, k)
@@ -119,7 +120,8 @@ def run_naming(ctx: RunContext, upstream: str) -> str:
             extra_artifacts.append(ctx.store.write_table("base_term_counts", pa.table({
                 "cluster": pa.array(coo.row, type=pa.int32()), "term": pa.array(index.terms[coo.col].tolist(), type=pa.string()),
                 "count": pa.array(coo.data, type=pa.float32())})))
-        info = {"mode": "extractive", "vocabulary": index.vocabulary_size, "k_anonymous_vocabulary": index.allowed_terms}
+        info = {"mode": "extractive", "vocabulary": index.vocabulary_size, "k_anonymous_vocabulary": index.allowed_terms,
+                "person_name_terms_excluded": index.person_name_terms_excluded}
     del texts
     sizes = np.bincount(labels, minlength=k)
     accounts = distinct_per_group(labels, rows.accounts, k)
