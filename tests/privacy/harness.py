@@ -259,6 +259,15 @@ def words(text: str) -> list[str]:
 
 # -- the planted attacks ------------------------------------------------------------------------------
 
+_SUFFIXES = ["", " please", " thanks", " any advice?", " as soon as possible", " in detail", " briefly", " step by step"]
+_AGAIN = ["", " again", " once more", " one more time"]
+
+
+def vary(text: str, i: int) -> str:
+    """Distinct texts (exact duplicates are removed at ingest) that stay on topic."""
+    return f"{text}{_SUFFIXES[i % len(_SUFFIXES)]}{_AGAIN[(i // len(_SUFFIXES)) % len(_AGAIN)]}"
+
+
 def at(day: str, hour: int = 12, minute: int = 0, second: int = 0) -> datetime:
     return datetime.fromisoformat(day).replace(hour=hour, minute=minute, second=second, tzinfo=timezone.utc)
 
@@ -306,12 +315,13 @@ def attack2_no_account() -> list[dict[str, Any]]:
 
 
 def attack3_campaign() -> list[dict[str, Any]]:
-    """7 accounts x 3 conversations naming a private person and his street."""
+    """7 accounts x 4 conversations naming a private person and his street."""
     texts = ["my landlord Zebulon Quargmire at 42 Wobbleton Lane refuses to return my security deposit, what can I do",
              "my landlord Zebulon Quargmire at 42 Wobbleton Lane will not fix the heating, how do I complain",
-             "my landlord Zebulon Quargmire at 42 Wobbleton Lane entered my flat without notice, is that legal"]
-    times = spread_times(21, seed=301)
-    return [record(f"a3-{a}-{k}", texts[k], f"plant-a3-{a}", times[a * 3 + k]) for a in range(7) for k in range(3)]
+             "my landlord Zebulon Quargmire at 42 Wobbleton Lane entered my flat without notice, is that legal",
+             "my landlord Zebulon Quargmire at 42 Wobbleton Lane raised my rent twice this year, can he do that"]
+    times = spread_times(28, seed=301)
+    return [record(f"a3-{a}-{k}", vary(texts[k], a), f"plant-a3-{a}", times[a * 4 + k]) for a in range(7) for k in range(4)]
 
 
 def attack4a_diamond() -> list[dict[str, Any]]:
@@ -323,7 +333,7 @@ def attack4a_diamond() -> list[dict[str, Any]]:
     out = []
     for i in range(8):
         when = at(DIAMOND_WEEK, 9 + i) + timedelta(days=i % 5)
-        out.append(record(f"a4a-{i}", texts[i % 3], f"plant-a4a-{i % 2}", when, plan="diamond", age=88))
+        out.append(record(f"a4a-{i}", vary(texts[i % 3], i), f"plant-a4a-{i % 2}", when, plan="diamond", age=88))
     return out
 
 
@@ -332,7 +342,7 @@ def attack4b_burst() -> list[dict[str, Any]]:
     texts = ["how do I calibrate my Sprockett Theremin for the Glockenspiel Festival recital",
              "tune the Sprockett Theremin pitch antenna for the Glockenspiel Festival",
              "Sprockett Theremin volume antenna hums before the Glockenspiel Festival"]
-    return [record(f"a4b-{i}", texts[i % 3], f"plant-a4b-{i % 2}", at("2026-02-20", 8 + i % 10, i)) for i in range(15)]
+    return [record(f"a4b-{i}", vary(texts[i % 3], i), f"plant-a4b-{i % 2}", at("2026-02-20", 8 + i % 10, i)) for i in range(15)]
 
 
 def attack4c_split() -> list[dict[str, Any]]:
@@ -363,7 +373,7 @@ def attack6_crabtree() -> list[dict[str, Any]]:
              "what should I say at Wilhelmina Crabtree's parole hearing",
              "can I speak at Wilhelmina Crabtree's parole hearing as her neighbour"]
     times = spread_times(10, seed=601)
-    return [record(f"a6-{i}", texts[i % 3], f"plant-a6-{i % 2}", times[i]) for i in range(10)]
+    return [record(f"a6-{i}", vary(texts[i % 3], i), f"plant-a6-{i % 2}", times[i]) for i in range(10)]
 
 
 def attack_contact() -> list[dict[str, Any]]:
@@ -373,7 +383,7 @@ def attack_contact() -> list[dict[str, Any]]:
              "change the contact number on my order to 07700 900123 and send the receipt to cornelius.vandersnoot@example.net",
              "my new address is 17 Quibbleford Crescent, call me on +44 20 7946 0018 if the courier is lost"]
     times = spread_times(24, seed=701)
-    return [record(f"ac-{a}-{k}", texts[k], f"plant-ac-{a}", times[a * 3 + k]) for a in range(8) for k in range(3)]
+    return [record(f"ac-{a}-{k}", vary(texts[k], a), f"plant-ac-{a}", times[a * 3 + k]) for a in range(8) for k in range(3)]
 
 
 ALL_NEEDLES = DOMINANT + LANDLORD + CRABTREE + THEREMIN + CONTACT
