@@ -10,8 +10,9 @@ is written once. The rules, as statistical agencies and differential-privacy sys
 - **Cells.** A breakdown cell (a category, a histogram bin, a time bucket) is shown only when at least
   `min_accounts` accounts are in it; the rest are merged into one "other" cell, which itself must pass
   or be empty (the smallest shown cells join it until it does: complementary suppression).
-- **Vocabulary.** Every capitalised word and number of a published text must be used by at least
-  `min_accounts` accounts of the group it describes, or be common across the run.
+- **Vocabulary.** Every capitalised word (other than one opening a sentence) and every number of a
+  published text must be used by at least `min_accounts` accounts of the group it describes; a
+  person-like name also needs `public_figure_accounts` accounts across the run.
 """
 
 from __future__ import annotations
@@ -237,14 +238,19 @@ class VocabularySupport:
         self._common = {w for w, rows in self._postings.items() if len(np.unique(self._accounts[rows])) >= common_accounts}
         self._allowed = {_norm(w) for w in allowed_words}
 
+    def is_common(self, text: str) -> bool:
+        """Every checked word of `text` is used by `common_accounts` accounts across the run (a public
+        figure's name, for instance) or is part of our own prompts."""
+        return all(_norm(w) in self._common or _norm(w) in self._allowed for w in checked_tokens(text))
+
     def unsupported(self, text: str, members: np.ndarray, min_accounts: int) -> list[str]:
         """Words of `text` that fewer than `min_accounts` accounts among `members` (conversation rows)
-        used, and that are not common across the run or part of our own prompts."""
+        used, other than words of our own prompts."""
         bad = []
         member_mask = None
         for word in dict.fromkeys(checked_tokens(text)):
             w = _norm(word)
-            if w in self._allowed or w in self._common:
+            if w in self._allowed:
                 continue
             rows = self._postings.get(w)
             if rows is not None:
@@ -265,7 +271,7 @@ def prompt_vocabulary() -> set[str]:
     words: set[str] = set()
     for path in resources.files("convoscope.prompts").iterdir():
         if path.name.endswith(".txt"):
-            words.update(_TOKEN.findall(path.read_text(encoding="utf-8")))
+            words.update(w for w in _TOKEN.findall(path.read_text(encoding="utf-8")) if not any(ch.isdigit() for ch in w))
     return words
 
 
@@ -284,6 +290,6 @@ class TextChecker:
         bad = self.vocabulary.unsupported(text, members, self.p.min_accounts)
         for span in find_person_names(text):
             # a person-like name passes only when it is common across the run (public figures)
-            if self.vocabulary.unsupported(span, np.zeros(0, dtype=np.int64), 10**9):
+            if not self.vocabulary.is_common(span):
                 bad.append(span)
         return list(dict.fromkeys(bad))

@@ -287,7 +287,7 @@ THEREMIN = ["Glockenspiel", "Theremin", "Sprockett"]
 CONTACT = ["cornelius.vandersnoot@example.net", "vandersnoot", "07700 900123", "07700900123", "900123", "17 Quibbleford Crescent",
            "Quibbleford", "+44 20 7946 0018", "7946 0018"]
 GHOST_DAY = "2026-02-14"     # attack 4d: one account's 6 conversations on a quiet day
-LONE_DAY = "2026-04-01"      # attack 5: one account's 6 conversations on a day nobody else used
+LONE_DAY = "2026-04-15"      # attack 5: one account's 6 conversations on a day nobody else used (mid-week, mid-month: never a week or month bucket start)
 SPLIT_DAY = "2026-03-10"     # attack 4c: 3 conversations at 12:00:00
 DIAMOND_WEEK = "2026-03-23"  # attack 4a: a withheld cluster's distinctive week
 

@@ -49,8 +49,11 @@ def test_attack6_hierarchy_prompts_never_see_withheld_children(llm_run):
     assert prompts, "no hierarchy prompts recorded"
     leaked = sorted({name for p in prompts for name in found(p, CRABTREE + THEREMIN)})
     assert not leaked, f"propose/dedupe/assign/rename prompts named a base cluster withheld by the size gates: {leaked}"
+    # a cluster withheld only by secondary suppression (to hide a sibling's small remainder) passed every
+    # check on its own, name included; the prompts may show it
     withheld_names = [c["name"] for c in internal(llm_run.run_dir)["clusters"]
-                      if c["kind"] == "cluster" and not c["published"] and c["name"] and c["level"] == max_level(llm_run)]
+                      if c["kind"] == "cluster" and not c["published"] and c["name"] and c["level"] == max_level(llm_run)
+                      and "remainder" not in (c["withheld_reason"] or "")]
     shown = [n for n in withheld_names if any(n in p for p in prompts)]
     assert not shown, f"names of withheld base clusters in hierarchy prompts: {shown}"
 

@@ -94,7 +94,7 @@ def compare_split(run: Run, split_at: datetime, level: int | None = None, alpha:
     rows = _rows(pairs, n1, n2, alpha)
     for r in rows:
         r["match"] = "same run"
-    return {"analysis": "compare", "mode": "split", "split_at": split, "split_requested": split_at.isoformat(), "split_unit": unit, "level": level,
+    return {"analysis": "compare", "mode": "split", "split_at": split, "split_requested": split_at.date().isoformat(), "split_unit": unit, "level": level,
             "before": {"conversations": n1}, "after": {"conversations": n2}, "alpha": alpha, "correction": "bonferroni",
             "counts": "published timeline cells (buckets with too few accounts are suppressed and counted on neither side)",
             "clusters": rows}

@@ -45,6 +45,25 @@ def _bucket_start(ts: datetime, unit: str) -> str:
     return d.isoformat()
 
 
+UNITS = ("day", "week", "month")
+MIN_PUBLISHED_TIME_SHARE = 0.5  # coarsen time buckets until at least this share of conversations is in shown cells
+
+
+def _timelines(direct: np.ndarray, created: list, accounts: np.ndarray, n_direct: int, min_accounts: int,
+               finest: str) -> tuple[str, list[dict[str, int]]]:
+    """Per direct node, its thresholded counts per time bucket, at the finest unit (from `finest` up)
+    whose shown cells hold at least half of the dated conversations: a busy run gets days, a small
+    one weeks or months instead of timelines the thresholds would empty."""
+    dated = sum(1 for g, t in zip(direct.tolist(), created) if g >= 0 and t is not None)
+    for unit in UNITS[UNITS.index(finest):]:
+        buckets = [None if t is None else _bucket_start(t, unit) for t in created]
+        cells = _cells_by_group(direct, buckets, accounts, n_direct, min_accounts, None)
+        shown = sum(n for c in cells for k, n in c.items() if k != policy.OTHER)
+        if unit == UNITS[-1] or shown >= MIN_PUBLISHED_TIME_SHARE * dated:
+            return unit, cells
+    raise AssertionError("unreachable")
+
+
 def _direct_groups(clusters: list[dict[str, Any]], assignments: pa.Table, n_levels: int) -> tuple[np.ndarray, list[str]]:
     """Per conversation, the one node whose numbers are computed from conversations: its published base
     cluster, or else the "Other (withheld)" remainder under its deepest published ancestor. Every
@@ -156,7 +175,6 @@ def build_aggregates(ctx: RunContext) -> tuple[dict[str, Any], pa.Table]:
     created = rows.table.column("created_at").to_pylist()
     times = [t for t in created if t is not None]
     time_unit = _time_bucket((max(times) - min(times)).total_seconds() / 86400) if times else None
-    buckets = [None if t is None else _bucket_start(t, time_unit) for t in created]
 
     # numbers of the nodes computed from conversations (published base clusters and remainders)
     direct, direct_ids = _direct_groups(clusters, assignments, n_levels)
@@ -168,7 +186,9 @@ def build_aggregates(ctx: RunContext) -> tuple[dict[str, Any], pa.Table]:
                                weights=np.clip(f.values[np.isfinite(f.values)], f.low, f.high), minlength=n_direct + 1)[:n_direct],
                    np.bincount(np.where(direct >= 0, direct, n_direct)[np.isfinite(f.values)], minlength=n_direct + 1)[:n_direct])
             for name, f in numeric_facets.items()}
-    timelines = _cells_by_group(direct, buckets, accounts, n_direct, min_acc, None) if times else [{} for _ in range(n_direct)]
+    timelines: list[dict[str, int]] = [{} for _ in range(n_direct)]
+    if times:
+        time_unit, timelines = _timelines(direct, created, accounts, n_direct, min_acc, time_unit)
     numbers: dict[str, dict[str, Any]] = {}
     for g, node_id in enumerate(direct_ids):
         numbers[node_id] = {"cat": {name: cat[name][g] for name in cat}, "hist": {name: hist[name][g] for name in hist},
