@@ -135,13 +135,17 @@ def test_coordination_templates_by_embedding(run, topic_of_cluster):
 def test_coordination_burst(run):
     result = coordination(run)
     bursts = result["bursts"]
-    assert bursts["available"] and bursts["unit"] == "week"
+    # time buckets are the finest unit whose account-thresholded cells hold half the conversations: for
+    # this small run (about 40 conversations per base cluster over 26 weeks) weeks or months
+    from convoscope.analyses.compare import bucket_floor
+
+    assert bursts["available"] and bursts["unit"] in ("week", "month")
     assert bursts["bursts"], "the tax burst should be found"
     top = bursts["bursts"][0]
-    monday = BURST_DAY.date().fromordinal(BURST_DAY.date().toordinal() - BURST_DAY.weekday())
-    assert top["bucket"] == monday.isoformat() == "2024-05-13"
+    burst_bucket = bucket_floor(BURST_DAY, bursts["unit"])
+    assert top["bucket"] == burst_bucket
     assert top["count"] >= 30 and top["z"] >= 4
-    assert all(b["bucket"] == "2024-05-13" for b in bursts["bursts"])  # nothing else bursts
+    assert all(b["bucket"] == burst_bucket for b in bursts["bursts"])  # nothing else bursts
 
 
 def test_coordination_json_has_no_ids(run_dir):

@@ -33,8 +33,13 @@ def test_sample_file_validates(rel, fmt, records, duplicates):
         assert report.messages > 2 * report.conversations  # multi-turn dialogues
 
 
-def test_whole_data_directory():
-    report = validate_input(DATA, IngestOptions())
+def test_whole_data_directory(tmp_path):
+    # a directory holding the four sets used here (the shared data directory grows over time)
+    for name in ("clinc150", "banking77", "arena-hard-v2", "hh-rlhf-harmless"):
+        (tmp_path / name).mkdir()
+        for f in (DATA / name).iterdir():
+            (tmp_path / name / f.name).symlink_to(f)
+    report = validate_input(tmp_path, IngestOptions())
     assert report.conversations == 23_695 + 13_072 + 750 + 2_312
     assert report.files == 4 and set(report.format.split(",")) == {"prompt", "hh"}
     assert any("domains.json" in s for s in report.skipped_files)  # clinc150's label map is not conversations
