@@ -8,7 +8,7 @@ is written once. The rules, as statistical agencies and differential-privacy sys
   `max_conversations_per_account` conversations, and no account may supply more than
   `max_account_share` of a group (so 25 conversations of one person plus 4 cover accounts fail).
 - **Cells.** A breakdown cell (a category, a histogram bin, a time bucket) is shown only when at least
-  `min_accounts` accounts are in it; the rest are merged into one "other" cell, which itself must pass
+  `min_accounts` accounts are in it and none supplies more than `max_account_share` of it; the rest are merged into one "other" cell, which itself must pass
   or be empty (the smallest shown cells join it until it does: complementary suppression).
 - **Vocabulary.** Every capitalised word (other than one opening a sentence) and every number of a
   published text must be used by at least `min_accounts` accounts of the group it describes; a
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -99,39 +99,45 @@ def per_account_weights(labels: np.ndarray, account_index: np.ndarray, cap: int)
 
 
 # ----------------------------------------------------------------------------------------- cells
-def threshold_cells(cell_accounts: dict[str, set], cell_counts: dict[str, int], min_accounts: int, max_cells: int | None = None) -> dict[str, int]:
+def threshold_cells(cell_accounts: dict[str, Counter], min_accounts: int, max_account_share: float = 1.0,
+                    max_cells: int | None = None) -> dict[str, int]:
     """Shown cells of one breakdown; the rest merged into "other", which passes or is absent.
 
-    `cell_accounts[cell]` holds the accounts in the cell, `cell_counts[cell]` its conversations. The
+    `cell_accounts[cell]` counts the conversations of each account in the cell. A cell is shown with at
+    least `min_accounts` accounts and no account supplying more than `max_account_share` of it. The
     merged cell must itself hold `min_accounts` accounts, else the smallest shown cells join it until
     it does (or every cell is in it), so no subtraction isolates a small cell."""
-    order = sorted(cell_counts, key=lambda c: (-cell_counts[c], str(c)))
-    shown = [c for c in order if c != OTHER and len(cell_accounts.get(c, ())) >= min_accounts]
+    size = {c: sum(acc.values()) for c, acc in cell_accounts.items()}
+
+    def passes(cell: str) -> bool:
+        acc = cell_accounts[cell]
+        return len(acc) >= min_accounts and max(acc.values()) <= max_account_share * size[cell]
+
+    order = sorted(size, key=lambda c: (-size[c], str(c)))
+    shown = [c for c in order if c != OTHER and passes(c)]
     if max_cells is not None:
         shown = shown[:max_cells]
     hidden = [c for c in order if c not in set(shown)]
-    hidden_accounts: set = set().union(*(cell_accounts.get(c, set()) for c in hidden)) if hidden else set()
+    hidden_accounts: set = set().union(*(cell_accounts[c].keys() for c in hidden)) if hidden else set()
     while hidden and len(hidden_accounts) < min_accounts and shown:
         smallest = shown.pop()  # fewest conversations
         hidden.append(smallest)
-        hidden_accounts |= cell_accounts.get(smallest, set())
-    out = {c: int(cell_counts[c]) for c in shown}
-    merged = sum(int(cell_counts[c]) for c in hidden)
+        hidden_accounts |= cell_accounts[smallest].keys()
+    out = {c: int(size[c]) for c in shown}
+    merged = sum(int(size[c]) for c in hidden)
     if merged:
         out[OTHER] = merged
     return out
 
 
-def breakdown_cells(cells: Sequence, accounts: Sequence, min_accounts: int, max_cells: int | None = None) -> dict[str, int]:
+def breakdown_cells(cells: Sequence, accounts: Sequence, min_accounts: int, max_account_share: float = 1.0,
+                    max_cells: int | None = None) -> dict[str, int]:
     """`threshold_cells` from per-conversation cell values and accounts (None cells are left out)."""
-    members: dict[str, set] = defaultdict(set)
-    counts: dict[str, int] = defaultdict(int)
+    members: dict[str, Counter] = defaultdict(Counter)
     for cell, account in zip(cells, accounts):
-        if cell is None:
-            continue
-        members[cell].add(account)
-        counts[cell] += 1
-    return threshold_cells(members, counts, min_accounts, max_cells)
+        if cell is not None:
+            members[cell][account] += 1
+    return threshold_cells(members, min_accounts, max_account_share, max_cells)
 
 
 def add_breakdowns(parts: Iterable[dict[str, int]], max_cells: int | None = None) -> dict[str, int]:

@@ -14,6 +14,7 @@ coordinates only for conversations of published base clusters, and no conversati
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -49,7 +50,7 @@ UNITS = ("day", "week", "month")
 MIN_PUBLISHED_TIME_SHARE = 0.5  # coarsen time buckets until at least this share of conversations is in shown cells
 
 
-def _timelines(direct: np.ndarray, created: list, accounts: np.ndarray, n_direct: int, min_accounts: int,
+def _timelines(direct: np.ndarray, created: list, accounts: np.ndarray, n_direct: int, min_accounts: int, max_share: float,
                finest: str) -> tuple[str, list[dict[str, int]]]:
     """Per direct node, its thresholded counts per time bucket, at the finest unit (from `finest` up)
     whose shown cells hold at least half of the dated conversations: a busy run gets days, a small
@@ -57,7 +58,7 @@ def _timelines(direct: np.ndarray, created: list, accounts: np.ndarray, n_direct
     dated = sum(1 for g, t in zip(direct.tolist(), created) if g >= 0 and t is not None)
     for unit in UNITS[UNITS.index(finest):]:
         buckets = [None if t is None else _bucket_start(t, unit) for t in created]
-        cells = _cells_by_group(direct, buckets, accounts, n_direct, min_accounts, None)
+        cells = _cells_by_group(direct, buckets, accounts, n_direct, min_accounts, None, max_share)
         shown = sum(n for c in cells for k, n in c.items() if k != policy.OTHER)
         if unit == UNITS[-1] or shown >= MIN_PUBLISHED_TIME_SHARE * dated:
             return unit, cells
@@ -85,16 +86,17 @@ def _direct_groups(clusters: list[dict[str, Any]], assignments: pa.Table, n_leve
 
 
 def _cells_by_group(labels: np.ndarray, cells: list[Any], accounts: np.ndarray, n_groups: int, min_accounts: int,
-                    max_cells: int | None) -> list[dict[str, int]]:
+                    max_cells: int | None, max_account_share: float = 1.0) -> list[dict[str, int]]:
     """Per direct node: its thresholded breakdown (policy.threshold_cells) of one per-conversation value."""
-    per_group: list[tuple[dict, dict]] = [({}, {}) for _ in range(n_groups)]
+    per_group: list[dict[Any, Counter]] = [{} for _ in range(n_groups)]
     for g, cell, account in zip(labels.tolist(), cells, accounts.tolist()):
         if g < 0 or cell is None:
             continue
-        members, counts = per_group[g]
-        members.setdefault(cell, set()).add(account)
-        counts[cell] = counts.get(cell, 0) + 1
-    return [policy.threshold_cells(m, c, min_accounts, max_cells) for m, c in per_group]
+        cell_accounts = per_group[g].get(cell)
+        if cell_accounts is None:
+            cell_accounts = per_group[g][cell] = Counter()
+        cell_accounts[account] += 1
+    return [policy.threshold_cells(m, min_accounts, max_account_share, max_cells) for m in per_group]
 
 
 def _category_value(v: Any) -> str:
@@ -133,6 +135,7 @@ def _number_facet(values: np.ndarray, edges: list[float] | None = None, fixed_la
 def build_aggregates(ctx: RunContext) -> tuple[dict[str, Any], pa.Table]:
     config = ctx.config
     min_acc = config.privacy.min_accounts
+    max_share = config.privacy.max_account_share
     clusters = ctx.store.read_table("clusters").to_pylist()
     assignments = ctx.store.read_table("assignments")
     facets = ctx.store.read_table("facets")
@@ -179,16 +182,16 @@ def build_aggregates(ctx: RunContext) -> tuple[dict[str, Any], pa.Table]:
     # numbers of the nodes computed from conversations (published base clusters and remainders)
     direct, direct_ids = _direct_groups(clusters, assignments, n_levels)
     n_direct = len(direct_ids)
-    cat = {name: _cells_by_group(direct, [None if v is None else _category_value(v) for v in vals], accounts, n_direct, min_acc, MAX_CATEGORIES)
+    cat = {name: _cells_by_group(direct, [None if v is None else _category_value(v) for v in vals], accounts, n_direct, min_acc, MAX_CATEGORIES, max_share)
            for name, vals in category_facets.items()}
-    hist = {name: _cells_by_group(direct, f.labels, accounts, n_direct, min_acc, None) for name, f in numeric_facets.items()}
+    hist = {name: _cells_by_group(direct, f.labels, accounts, n_direct, min_acc, None, max_share) for name, f in numeric_facets.items()}
     sums = {name: (np.bincount(np.where(direct >= 0, direct, n_direct)[np.isfinite(f.values)],
                                weights=np.clip(f.values[np.isfinite(f.values)], f.low, f.high), minlength=n_direct + 1)[:n_direct],
                    np.bincount(np.where(direct >= 0, direct, n_direct)[np.isfinite(f.values)], minlength=n_direct + 1)[:n_direct])
             for name, f in numeric_facets.items()}
     timelines: list[dict[str, int]] = [{} for _ in range(n_direct)]
     if times:
-        time_unit, timelines = _timelines(direct, created, accounts, n_direct, min_acc, time_unit)
+        time_unit, timelines = _timelines(direct, created, accounts, n_direct, min_acc, max_share, time_unit)
     numbers: dict[str, dict[str, Any]] = {}
     for g, node_id in enumerate(direct_ids):
         numbers[node_id] = {"cat": {name: cat[name][g] for name in cat}, "hist": {name: hist[name][g] for name in hist},
