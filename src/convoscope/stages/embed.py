@@ -15,6 +15,7 @@ import numpy as np
 from convoscope.context import RunContext
 from convoscope.embedders import VectorCache, make_embedder
 from convoscope.scrub import scrub
+from convoscope.scrub import SCRUB_VERSION
 from convoscope.store import fingerprint
 
 STAGE = "embed"
@@ -57,7 +58,7 @@ def _cache_dir(ctx: RunContext):
 
 def run_embed(ctx: RunContext, upstream: str) -> str:
     config = ctx.config
-    fp = fingerprint(STAGE, upstream, config.embedding.model, ctx.hierarchy_facet, config.facets.extractive_max_chars, config.privacy.scrub_identifiers)
+    fp = fingerprint(STAGE, upstream, config.embedding.model, ctx.hierarchy_facet, config.facets.extractive_max_chars, config.privacy.scrub_identifiers and SCRUB_VERSION)
     if ctx.store.stage_complete(STAGE, fp):
         return fp
     started = time.perf_counter()

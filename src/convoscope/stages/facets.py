@@ -20,6 +20,7 @@ from convoscope.languages import detect_languages
 from convoscope.llm.base import ChatMessage, LLMRequest
 from convoscope.model import Conversation
 from convoscope.scrub import scrub
+from convoscope.scrub import SCRUB_VERSION
 from convoscope.store import fingerprint
 
 STAGE = "facets"
@@ -177,7 +178,7 @@ def _batches(items: Iterable[Conversation], size: int) -> Iterable[list[Conversa
 def stage_fingerprint(ctx: RunContext, upstream: str) -> str:
     c = ctx.config
     return fingerprint(
-        STAGE, upstream, c.llm.facets if c.llm_mode else "none", c.facets.model_dump(exclude={"hierarchy_facets"}), c.privacy.scrub_identifiers,
+        STAGE, upstream, c.llm.facets if c.llm_mode else "none", c.facets.model_dump(exclude={"hierarchy_facets"}), c.privacy.scrub_identifiers and SCRUB_VERSION,
         prompts.load("facets").template if c.llm_mode else None,
     )
 

@@ -10,6 +10,7 @@ import pyarrow as pa
 from convoscope.context import RunContext
 from convoscope.ingest import IngestReport
 from convoscope.secrets_key import key_id
+from convoscope.text import markup_safe
 from convoscope.store import fingerprint
 
 STAGE = "ingest"
@@ -75,7 +76,7 @@ def run_ingest(ctx: RunContext) -> str:
     ingest_report = report.to_dict()
     _warn_about_accounts(ctx, report)
     if report.invalid:
-        ctx.console.print(f"[yellow]warning:[/] skipped {report.invalid} invalid records, e.g. {report.invalid_examples[:3]}")
+        ctx.console.print(f"[yellow]warning:[/] skipped {report.invalid} invalid records, e.g. {markup_safe(str(report.invalid_examples[:3]))}")
     # the key's id, never the key; runs from before the key kept a salt here, which made hashes reversible
     ctx.store.update_manifest(account_key_id=key_id(account_key))
     ctx.store.remove_manifest_fields("account_salt")
