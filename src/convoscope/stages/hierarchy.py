@@ -259,13 +259,15 @@ class PromptGate:
         self.account_index = self.account_index.reshape(-1)
         self.checker = policy.TextChecker(list(analysis_texts(ctx)), self.account_index, self.p)
 
-    def publishable(self, nodes: list[Node], conv_labels: np.ndarray) -> np.ndarray:
+    def publishable(self, nodes: list[Node], conv_labels: np.ndarray, base: bool) -> np.ndarray:
         counts = policy.group_counts(conv_labels, self.account_index, len(nodes), self.p.max_conversations_per_account)
+        # the same count gates as the privacy stage: the share cap for base clusters only
+        gate = self.p if base else self.p.model_copy(update={"max_account_share": 1.0})
         order = np.argsort(conv_labels, kind="stable")
         bounds = np.searchsorted(conv_labels[order], np.arange(len(nodes) + 1))
         out = np.zeros(len(nodes), dtype=bool)
         for i, node in enumerate(nodes):
-            if not policy.passes_size_gates(int(counts.size[i]), int(counts.accounts[i]), int(counts.bounded_size[i]), int(counts.top_account[i]), self.p):
+            if not policy.passes_size_gates(int(counts.size[i]), int(counts.accounts[i]), int(counts.bounded_size[i]), int(counts.top_account[i]), gate):
                 continue
             out[i] = not self.checker.problems(f"{node.name}\n{node.description}", order[bounds[i]:bounds[i + 1]])
         return out
@@ -299,7 +301,7 @@ def build_hierarchy(ctx: RunContext) -> tuple[list[list[Node]], np.ndarray]:
         child_sizes = np.array([_conversation_count(levels, height - 1, i) for i in range(len(children))])
         if config.llm_mode:
             child_vecs = embedder.encode([_describe(c) for c in children])
-            publishable = prompt_gate.publishable(children, _conversation_labels(levels, height - 1))
+            publishable = prompt_gate.publishable(children, _conversation_labels(levels, height - 1), base=height == 1)
             labels, names = _llm_parents(ctx, children, desired, child_vecs, embedder.encode, publishable)
         else:
             labels = np.unique(cuts[height - 1][representative], return_inverse=True)[1].reshape(-1)

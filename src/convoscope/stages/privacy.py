@@ -2,8 +2,8 @@
 
 A cluster is published only when (convoscope.policy has the rules):
 - it has at least `min_accounts` distinct accounts, at least `min_conversations` conversations when
-  each account counts at most `max_conversations_per_account`, and no account supplies more than
-  `max_account_share` of it;
+  each account counts at most `max_conversations_per_account`, and (for base clusters, whose text is
+  written from their own summaries) no account supplies more than `max_account_share` of it;
 - in LLM mode, its name and description pass two deterministic checks, whatever the auditor says:
   every capitalised word and number is used in the facet summaries of at least `min_accounts`
   accounts of the cluster (or is common across the run), and nothing looks like a person's name
@@ -121,10 +121,14 @@ def run_privacy(ctx: RunContext, upstream: str) -> str:
         for g, cid in enumerate(uniq):
             members_of[row_of[cid]] = order[bounds[g]:bounds[g + 1]]
     count_reason: dict[int, str | None] = {}
+    # the share cap protects text written from a cluster's own summaries (a leaf's); a parent is named
+    # from its publishable children only, and capping it would hide good children beside a dominated one
+    inner = p.model_copy(update={"max_account_share": 1.0})
     for i in range(len(rows)):
         m = members_of.get(i, np.zeros(0, dtype=np.int64))
         c = policy.group_counts(np.zeros(len(m), dtype=np.int64), account_index[m], 1, p.max_conversations_per_account)
-        count_reason[i] = policy.size_gate_reason(int(c.size[0]), int(c.accounts[0]), int(c.bounded_size[0]), int(c.top_account[0]), p)
+        gate = p if rows[i]["level"] == n_levels - 1 else inner
+        count_reason[i] = policy.size_gate_reason(int(c.size[0]), int(c.accounts[0]), int(c.bounded_size[0]), int(c.top_account[0]), gate)
 
     names = [(r["name"], r["description"]) for r in rows]
     text_reason: dict[int, str | None] = {i: None for i in range(len(rows))}
@@ -188,7 +192,7 @@ def run_privacy(ctx: RunContext, upstream: str) -> str:
             parent = rows[i]["parent"]
             if parent is not None and not shown[row_of[parent]] and shown[i]:
                 shown[i] = False
-                reasons[i] = "an ancestor is withheld"
+                reasons[i] = "an ancestor is withheld so that a withheld remainder is not recoverable by subtraction"
 
     others = []
     for parent in [-1] + [i for i in by_level if shown[i] and rows[i]["level"] < n_levels - 1]:
