@@ -26,7 +26,7 @@ import numpy as np
 from sklearn.cluster import KMeans
 from sklearn.metrics import normalized_mutual_info_score
 
-from convoscope.stages.cluster import kmeans
+from convoscope.kmeans import kmeans
 from convoscope.stages.hierarchy import neighbour_links, ward_cuts
 from convoscope.stages.rows import analysed_rows
 from convoscope.store import RunStore

@@ -34,7 +34,7 @@ def main() -> None:
     from convoscope.config import load_config
     from convoscope.ingest import read_conversations
     from convoscope.pipeline import run_pipeline
-    from convoscope.stages.facets import format_conversation
+    from convoscope.conversation_format import format_conversation
 
     with tempfile.TemporaryDirectory() as tmp, gzip.open(HH, "rt", encoding="utf-8") as fh:
         data = Path(tmp) / "hh.jsonl"

@@ -61,3 +61,13 @@ def clean_text(s: str) -> str:
 def markup_safe(s: object) -> str:
     """Data-derived text ready to embed in a rich markup string: cleaned, then markup-escaped."""
     return escape(clean_text("" if s is None else str(s)))
+
+
+def clean_name(name: str, max_words: int = 10) -> str:
+    """A model-written name as published: no control or escape characters, at most `max_words` words."""
+    words = clean_text(str(name)).strip(" .\"'").split(" ")
+    return " ".join(words[:max_words])
+
+
+def clean_description(description: str) -> str:
+    return clean_text(str(description))

@@ -26,7 +26,7 @@ import pytest
 from typer.testing import CliRunner
 
 from convoscope.errors import InputError
-from convoscope.ingest import IngestOptions, IngestReport, read_conversations, validate_input
+from convoscope.ingest import IngestOptions, IngestReport, read_conversations
 from convoscope.model import POOLED_ACCOUNT
 
 POOL_FLAG = "--pool-missing-accounts"

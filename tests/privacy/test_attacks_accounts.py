@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from privacy.harness import (DOMINANT, MIN_ACCOUNTS, MIN_CONVERSATIONS, attack2_no_account, background, config_file, found, invoke,
-                             members, published, report_json, shared_run, write_records, _tmpdir, analyst_outputs, run_pipeline_cli)
+                             members, published, report_json, shared_run, write_records, _tmpdir)
 
 MAX_ACCOUNT_SHARE = 0.5  # privacy.max_account_share default
 MAX_PER_ACCOUNT = 3      # privacy.max_conversations_per_account default

@@ -54,7 +54,11 @@ def test_attack6_hierarchy_prompts_never_see_withheld_children(llm_run):
     withheld_names = [c["name"] for c in internal(llm_run.run_dir)["clusters"]
                       if c["kind"] == "cluster" and not c["published"] and c["name"] and c["level"] == max_level(llm_run)
                       and "remainder" not in (c["withheld_reason"] or "")]
-    shown = [n for n in withheld_names if any(n in p for p in prompts)]
+    # the copying fake can give two clusters the same name: a name a shown cluster also has proves nothing
+    shown_names = {c["name"] for c in internal(llm_run.run_dir)["clusters"]
+                   if c["kind"] == "cluster" and c["level"] == max_level(llm_run)
+                   and (c["published"] or "remainder" in (c["withheld_reason"] or ""))}
+    shown = [n for n in withheld_names if n not in shown_names and any(n in p for p in prompts)]
     assert not shown, f"names of withheld base clusters in hierarchy prompts: {shown}"
 
 
@@ -114,7 +118,6 @@ def identifying(text: str) -> set[str]:
 
 def test_attack11_llm_names_use_only_words_of_min_accounts_summaries(llm_run):
     tables = internal(llm_run.run_dir)
-    account = {c["conv_id"]: c["account"] for c in tables["conversations"]}
     summaries = {f["conv_id"]: " ".join(str(f.get(k) or "") for k in ("request", "task")) for f in tables["facets"]}
     problems = []
     for facet in report_json(llm_run.run_dir)["hierarchies"]:

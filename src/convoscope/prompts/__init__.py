@@ -15,3 +15,12 @@ def load(name: str) -> Template:
 
 def render(name: str, **values: object) -> str:
     return load(name).substitute({k: str(v) for k, v in values.items()})
+
+
+# The JSON answer of every task that writes a cluster name (name, rename, rewrite).
+NAME_SCHEMA = {
+    "type": "object",
+    "properties": {"name": {"type": "string"}, "description": {"type": "string"}},
+    "required": ["name", "description"],
+    "additionalProperties": False,
+}

@@ -8,49 +8,15 @@ re-read from the input whenever needed and never stored.
 from __future__ import annotations
 
 import time
-from typing import Iterator
-
 import numpy as np
 
 from convoscope.context import RunContext
 from convoscope.embedders import VectorCache, make_embedder
-from convoscope.scrub import scrub
+from convoscope.analysis_text import analysis_texts
 from convoscope.scrub import SCRUB_VERSION
 from convoscope.store import fingerprint
 
 STAGE = "embed"
-FAILED_SUMMARY = "No summary: the facet model failed on this conversation."
-
-
-def extractive_text(user_text: str, max_chars: int, scrub_text: bool) -> str:
-    text = " ".join(user_text.split())[:max_chars]
-    return scrub(text) if scrub_text else text
-
-
-def analysis_texts(ctx: RunContext) -> Iterator[str]:
-    """The text clustered for each row of the facets table, in row order."""
-    config = ctx.config
-    facets = ctx.store.read_table("facets", columns=["conv_id"] + ([_facet_column(ctx)] if config.llm_mode else []))
-    if config.llm_mode:
-        for value in facets.column(_facet_column(ctx)).to_pylist():
-            yield value if value else FAILED_SUMMARY
-        return
-    wanted = facets.column("conv_id").to_pylist()
-    position = 0
-    for conv in ctx.iter_input():
-        if position < len(wanted) and conv.id == wanted[position]:
-            position += 1
-            yield extractive_text(conv.user_text(" "), config.facets.extractive_max_chars, config.privacy.scrub_identifiers)
-    if position != len(wanted):
-        from convoscope.errors import InputError
-
-        raise InputError("the input changed while the run was using it; start the run again", path=str(ctx.input_path))
-
-
-def _facet_column(ctx: RunContext) -> str:
-    name = ctx.hierarchy_facet
-    return name if name in ("request", "task") else f"facet.{name}"
-
 
 def _cache_dir(ctx: RunContext):
     return ctx.config.llm.resolved_cache_dir()

@@ -9,7 +9,7 @@ the LLM facets are recorded as unavailable, never faked.
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable
+from typing import Any
 
 import pyarrow as pa
 
@@ -19,15 +19,13 @@ from convoscope.context import RunContext
 from convoscope.languages import detect_languages
 from convoscope.llm.base import ChatMessage, LLMRequest
 from convoscope.model import Conversation
-from convoscope.scrub import scrub
+from convoscope.conversation_format import LLM_BATCH, TRUNCATION_RULE, batches, format_conversation
 from convoscope.scrub import SCRUB_VERSION
 from convoscope.store import fingerprint
 
 STAGE = "facets"
 REQUEST_OPENING = "The user's overall request for the assistant is to"
 TASK_OPENING = "The task is to"
-TRUNCATION_RULE = "conversations longer than the token budget (4 characters a token) keep their first two thirds and last third of the budget, with a marker in between"
-LLM_BATCH = 256  # conversations per batch of concurrent requests; bounds memory, the cache makes batches resumable
 
 # No worked examples inside the questions: small models (checked with Qwen2.5 1.5B) copy an example
 # summary verbatim for unrelated conversations. Format guidance lives in the system prompt instead.
@@ -48,23 +46,6 @@ _BUILTIN_QUESTIONS = {
         "5: explicit threats, serious illegal activity, or severe harm."
     ),
 }
-
-
-def format_conversation(conv: Conversation, max_tokens: int, *, scrub_text: bool) -> str:
-    """The conversation as the model sees it, cut to the token budget by TRUNCATION_RULE."""
-    parts = []
-    for m in conv.messages:
-        speaker = {"user": "User", "assistant": "Assistant", "system": "System", "tool": "Tool"}[m.role]
-        parts.append(f"{speaker}: {m.content}")
-    text = "\n\n".join(parts)
-    if scrub_text:
-        text = scrub(text)
-    budget = max_tokens * 4
-    if len(text) > budget:
-        head = text[: budget * 2 // 3]
-        tail = text[-(budget // 3) :]
-        text = f"{head}\n\n[... {len(text) - len(head) - len(tail)} characters omitted ...]\n\n{tail}"
-    return text
 
 
 def _custom_schema(facet: CustomFacet) -> dict[str, Any]:
@@ -164,17 +145,6 @@ def _llm_facets(ctx: RunContext, convs: list[Conversation]) -> list[dict[str, An
     return out
 
 
-def _batches(items: Iterable[Conversation], size: int) -> Iterable[list[Conversation]]:
-    batch: list[Conversation] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def stage_fingerprint(ctx: RunContext, upstream: str) -> str:
     c = ctx.config
     return fingerprint(
@@ -197,7 +167,7 @@ def run_facets(ctx: RunContext, upstream: str, selected: set[str] | None) -> str
     convs = (c for c in ctx.iter_input() if selected is None or c.id in selected)
     with ctx.progress() as progress:
         task = progress.add_task("Facets", total=len(selected) if selected is not None else total)
-        for batch in _batches(convs, LLM_BATCH):
+        for batch in batches(convs, LLM_BATCH):
             llm_rows = _llm_facets(ctx, batch) if config.llm_mode else [None] * len(batch)
             languages = detect_languages([c.user_text(" ") for c in batch])
             for conv, row, detected in zip(batch, llm_rows, languages):

@@ -25,9 +25,10 @@ from convoscope.context import RunContext
 from convoscope.keywords import class_tfidf_of_counts, group_term_counts, keyword_name, top_terms
 from convoscope.llm.base import ChatMessage, LLMRequest
 from convoscope.neighbours import cosine_knn
-from convoscope.stages.cluster import kmeans
+from convoscope.kmeans import kmeans
 from convoscope.policy import NAME_WITHHELD
-from convoscope.stages.naming import NAME_SCHEMA, clean_description, clean_name
+from convoscope.prompts import NAME_SCHEMA
+from convoscope.text import clean_description, clean_name
 from convoscope.stages.rows import analysed_rows, distinct_per_group
 from convoscope.store import fingerprint
 
@@ -251,7 +252,7 @@ class PromptGate:
     the privacy gates' deterministic checks (convoscope.policy), before any auditor."""
 
     def __init__(self, ctx: RunContext) -> None:
-        from convoscope.stages.embed import analysis_texts
+        from convoscope.analysis_text import analysis_texts
 
         self.p = ctx.config.privacy
         rows = analysed_rows(ctx.store)

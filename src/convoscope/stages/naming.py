@@ -18,33 +18,18 @@ from convoscope import policy, prompts
 from convoscope.context import RunContext
 from convoscope.keywords import build_keyword_index, class_tfidf_of_counts, group_term_counts, keyword_name, top_terms
 from convoscope.llm.base import ChatMessage, LLMRequest
-from convoscope.stages.embed import analysis_texts
+from convoscope.analysis_text import analysis_texts
 from convoscope.stages.rows import analysed_rows, distinct_per_group
 from convoscope.store import fingerprint
-from convoscope.text import clean_text
+from convoscope.prompts import NAME_SCHEMA
+from convoscope.text import clean_description, clean_name
 
 STAGE = "name"
 SAMPLE = 50
-NAME_SCHEMA = {
-    "type": "object",
-    "properties": {"name": {"type": "string"}, "description": {"type": "string"}},
-    "required": ["name", "description"],
-    "additionalProperties": False,
-}
 FACET_CRITERIA = {
     "request": "The name should say what the users asked the assistant to do, as an imperative sentence.",
     "task": "The name should say what task the assistant performed.",
 }
-
-
-def clean_name(name: str, max_words: int = 10) -> str:
-    """A model-written name as published: no control or escape characters, at most `max_words` words."""
-    words = clean_text(str(name)).strip(" .\"'").split(" ")
-    return " ".join(words[:max_words])
-
-
-def clean_description(description: str) -> str:
-    return clean_text(str(description))
 
 
 def _name_request(members: list[str], contrast: list[str], facet: str) -> LLMRequest:

@@ -29,7 +29,8 @@ import pyarrow as pa
 from convoscope import policy, prompts
 from convoscope.context import RunContext
 from convoscope.llm.base import ChatMessage, LLMRequest
-from convoscope.stages.naming import NAME_SCHEMA, clean_description, clean_name
+from convoscope.prompts import NAME_SCHEMA
+from convoscope.text import clean_description, clean_name
 from convoscope.stages.rows import analysed_rows
 from convoscope.store import fingerprint
 
@@ -137,7 +138,7 @@ def run_privacy(ctx: RunContext, upstream: str) -> str:
     candidates = [i for i in range(len(rows)) if count_reason[i] is None]
     rewritten = 0
     if config.llm_mode and candidates:
-        from convoscope.stages.embed import analysis_texts
+        from convoscope.analysis_text import analysis_texts
 
         checker = policy.TextChecker(list(analysis_texts(ctx)), account_index, p)
         checked = check_texts(ctx, checker, [(names[i][0], names[i][1], members_of[i]) for i in candidates], "Rewriting names that fail the checks")

@@ -9,7 +9,7 @@ import pyarrow as pa
 from convoscope import prompts
 from convoscope.context import RunContext
 from convoscope.llm.base import ChatMessage, LLMRequest
-from convoscope.stages.facets import LLM_BATCH, _batches, format_conversation
+from convoscope.conversation_format import LLM_BATCH, batches, format_conversation
 from convoscope.store import fingerprint
 
 STAGE = "screen"
@@ -27,7 +27,7 @@ def run_screen(ctx: RunContext, upstream: str) -> tuple[str, set[str] | None]:
         ids: list[str] = []
         keep: list[bool] = []
         failed = 0
-        for batch in _batches(ctx.iter_input(), LLM_BATCH):
+        for batch in batches(ctx.iter_input(), LLM_BATCH):
             requests = [
                 LLMRequest(messages=(ChatMessage("user", prompts.render("screen", question=question,
                            conversation=format_conversation(c, config.facets.max_conversation_tokens, scrub_text=config.privacy.scrub_identifiers))),),

@@ -1,0 +1,48 @@
+"""The text each conversation is clustered on (a library module: the embed, naming, hierarchy and
+privacy stages all read it).
+
+LLM mode: the hierarchy facet's privacy-preserving summary. Extractive mode: the user's own messages,
+identifiers masked and cut to `facets.extractive_max_chars`, re-read from the input whenever needed
+and never stored.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterator
+
+from convoscope.scrub import scrub
+
+if TYPE_CHECKING:
+    from convoscope.context import RunContext
+
+FAILED_SUMMARY = "No summary: the facet model failed on this conversation."
+
+
+def extractive_text(user_text: str, max_chars: int, scrub_text: bool) -> str:
+    text = " ".join(user_text.split())[:max_chars]
+    return scrub(text) if scrub_text else text
+
+
+def analysis_texts(ctx: "RunContext") -> Iterator[str]:
+    """The text clustered for each row of the facets table, in row order."""
+    config = ctx.config
+    facets = ctx.store.read_table("facets", columns=["conv_id"] + ([_facet_column(ctx)] if config.llm_mode else []))
+    if config.llm_mode:
+        for value in facets.column(_facet_column(ctx)).to_pylist():
+            yield value if value else FAILED_SUMMARY
+        return
+    wanted = facets.column("conv_id").to_pylist()
+    position = 0
+    for conv in ctx.iter_input():
+        if position < len(wanted) and conv.id == wanted[position]:
+            position += 1
+            yield extractive_text(conv.user_text(" "), config.facets.extractive_max_chars, config.privacy.scrub_identifiers)
+    if position != len(wanted):
+        from convoscope.errors import InputError
+
+        raise InputError("the input changed while the run was using it; start the run again", path=str(ctx.input_path))
+
+
+def _facet_column(ctx: "RunContext") -> str:
+    name = ctx.hierarchy_facet
+    return name if name in ("request", "task") else f"facet.{name}"
