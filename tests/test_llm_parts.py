@@ -140,9 +140,25 @@ def test_estimate_counts_calls_and_cost():
     assert facets["calls"] == 1000 and facets["output_tokens"] == 200_000
     assert facets["input_tokens"] >= 1000 * 700
     assert result["stages"]["naming"]["calls"] == 10  # one per base cluster of 100
-    assert result["stages"]["audit"]["calls"] == 10
+    assert result["stages"]["audit"]["calls"] == 15  # every cluster of both levels (10 base, 5 top)
     assert result["total"]["cost_usd"] == pytest.approx(sum(s["cost_usd"] for s in result["stages"].values()), abs=1e-3)
     assert result["token_counter"] and result["time_s"] > 0
+
+
+def test_estimate_uses_the_pipelines_level_rule():
+    """`estimate` prices the levels the hierarchy stage will build (it once assumed none for 1,000
+    conversations, where the pipeline made 12 hierarchy calls)."""
+    from convoscope.config import ClusterSettings, HierarchySettings
+    from convoscope.hierarchy_levels import choose_k, level_sizes
+    from convoscope.llm.estimate import _base_clusters, _level_sizes
+
+    for n, per_cluster, levels, top in ((1000, 100, None, None), (100_000, 100, None, None), (5000, 50, 4, 8), (30, 100, None, None)):
+        plan = CallPlan(conversations_per_cluster=per_cluster, levels=levels, top_clusters=top)
+        base = choose_k(n, ClusterSettings(conversations_per_cluster=per_cluster))
+        assert _base_clusters(n, plan) == base
+        assert _level_sizes(base, plan) == level_sizes(base, HierarchySettings(levels=levels, top_clusters=top))
+    result = estimate(_conversations(1000), LLMSettings(facets="anthropic:claude-haiku-4-5"), CallPlan())
+    assert result["stages"]["hierarchy"]["calls"] > 0
 
 
 def test_estimate_truncates_long_conversations_and_notes_unknown_prices():

@@ -10,7 +10,8 @@ import pytest
 from convoscope.config import load_config
 from convoscope.pipeline import run_pipeline
 from convoscope.report import report_json
-from convoscope.stages.hierarchy import level_sizes, neighbour_links, ward_cuts
+from convoscope.hierarchy_levels import level_sizes
+from convoscope.stages.hierarchy import neighbour_links, ward_cuts
 from fakes.corpus import make_records, write_jsonl
 
 SMALL = {"cluster.conversations_per_cluster": 12, "privacy.min_conversations": 5, "privacy.min_accounts": 3}
@@ -99,16 +100,16 @@ def test_small_clusters_are_withheld_and_counted_in_other(tmp_path):
 
 def test_level_sizes_are_geometric_and_always_terminate():
     cfg = load_config(None, {})
-    sizes = level_sizes(1000, cfg)
+    sizes = level_sizes(1000, cfg.hierarchy)
     assert sizes[0] == 1000 and sizes[-1] == 30 and len(sizes) == 3
     assert sizes[0] > sizes[1] > sizes[2]
     ratio = (sizes[-1] / sizes[0]) ** 0.5
     assert abs(sizes[1] - 1000 * ratio) <= 1
     for n in (1, 2, 5, 7, 40, 59, 60, 333, 10_000):
-        s = level_sizes(n, cfg)
+        s = level_sizes(n, cfg.hierarchy)
         assert s[0] == n and all(a > b for a, b in zip(s, s[1:]))
     cfg2 = load_config(None, {"hierarchy.levels": 4, "hierarchy.top_clusters": 10})
-    assert level_sizes(1000, cfg2) == [1000, 215, 46, 10]
+    assert level_sizes(1000, cfg2.hierarchy) == [1000, 215, 46, 10]
 
 
 def _arc(start_deg, end_deg, n):

@@ -57,8 +57,8 @@ class CallPlan(BaseModel):
     summary_tokens: int = Field(40, description="Tokens per summary.")
     naming_overhead_tokens: int = Field(500, description="Naming prompt tokens besides the summaries.")
     naming_output_tokens: int = Field(150, description="A name and a two-sentence description.")
-    branching: int = Field(10, description="Children per parent when the hierarchy is built level by level.")
-    top_level_clusters: int = Field(10, description="The hierarchy stops when a level has at most this many clusters.")
+    levels: int | None = Field(None, description="hierarchy.levels: levels including the base (None: the pipeline's default).")
+    top_clusters: int | None = Field(None, description="hierarchy.top_clusters: wanted top-level clusters (None: the pipeline's default).")
     neighbourhood_size: int = Field(40, description="Clusters per neighbourhood in the propose step.")
     cluster_tokens: int = Field(60, description="Tokens of one cluster's name and description in hierarchy and audit prompts.")
     hierarchy_output_tokens: int = Field(300, description="Answer tokens per hierarchy call.")
@@ -82,12 +82,23 @@ def _stage(calls: int, input_tokens: int, output_tokens: int, spec: str, prices:
     }
 
 
+def _base_clusters(n: int, plan: CallPlan) -> int:
+    from convoscope.config import ClusterSettings
+    from convoscope.hierarchy_levels import choose_k
+
+    return choose_k(n, ClusterSettings(conversations_per_cluster=plan.conversations_per_cluster)) if n else 0
+
+
 def _level_sizes(base_clusters: int, plan: CallPlan) -> list[int]:
-    """Clusters per level, base first, until a level is small enough to be the top."""
-    sizes = [base_clusters]
-    while sizes[-1] > plan.top_level_clusters:
-        sizes.append(math.ceil(sizes[-1] / plan.branching))
-    return sizes
+    """Clusters per level, base first: the hierarchy stage's own rule (hierarchy_levels.level_sizes)."""
+    # imported here: convoscope.config imports the LLM package, which imports this module
+    from convoscope.config import HierarchySettings
+    from convoscope.hierarchy_levels import level_sizes
+
+    if base_clusters == 0:
+        return [0]
+    return level_sizes(base_clusters, HierarchySettings(levels=plan.levels, top_clusters=plan.top_clusters,
+                                                         neighbourhood_size=plan.neighbourhood_size))
 
 
 def _hierarchy_calls(sizes: list[int], plan: CallPlan) -> tuple[int, int, int]:
@@ -98,7 +109,7 @@ def _hierarchy_calls(sizes: list[int], plan: CallPlan) -> tuple[int, int, int]:
         propose_in = children * plan.cluster_tokens + neighbourhoods * plan.naming_overhead_tokens
         dedupe_in = plan.naming_overhead_tokens + neighbourhoods * plan.hierarchy_output_tokens
         assign_in = children * (plan.naming_overhead_tokens + plan.cluster_tokens + parents * plan.summary_tokens)
-        rename_in = parents * (plan.naming_overhead_tokens + plan.branching * plan.cluster_tokens)
+        rename_in = parents * plan.naming_overhead_tokens + children * plan.cluster_tokens  # each child shown to one parent
         calls += neighbourhoods + 1 + children + parents
         input_tokens += propose_in + dedupe_in + assign_in + rename_in
         output_tokens += (neighbourhoods + 1) * plan.hierarchy_output_tokens + children * 20 + parents * plan.naming_output_tokens
@@ -124,7 +135,7 @@ def estimate(conversations: Iterable[Conversation], settings: LLMSettings, plan:
     stages["facets"] = _stage(
         n * k, k * (n * plan.facet_overhead_tokens + conversation_tokens), n * k * plan.facet_output_tokens, settings.spec_for("facets"), prices
     )
-    base = math.ceil(n / plan.conversations_per_cluster) if n else 0
+    base = _base_clusters(n, plan)
     naming_in = base * (plan.naming_overhead_tokens + plan.naming_summaries * plan.summary_tokens)
     stages["naming"] = _stage(base, naming_in, base * plan.naming_output_tokens, settings.spec_for("naming"), prices)
     sizes = _level_sizes(base, plan)

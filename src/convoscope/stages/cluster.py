@@ -9,18 +9,12 @@ import time
 import numpy as np
 import pyarrow as pa
 
-from convoscope.config import ClusterSettings
 from convoscope.context import RunContext
+from convoscope.hierarchy_levels import choose_k
 from convoscope.kmeans import kmeans
 from convoscope.store import fingerprint
 
 STAGE = "cluster"
-def choose_k(n: int, settings: ClusterSettings) -> int:
-    k = round(n / settings.conversations_per_cluster)
-    k = max(settings.min_clusters, min(settings.max_clusters, k))
-    return max(1, min(k, n))
-
-
 def run_cluster(ctx: RunContext, upstream: str) -> str:
     config = ctx.config
     fp = fingerprint(STAGE, upstream, config.cluster.model_dump(), config.seed)

@@ -20,11 +20,11 @@ import pyarrow as pa
 import scipy.sparse as sp
 
 from convoscope import policy, prompts
-from convoscope.config import Config
 from convoscope.context import RunContext
 from convoscope.keywords import class_tfidf_of_counts, group_term_counts, keyword_name, top_terms
 from convoscope.llm.base import ChatMessage, LLMRequest
 from convoscope.neighbours import cosine_knn
+from convoscope.hierarchy_levels import level_sizes
 from convoscope.kmeans import kmeans
 from convoscope.policy import NAME_WITHHELD
 from convoscope.prompts import NAME_SCHEMA
@@ -44,23 +44,6 @@ LINK_NEIGHBOURS = 10
 LINK_CANDIDATE_CLUSTERS = 20
 # Changes when the extractive grouping changes, so older runs are rebuilt rather than resumed.
 EXTRACTIVE_GROUPING = f"ward-centroids+neighbour-links:{LINK_NEIGHBOURS}/{LINK_CANDIDATE_CLUSTERS}"
-
-
-def level_sizes(n_base: int, config: Config) -> list[int]:
-    """Cluster counts from the base up to the top, e.g. [1000, 100, 10]."""
-    h = config.hierarchy
-    top = h.top_clusters or max(5, min(30, round(math.sqrt(n_base))))
-    if n_base <= top:
-        return [n_base]
-    levels = h.levels or (3 if n_base >= 60 else 2)
-    if levels == 1:
-        return [n_base]
-    ratio = (top / n_base) ** (1 / (levels - 1))
-    sizes = [n_base]
-    for level in range(1, levels):
-        size = top if level == levels - 1 else round(n_base * ratio**level)
-        sizes.append(max(1, min(size, sizes[-1] - 1)))
-    return sizes
 
 
 @dataclass
@@ -281,7 +264,7 @@ def build_hierarchy(ctx: RunContext) -> tuple[list[list[Node]], np.ndarray]:
     conv_labels = ctx.store.read_table("base_assignments", columns=["cluster"]).column("cluster").to_numpy().astype(np.int64)
     centroids = ctx.store.read_array("base_centroids", mmap=False)
     levels: list[list[Node]] = [[Node(b["id"], b["name"], b["description"], np.flatnonzero(conv_labels == i), centroids[i]) for i, b in enumerate(base)]]
-    sizes = level_sizes(len(base), config)
+    sizes = level_sizes(len(base), config.hierarchy)
     embedder = None
     term_counts = terms = None
     if config.llm_mode:
