@@ -344,7 +344,7 @@ def _conversation_count(levels: list[list[Node]], height: int, index: int) -> in
 
 def run_hierarchy(ctx: RunContext, upstream: str) -> str:
     config = ctx.config
-    fp = fingerprint(STAGE, upstream, config.hierarchy.model_dump(), config.seed, config.llm.naming or config.llm.facets if config.llm_mode else EXTRACTIVE_GROUPING,
+    fp = fingerprint(STAGE, upstream, config.hierarchy.model_dump(), config.seed, config.llm.spec_for("naming") if config.llm_mode else EXTRACTIVE_GROUPING,
                      [prompts.load(t).template for t in ("propose_parents", "dedupe_parents", "assign_parent", "rename_parent")] if config.llm_mode else None,
                      config.privacy.model_dump(exclude={"include_raw_text", "scrub_identifiers", "min_audit_score"}) if config.llm_mode else None, "gated-prompts")
     if ctx.store.stage_complete(STAGE, fp):

@@ -73,7 +73,7 @@ def llm_cluster_names(ctx: RunContext, labels: np.ndarray, centroids: np.ndarray
 
 def run_naming(ctx: RunContext, upstream: str) -> str:
     config = ctx.config
-    fp = fingerprint(STAGE, upstream, config.llm.naming or config.llm.facets if config.llm_mode else "none",
+    fp = fingerprint(STAGE, upstream, config.llm.spec_for("naming") if config.llm_mode else "none",
                      config.privacy.min_accounts, config.privacy.max_conversations_per_account, config.privacy.public_figure_accounts,
                      prompts.load("name_cluster").template if config.llm_mode else None, "capped-samples")
     if ctx.store.stage_complete(STAGE, fp):

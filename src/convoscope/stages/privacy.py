@@ -99,7 +99,7 @@ def run_privacy(ctx: RunContext, upstream: str) -> str:
     config = ctx.config
     p = config.privacy
     fp = fingerprint(STAGE, upstream, p.model_dump(exclude={"include_raw_text", "scrub_identifiers"}), "suppression-v2",
-                     (config.llm.auditor or config.llm.naming or config.llm.facets, prompts.load("audit").template, prompts.load("rewrite_name").template)
+                     (config.llm.spec_for("auditor"), config.llm.spec_for("naming"), prompts.load("audit").template, prompts.load("rewrite_name").template)
                      if config.llm_mode else None)
     if ctx.store.stage_complete(STAGE, fp):
         return fp
@@ -135,7 +135,15 @@ def run_privacy(ctx: RunContext, upstream: str) -> str:
     text_reason: dict[int, str | None] = {i: None for i in range(len(rows))}
     audit_scores: dict[int, int | None] = {i: None for i in range(len(rows))}
     audit_reasons: dict[int, str | None] = {i: None for i in range(len(rows))}
-    candidates = [i for i in range(len(rows)) if count_reason[i] is None]
+    # optional hierarchy column `name_source` (convoscope assign): "model" (default) is checked below;
+    # "inherited" passed these checks in the run it came from and is not checked or audited again
+    # against this run's summaries; "inherited-withheld" was not published there (a leaf is withheld,
+    # an inner node shown as "Name withheld"); "none" is fixed text no model wrote: counts only
+    sources = [r.get("name_source") or "model" for r in rows]
+    for i, source in enumerate(sources):
+        if source == "inherited-withheld":
+            text_reason[i] = "its name was not published in the run it was inherited from"
+    candidates = [i for i in range(len(rows)) if count_reason[i] is None and sources[i] == "model"]
     rewritten = 0
     if config.llm_mode and candidates:
         from convoscope.analysis_text import analysis_texts
