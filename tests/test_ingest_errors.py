@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
+import gzip
+from pathlib import Path
+
 import pytest
 from test_ingest_helpers import read, write_json, write_jsonl
 
 from convoscope.errors import InputError
 
-CLINC = "/work/shared/data/clinc150/clinc150.jsonl"
+CLINC = Path(__file__).resolve().parent / "data" / "clinc150_slice.jsonl.gz"  # the repository's slice (tests/data/README.md)
 OK = [{"role": "user", "content": "x"}]
 
 
 @pytest.fixture
 def clinc50_broken(tmp_path):
-    try:
-        with open(CLINC, encoding="utf-8") as f:
-            lines = [next(f) for _ in range(50)]
-    except FileNotFoundError:
-        pytest.skip("shared data not available")
+    with gzip.open(CLINC, "rt", encoding="utf-8") as f:
+        lines = [next(f) for _ in range(50)]
     lines[16] = lines[16][:25] + "\n"  # line 17: truncated JSON
     path = tmp_path / "clinc150.jsonl"
     path.write_text("".join(lines), encoding="utf-8")
@@ -69,14 +69,18 @@ def test_first_five_reasons_kept(tmp_path):
 def test_json_array_item_is_located(tmp_path):
     path = write_json(tmp_path / "conversations.json", [{"conversations": [{"from": "human", "value": "a"}]},
                                                         {"conversations": [{"from": "gpt"}]}])
-    with pytest.raises(InputError, match=r"conversations\.json:2: field 'conversations\[0\]\.value': missing"):
+    with pytest.raises(InputError, match=r"conversations\.json: record 2: field 'conversations\[0\]\.value': missing") as exc:
         read(path)
+    assert exc.value.line == 2 and exc.value.unit == "record"
+    assert "--skip-invalid" in str(exc.value)
+    convs, report = read(path, skip_invalid=True)
+    assert len(convs) == 1 and report.invalid_examples[0].endswith("conversations.json: record 2: field 'conversations[0].value': missing")
 
 
 def test_truncated_json_array(tmp_path):
     path = tmp_path / "cut.json"
     path.write_text('[{"conversations": [{"from": "human", "value": "a"}]}, {"conversa', encoding="utf-8")
-    with pytest.raises(InputError, match=r"cut\.json:2: bad JSON"):
+    with pytest.raises(InputError, match=r"cut\.json: record 2: bad JSON"):
         read(path, skip_invalid=True)  # cannot resynchronise: even skip_invalid stops, loudly
 
 
@@ -153,5 +157,5 @@ def test_csv_errors_point_at_rows(tmp_path):
 
 def test_chatgpt_bad_current_node(tmp_path):
     path = write_json(tmp_path / "conversations.json", [{"id": "x", "mapping": {}, "current_node": "nope"}])
-    with pytest.raises(InputError, match=r"conversations\.json:1: field 'current_node'"):
+    with pytest.raises(InputError, match=r"conversations\.json: record 1: field 'current_node'"):
         read(path)

@@ -12,14 +12,22 @@ class ConvoscopeError(Exception):
 class InputError(ConvoscopeError):
     """The input cannot be read: unknown format, empty file, bad encoding, malformed record."""
 
-    def __init__(self, message: str, *, path: str | None = None, line: int | None = None, field: str | None = None):
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None, field: str | None = None,
+                 unit: str = "line"):
+        """`line` is a 1-based position counted in `unit`: "line" (JSONL, CSV) is written `path:17`, the way
+        editors read it; any other unit ("record" of a JSON array, "row" of a Parquet file) is named:
+        `path: record 17`."""
         self.path = path
         self.line = line
         self.field = field
+        self.unit = unit
         self.reason = message
         where = ""
         if path is not None:
-            where = f"{path}:{line}" if line is not None else str(path)
+            if line is None:
+                where = str(path)
+            else:
+                where = f"{path}:{line}" if unit == "line" else f"{path}: {unit} {line}"
         parts = [p for p in (where, f"field '{field}'" if field else "", message) if p]
         super().__init__(": ".join(parts))
 

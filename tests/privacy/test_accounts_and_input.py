@@ -89,7 +89,7 @@ def test_mixed_json_array_names_the_item(tmp_path):
     path = tmp_path / "mixed.json"
     path.write_bytes(orjson.dumps([{"user": "u1", "messages": [{"role": "user", "content": "hi"}]},
                                    {"messages": [{"role": "user", "content": "there"}]}]))
-    with pytest.raises(InputError, match=rf"{path}:2: conversation without an account id.*item 1.*{POOL_FLAG}"):
+    with pytest.raises(InputError, match=rf"{path}: record 2: conversation without an account id.*record 1.*{POOL_FLAG}"):
         _read(path)
 
 
@@ -215,8 +215,8 @@ def test_oversize_json_array_element_keeps_the_items_before(tmp_path):
     small = {"messages": [{"role": "user", "content": "small"}]}
     path.write_bytes(orjson.dumps([small, {"messages": [{"role": "user", "content": "y" * 600_000}]}, small]))
     convs, report = _read(path, skip_invalid=True, max_record_bytes=100_000)
-    assert len(convs) == 1 and report.invalid == 1 and f"{path}:2: record larger than" in report.invalid_examples[0]
-    with pytest.raises(InputError, match=rf"{path}:2: record larger than .*--skip-invalid"):
+    assert len(convs) == 1 and report.invalid == 1 and f"{path}: record 2: record larger than" in report.invalid_examples[0]
+    with pytest.raises(InputError, match=rf"{path}: record 2: record larger than .*--skip-invalid"):
         _read(path, max_record_bytes=100_000)
 
 
@@ -266,7 +266,7 @@ def test_truncated_gzip_keeps_the_readable_part(tmp_path, kind):
     convs, report = _read(path, skip_invalid=True)
     assert 500 < len(convs) < 3000 and report.invalid == 1
     assert "compressed data ends early or is corrupt" in report.invalid_examples[0]
-    with pytest.raises(InputError, match=rf"{path}:\d+: compressed data ends early.*--skip-invalid"):
+    with pytest.raises(InputError, match=rf"{path}(:|: record )\d+: compressed data ends early.*--skip-invalid"):
         _read(path)
 
 

@@ -45,19 +45,20 @@ def read_json(
     if parse is not None:
         formats.append(options.format)  # type: ignore[arg-type]
     ctx = RecordContext(options, "")
+    unit = "line" if container == "jsonl" else "record"
     for pos, rec in records:
         if isinstance(rec, RecordError):
             yield pos, rec
             continue
         if not isinstance(rec, dict):
             if parse is None:
-                raise UnknownFormat(describe_unknown(rec), path=str(path), line=pos)
+                raise UnknownFormat(describe_unknown(rec), path=str(path), line=pos, unit=unit)
             yield pos, RecordError(f"expected a JSON object, got {type(rec).__name__}")
             continue
         if parse is None:
             fmt = detect_record(rec, options)
             if fmt is None:
-                raise UnknownFormat(describe_unknown(rec), path=str(path), line=pos)
+                raise UnknownFormat(describe_unknown(rec), path=str(path), line=pos, unit=unit)
             formats.append(fmt)
             parse = PARSERS[fmt]
         ctx.derived_id = f"{name}:{pos}"
@@ -118,7 +119,7 @@ def _document(path: Path, stream: io.BufferedReader, max_record_bytes: int) -> I
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "utf" in reason.lower():
             raise InputError("not UTF-8 text; convert the file to UTF-8", path=str(path)) from None
-        raise InputError(f"bad JSON in item {number + 1}: {reason}", path=str(path), line=number + 1) from None
+        raise InputError(f"bad JSON: {reason}", path=str(path), line=number + 1, unit="record") from None
     finally:
         if guard is not None:
             guard.start_record(0)

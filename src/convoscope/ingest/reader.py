@@ -38,13 +38,13 @@ def read_conversations(
     read_any = False
     for file_path, name in files:
         formats: list[str] = []
-        unit: list[str] = []  # "line", "item" or "row": what a position counts in this file
+        unit: list[str] = []  # "line", "record" (of a JSON array) or "row": what a position counts in this file
         try:
             n_records = 0
             for pos, item in _read_file(file_path, name, options, formats, unit):
                 n_records += 1
                 if isinstance(item, RecordError):
-                    _invalid(report, options, item, file_path, pos)
+                    _invalid(report, options, item, file_path, pos, unit[0])
                     continue
                 if options.dedupe:
                     digest = bytes.fromhex(item.content_hash())
@@ -54,7 +54,7 @@ def read_conversations(
                     seen_content.add(digest)
                 id_key = hash(item.id)
                 if id_key in seen_ids:
-                    _invalid(report, options, RecordError(f"duplicate conversation id {item.id!r}", "id"), file_path, pos)
+                    _invalid(report, options, RecordError(f"duplicate conversation id {item.id!r}", "id"), file_path, pos, unit[0])
                     continue
                 seen_ids.add(id_key)
                 if item.account_id is None and options.missing_accounts == "pool":
@@ -87,7 +87,7 @@ def mixed_accounts_error(report: IngestReport, options: IngestOptions, *, comple
     pass the privacy thresholds on their own (20 such records once made 20 'accounts'). Located at the first
     conversation without an id."""
     field = f"field {options.account_field!r}" if options.account_field else "fields user, user_id, account_id"
-    where, line = _split_where(report.first_without_account)
+    where, unit, line = _split_where(report.first_without_account)
     n = report.without_account
     message = (
         f"conversation without an account id ({field}) in an input where others have one "
@@ -96,15 +96,16 @@ def mixed_accounts_error(report: IngestReport, options: IngestOptions, *, comple
         "Add the account ids (or name the field with --account-field), or pass --pool-missing-accounts "
         "(ingest.missing_accounts = \"pool\") to count all conversations without one as a single shared account."
     )
-    return InputError(message, path=where, line=line)
+    return InputError(message, path=where, line=line, unit=unit or "line")
 
 
-def _split_where(where: str | None) -> tuple[str | None, int | None]:
-    """"data.jsonl line 21" -> ("data.jsonl", 21)."""
+def _split_where(where: str | None) -> tuple[str | None, str | None, int | None]:
+    """"data.jsonl line 21" -> ("data.jsonl", "line", 21)."""
     if not where:
-        return None, None
+        return None, None, None
     head, _, number = where.rpartition(" ")
-    return head.rpartition(" ")[0], int(number)
+    path, _, unit = head.rpartition(" ")
+    return path, unit, int(number)
 
 
 def validate_input(path: str | Path, options: IngestOptions) -> IngestReport:
@@ -124,7 +125,7 @@ def _read_file(path: Path, name: str, options: IngestOptions, formats: list[str]
         container = detect_container(path, head, options)
         if container is None:
             raise (UnknownFormat if options.format is None else InputError)("file is empty", path=str(path))
-        unit.append({"parquet": "row", "json": "item"}.get(container, "line"))
+        unit.append({"parquet": "row", "json": "record"}.get(container, "line"))
         if container == "parquet":
             yield from read_parquet(path, name, options, formats)
         elif container == "csv":
@@ -133,9 +134,12 @@ def _read_file(path: Path, name: str, options: IngestOptions, formats: list[str]
             yield from read_json(path, name, stream, container, options, formats)
 
 
-def _invalid(report: IngestReport, options: IngestOptions, error: RecordError, path: Path, pos: int) -> None:
+def _invalid(report: IngestReport, options: IngestOptions, error: RecordError, path: Path, pos: int, unit: str = "line") -> None:
     """Count an invalid record under skip_invalid, else stop with it (plus what the user can do about it)."""
     if not options.skip_invalid:
-        reason = f"{error.reason}; {error.hint}" if error.hint else error.reason
-        raise InputError(reason, path=str(path), line=pos, field=error.field)
-    report.add_invalid(str(InputError(error.reason, path=str(path), line=pos, field=error.field)))
+        hint = error.hint or SKIP_INVALID_HINT
+        raise InputError(f"{error.reason}; {hint}", path=str(path), line=pos, field=error.field, unit=unit)
+    report.add_invalid(str(InputError(error.reason, path=str(path), line=pos, field=error.field, unit=unit)))
+
+
+SKIP_INVALID_HINT = "fix the record, or pass --skip-invalid (ingest.skip_invalid) to skip malformed records and count them"
