@@ -11,7 +11,8 @@ import time
 import numpy as np
 
 from convoscope.context import RunContext
-from convoscope.embedders import VectorCache, make_embedder
+from convoscope.components import embedder_for, embedding_model
+from convoscope.embedders import VectorCache
 from convoscope.analysis_text import analysis_texts
 from convoscope.scrub import SCRUB_VERSION
 from convoscope.store import fingerprint
@@ -24,11 +25,11 @@ def _cache_dir(ctx: RunContext):
 
 def run_embed(ctx: RunContext, upstream: str) -> str:
     config = ctx.config
-    fp = fingerprint(STAGE, upstream, config.embedding.model, ctx.hierarchy_facet, config.facets.extractive_max_chars, config.privacy.scrub_identifiers and SCRUB_VERSION)
+    fp = fingerprint(STAGE, upstream, embedding_model(ctx), ctx.hierarchy_facet, config.facets.extractive_max_chars, config.privacy.scrub_identifiers and SCRUB_VERSION)
     if ctx.store.stage_complete(STAGE, fp):
         return fp
     started = time.perf_counter()
-    embedder = make_embedder(config.embedding.model)
+    embedder = embedder_for(ctx)  # an injected one (convoscope.components), else the configured model
     cache = VectorCache(_cache_dir(ctx), embedder.name) if config.embedding.cache else None
     n_rows = ctx.store.stage_record("facets")["rows"]
     chunks: list[np.ndarray] = []

@@ -11,6 +11,7 @@ import warnings
 import numpy as np
 import pyarrow as pa
 
+from convoscope.components import custom_reducer, fingerprint_parts, reduce_with
 from convoscope.context import RunContext
 from convoscope.neighbours import cosine_knn
 from convoscope.store import fingerprint
@@ -74,15 +75,16 @@ def project_2d(vectors: np.ndarray, n_neighbors: int, min_dist: float, fit_sampl
 
 def run_map(ctx: RunContext, upstream: str) -> str:
     m = ctx.config.map
-    fp = fingerprint(STAGE, upstream, m.model_dump(), ctx.config.seed)
+    fp = fingerprint(STAGE, upstream, m.model_dump(), ctx.config.seed, *fingerprint_parts(ctx, "reducer"))
     if ctx.store.stage_complete(STAGE, fp):
         return fp
     started = time.perf_counter()
     vectors = np.asarray(ctx.store.read_array("embeddings", mmap=False))
-    with ctx.console.status(f"UMAP map of {len(vectors):,} conversations"):
-        coords = project_2d(vectors, m.n_neighbors, m.min_dist, m.fit_sample, ctx.config.seed)
+    reducer = custom_reducer(ctx)  # injected (convoscope.components), else our UMAP
+    with ctx.console.status(f"{type(reducer).__name__ if reducer is not None else 'UMAP'} map of {len(vectors):,} conversations"):
+        coords = reduce_with(reducer, vectors) if reducer is not None else project_2d(vectors, m.n_neighbors, m.min_dist, m.fit_sample, ctx.config.seed)
     conv_ids = ctx.store.read_table("facets", columns=["conv_id"]).column("conv_id")
     table = pa.table({"conv_id": conv_ids, "x": pa.array(coords[:, 0]), "y": pa.array(coords[:, 1])})
     artifact = ctx.store.write_table("map", table)
-    ctx.store.mark_complete(STAGE, fp, [artifact], seconds=time.perf_counter() - started, fitted_on=min(len(vectors), m.fit_sample))
+    ctx.store.mark_complete(STAGE, fp, [artifact], seconds=time.perf_counter() - started, fitted_on=len(vectors) if reducer is not None else min(len(vectors), m.fit_sample))
     return fp
