@@ -111,6 +111,34 @@ def run(
 
 
 @app.command()
+def assign(
+    run_dir: Path = typer.Argument(..., help="A finished run directory whose clusters the new conversations are placed in."),
+    new_input: Path = typer.Argument(..., help="The new conversations: a file or a directory (JSONL, JSON, CSV, Parquet, .gz)."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Run directory for the new data (created; not RUN; re-runs resume)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Cosine similarity to the nearest base-cluster centroid below which a conversation goes to 'Unassigned (new topic)' (default: the 5th percentile of RUN's own members' similarity to their centroid)."),
+    fmt: Optional[str] = FormatOpt,
+    skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip malformed records (counted and reported) instead of stopping."),
+    account_field: Optional[str] = typer.Option(None, "--account-field", help="Input field holding the account (user) id (default: RUN's setting)."),
+    time_field: Optional[str] = typer.Option(None, "--time-field", help="Input field holding the creation time (default: RUN's setting)."),
+    pool_missing_accounts: bool = PoolMissingOpt,
+    llm: Optional[str] = typer.Option(None, "--llm", help="LLM mode: another endpoint for the facet model (default: RUN's; use the same model, or the summaries will not be comparable)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Place new conversations into a finished run's clusters, without rebuilding its hierarchy ("where do this
+    week's conversations go?"): RUN's settings, embedding model and names; counts on the new data under the same
+    privacy gates. Then `convoscope compare RUN NEW_RUN` shows what grew, shrank or appeared."""
+    from convoscope.assign import assign as assign_new
+
+    overrides = {**_ingest_overrides(fmt, skip_invalid, account_field, time_field, pool_missing_accounts), "llm.facets": llm}
+    store = assign_new(run_dir, new_input, out_dir, threshold=threshold, config_overrides=overrides, show_progress=not quiet, console=err)
+    _print_run_summary(store)
+    placed = store.stage_record("cluster") or {}
+    err.print(f"  placed {placed.get('assigned', 0):,} conversations in the run's clusters, {placed.get('unassigned', 0):,} in "
+              f"'Unassigned (new topic)' (similarity threshold {placed.get('threshold', 0):.3f}: {escape(str(placed.get('threshold_source', '')))})")
+    err.print(f"  next: convoscope compare {escape(str(run_dir))} {escape(str(out_dir))}   |   convoscope report {escape(str(out_dir))}")
+
+
+@app.command()
 def demo(
     out_dir: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Run directory for the demo."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
