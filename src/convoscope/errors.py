@@ -48,3 +48,10 @@ class BudgetExceeded(ConvoscopeError):
     """The --max-cost cap would be crossed; finished work is kept."""
 
     exit_code = 3
+
+
+class RunDirError(ConvoscopeError):
+    """The run directory cannot be used: --out names a file, or a place that cannot be written, or another
+    convoscope process holds it."""
+
+    exit_code = 2

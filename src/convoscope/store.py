@@ -11,9 +11,11 @@ and every file it writes is 0600 (set per file, never through the process-wide u
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import socket
 import tempfile
 import time
 from contextlib import contextmanager
@@ -25,9 +27,11 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from convoscope.errors import RunDirError
 from convoscope.private_files import PRIVATE_FILE_MODE, make_private_dirs
 
 MANIFEST = "manifest.json"
+LOCK = ".convoscope.lock"  # who is writing this run directory: see RunLock
 # Every open-text facet after the primary one gets its own clusters, hierarchy and map in
 # hierarchies/<facet>/, a run directory of its own whose shared inputs are read from the main run.
 FACET_DIR = "hierarchies"
@@ -58,6 +62,145 @@ def _atomic_path(final: Path) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def prepare_run_dir(root: Path) -> None:
+    """Create the run directory (0700), or say in one line why it cannot be one."""
+    if root.exists() and not root.is_dir():
+        raise RunDirError(f"{root}: is a file, not a run directory; give --out a directory (new, or an earlier run to resume)")
+    try:
+        make_private_dirs(root)
+    except OSError as e:
+        raise RunDirError(f"{root}: cannot create the run directory ({e.strerror or e})") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise RunDirError(f"{root}: cannot write to the run directory (permission denied)")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+class RunLock:
+    """Exclusive hold on a run directory while a run (or `assign`) writes it: a context manager.
+
+    The lock is `flock` on RUN/.convoscope.lock (0600, like every file of the run), which names its holder
+    (pid, host, start time) for the message a second process gets: RunDirError, exit code 2. The kernel
+    releases an flock when its process dies, so a lock file still naming a holder that no longer holds it
+    was left by a run that was killed: it is taken over, with a note. On a filesystem without flock the
+    named holder decides: a live pid on this host holds the directory. A directory the lock created and
+    that holds nothing else when it is released is removed (e.g. after a missing input)."""
+
+    def __init__(self, root: str | Path, *, console: Any = None):
+        self.root = Path(root)
+        self.console = console
+        self.note: str | None = None  # set when a stale lock was taken over
+        self._fd: int | None = None
+        self._created = False
+
+    @property
+    def path(self) -> Path:
+        return self.root / LOCK
+
+    def __enter__(self) -> "RunLock":
+        self._created = not self.root.exists()
+        prepare_run_dir(self.root)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE)
+        except OSError as e:
+            raise RunDirError(f"{self.root}: cannot write to the run directory ({e.strerror or e})") from None
+        try:
+            os.fchmod(fd, PRIVATE_FILE_MODE)
+            holder = self._read(fd)
+            if not self._flock(fd, holder):
+                holder = self._read(fd) or holder  # the holder may have written itself since
+                raise RunDirError(f"{self.root}: in use by another convoscope process ({self._describe(holder)}); "
+                                  "wait for it to finish, or give another --out")
+            if holder:
+                self.note = (f"{self.root}: took over the lock of a run that ended without releasing it "
+                             f"({self._describe(holder)}, no longer running)")
+                if self.console is not None:
+                    from rich.markup import escape
+
+                    self.console.print(f"[yellow]note:[/] {escape(self.note)}", highlight=False)
+            me = {"pid": os.getpid(), "host": socket.gethostname(), "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(me).encode(), 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._fd is None:
+            return
+        try:
+            os.ftruncate(self._fd, 0)  # an empty lock file names no holder
+        finally:
+            os.close(self._fd)  # releases the flock
+            self._fd = None
+        if self._created:
+            try:
+                if [p.name for p in self.root.iterdir()] == [LOCK]:
+                    self.path.unlink()
+                    self.root.rmdir()
+            except OSError:
+                pass
+
+    @staticmethod
+    def _read(fd: int) -> dict[str, Any]:
+        try:
+            data = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    @staticmethod
+    def _flock(fd: int, holder: dict[str, Any]) -> bool:
+        import fcntl
+
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError as e:
+            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                return False
+        # no flock on this filesystem: a live holder on this host keeps the directory
+        pid = holder.get("pid")
+        return not (isinstance(pid, int) and holder.get("host") == socket.gethostname() and pid != os.getpid() and _pid_alive(pid))
+
+    @staticmethod
+    def _describe(holder: dict[str, Any]) -> str:
+        if not holder:
+            return "holder unknown"
+        return f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')}, started {holder.get('started_at', '?')}"
+
+
+def holds_run_lock(func):
+    """Decorator: `func(input, out_dir, ...)` runs inside `RunLock(out_dir)` (notes go to its `console`)."""
+    import functools
+    import inspect
+
+    signature = inspect.signature(func)
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(*args, **kwargs)
+        console = bound.arguments.get("console")
+        if console is None:
+            from rich.console import Console
+
+            console = Console(stderr=True)
+        with RunLock(bound.arguments["out_dir"], console=console):
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
 class RunStore:
     """Reads and writes one run directory. Artifacts are addressed by name, never by path.
 
@@ -67,7 +210,7 @@ class RunStore:
     def __init__(self, root: str | Path, *, create: bool = False, parent: "RunStore | None" = None):
         self.root = Path(root)
         if create:
-            make_private_dirs(self.root)
+            prepare_run_dir(self.root)
         elif not (self.root / MANIFEST).exists():
             from convoscope.errors import ConvoscopeError
 
