@@ -1,0 +1,196 @@
+"""`convoscope assign`: new conversations placed into a finished run's clusters, end to end.
+
+RUN is built on three topics (cooking, tax, python); the new data has cooking and tax again, a topic RUN
+never saw (crypto mining), and python questions from only two accounts, one of them carrying a planted
+word. Known topics must land in RUN's clusters of the same topic, the new topic in "Unassigned (new
+topic)", and the privacy gates must hold on the new data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+from collections import Counter
+from datetime import timedelta
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from convoscope.assign import UNASSIGNED_ID, UNASSIGNED_NAME, assign, assign_config
+from convoscope.errors import ConfigError, ConvoscopeError
+from convoscope.pipeline import run_pipeline
+from convoscope.report import report_json
+from convoscope.store import RunStore
+from test_analyses_data import COINS, COOKING, CRYPTO, DISHES, ERRORS, PYTHON, START, TAX, TAX_ITEMS, small_config, write_input
+
+PLANTED = "Zorblaxian"  # in the two-account python group only: must never be published
+POOL = [f"acct-{i:03d}" for i in range(60)]
+SMALL_GROUP = ["acct-solo-1", "acct-solo-2"]
+
+
+def _text(r: random.Random, topic: str) -> str:
+    if topic == "cooking":
+        return r.choice(COOKING).format(d=r.choice(DISHES), n=r.randint(2, 12))
+    if topic == "tax":
+        return r.choice(TAX).format(t=r.choice(TAX_ITEMS), n=r.randint(20, 200))
+    if topic == "python":
+        return r.choice(PYTHON).format(e=r.choice(ERRORS))
+    return r.choice(CRYPTO).format(k=r.choice(COINS), n=r.randint(2, 12))
+
+
+def records(spec: list[tuple[str, int, list[str]]], seed: int, prefix: str, planted_in: str | None = None) -> list[dict]:
+    r = random.Random(seed)
+    out = []
+    for topic, n, accounts in spec:
+        for _ in range(n):
+            text = _text(r, topic) + (f" My project is called {PLANTED}." if topic == planted_in else "")
+            out.append({"id": f"{prefix}{len(out):04d}", "user": r.choice(accounts),
+                        "created_at": (START + timedelta(hours=r.randrange(24 * 28))).isoformat(),
+                        "messages": [{"role": "user", "content": text}, {"role": "assistant", "content": "Here is an answer."}],
+                        "metadata": {"topic": topic}})
+    r.shuffle(out)
+    return out
+
+
+def cli(*args):
+    return subprocess.run([sys.executable, "-m", "convoscope", *map(str, args)], capture_output=True, text=True, timeout=600, env=dict(os.environ))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("assign")
+    run_input = write_input(root / "run.jsonl", records([("cooking", 100, POOL), ("tax", 100, POOL), ("python", 100, POOL)], 0, "r"))
+    new_records = records([("cooking", 50, POOL), ("tax", 50, POOL), ("crypto", 50, POOL), ("python", 12, SMALL_GROUP)], 1, "n", planted_in="python")
+    new_input = write_input(root / "new.jsonl", new_records)
+    run_pipeline(run_input, root / "run", small_config(), show_progress=False)
+    result = cli("assign", root / "run", new_input, "--out", root / "new", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "Unassigned (new topic)" in result.stderr and "convoscope compare" in result.stderr
+    topics = {rec["id"]: rec["metadata"]["topic"] for rec in new_records}
+    run_topics = {rec["id"]: rec["metadata"]["topic"] for rec in map(json.loads, run_input.read_text().splitlines())}
+    return {"root": root, "run": root / "run", "new": root / "new", "new_input": new_input, "topics": topics, "run_topics": run_topics}
+
+
+def _base_column(store: RunStore) -> str:
+    return f"level_{store.manifest['stages']['hierarchy']['levels'] - 1}"
+
+
+def test_known_topics_land_in_their_clusters_and_the_new_topic_in_the_bucket(runs):
+    run, new = RunStore(runs["run"]), RunStore(runs["new"])
+    # each RUN base cluster's majority topic
+    run_assign = run.read_table("assignments").to_pylist()
+    by_cluster: dict[str, Counter] = {}
+    for row in run_assign:
+        by_cluster.setdefault(row[_base_column(run)], Counter())[runs["run_topics"][row["conv_id"]]] += 1
+    topic_of = {cid: c.most_common(1)[0][0] for cid, c in by_cluster.items()}
+    placed: dict[str, Counter] = {}
+    for row in new.read_table("assignments").to_pylist():
+        base = row[_base_column(new)]
+        placed.setdefault(runs["topics"][row["conv_id"]], Counter())["new" if base == UNASSIGNED_ID else topic_of[base]] += 1
+    for topic in ("cooking", "tax"):
+        total = sum(placed[topic].values())
+        assert placed[topic][topic] >= 0.8 * total, placed
+        assert placed[topic]["new"] + placed[topic][topic] == total, placed  # never into another topic's cluster
+    assert placed["crypto"]["new"] == sum(placed["crypto"].values()), placed
+    assert placed["python"]["python"] + placed["python"]["new"] == sum(placed["python"].values()), placed
+    # the bucket is a cluster of its own at every level, named, counted
+    hierarchy = new.read_table("hierarchy").to_pylist()
+    bucket = [h for h in hierarchy if h["name_source"] == "none"]
+    assert len(bucket) == new.manifest["stages"]["hierarchy"]["levels"]
+    assert all(h["name"] == UNASSIGNED_NAME for h in bucket)
+    assert {h["id"] for h in bucket if h["level"] == max(x["level"] for x in hierarchy)} == {UNASSIGNED_ID}
+
+
+def test_manifest_config_threshold_and_tables(runs):
+    run, new = RunStore(runs["run"]), RunStore(runs["new"])
+    m = new.manifest
+    assert m["assigned_from"]["run"] == str(runs["run"].resolve())
+    threshold = m["assigned_from"]["threshold"]
+    assert 0 < threshold < 1 and "percentile" in m["assigned_from"]["threshold_source"]
+    assert m["config"]["embedding"] == run.manifest["config"]["embedding"]
+    assert m["config"]["privacy"] == run.manifest["config"]["privacy"]
+    assert m["stages"]["embed"]["model"] == run.manifest["stages"]["embed"]["model"]
+    for stage in ("ingest", "facets", "embed", "cluster", "name", "hierarchy", "privacy", "map", "aggregates"):
+        assert m["stages"][stage]["fingerprint"], stage
+    base = new.read_table("base_assignments").to_pylist()
+    assert all((b["cluster"] == -1) == (b["similarity"] < threshold) for b in base)
+    n = new.read_table("facets").num_rows
+    assert new.read_table("map").num_rows == n == new.read_table("assignments").num_rows == len(new.read_array("embeddings"))
+    # only ingest settings may be overridden; the run's own embedding model and privacy settings stay
+    with pytest.raises(ConfigError):
+        assign_config(run, {"privacy.min_accounts": 1})
+    assert assign_config(run, {"ingest.skip_invalid": True}).ingest.skip_invalid is True
+
+
+def test_privacy_gates_hold_on_the_new_data(runs):
+    new = RunStore(runs["new"])
+    rep = report_json(new)
+    text = json.dumps(rep) + (runs["new"] / "aggregates.json").read_text()
+    assert PLANTED not in text
+    # the two-account python group: in RUN's python clusters, but never published from two accounts
+    python_ids = {row[_base_column(new)] for row in new.read_table("assignments").to_pylist() if runs["topics"][row["conv_id"]] == "python"}
+    clusters = {c["id"]: c for c in new.read_table("clusters").to_pylist()}
+    assert python_ids and all(not clusters[cid]["published"] for cid in python_ids)
+    assert not python_ids & {c["id"] for c in rep["clusters"]}
+    # published: at least min_accounts accounts on the NEW data; the bucket published with counts only
+    published = [c for c in rep["clusters"] if c["kind"] == "cluster"]
+    assert all(c["accounts"] >= 3 for c in published)
+    assert any(c["name"] == UNASSIGNED_NAME for c in published)
+    # names come from RUN's release only: no name RUN withheld is in NEW_RUN's tables or release
+    run_clusters = RunStore(runs["run"]).read_table("clusters").to_pylist()
+    withheld = {c["name"] for c in run_clusters if not c["published"]} - {c["name"] for c in run_clusters if c["published"]}
+    released = {c["name"] for c in run_clusters if c["published"]} | {UNASSIGNED_NAME, "Name withheld", "Other (withheld)"}
+    assert {c["name"] for c in rep["clusters"]} <= released
+    assert not withheld & {h["name"] for h in new.read_table("hierarchy").to_pylist()}
+    # no raw text in NEW_RUN's tables
+    for path in runs["new"].glob("*.parquet"):
+        assert PLANTED not in json.dumps(pq.read_table(path).to_pylist(), default=str), path
+
+
+def test_compare_report_explore_and_analyze_work_on_the_new_run(runs, tmp_path):
+    result = cli("compare", runs["run"], runs["new"], "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)["clusters"]
+    bucket = [r for r in rows if r["name"] == UNASSIGNED_NAME]
+    assert bucket and bucket[0]["status"] == "appeared" and bucket[0]["before"] == 0
+    assert any(r["match"] == "name" and r["before"] > 0 and r["after"] > 0 for r in rows)  # known clusters matched by name
+    assert cli("report", runs["new"]).returncode == 0
+    explorer = cli("explore", runs["new"], "--output", tmp_path / "e.html")
+    assert explorer.returncode == 0, explorer.stderr
+    assert PLANTED not in (tmp_path / "e.html").read_text()
+    usage = cli("analyze", "usage", runs["new"], "--json")
+    assert usage.returncode == 0, usage.stderr
+
+
+def test_rerun_resumes_and_threshold_overrides(runs, tmp_path):
+    new = runs["new"]
+    before = (new / "hierarchy.parquet").stat().st_mtime_ns, (new / "aggregates.json").stat().st_mtime_ns
+    store = assign(runs["run"], runs["new_input"], new, show_progress=False)
+    assert ((new / "hierarchy.parquet").stat().st_mtime_ns, (new / "aggregates.json").stat().st_mtime_ns) == before
+    assert store.manifest["assigned_from"]["threshold_source"].endswith("centroid")
+    # a threshold of -1 places everything; 1.0 (above any similarity but exact copies) almost nothing
+    everything = assign(runs["run"], runs["new_input"], tmp_path / "all", threshold=-1.0, show_progress=False)
+    assert everything.stage_record("cluster")["unassigned"] == 0
+    assert everything.manifest["assigned_from"]["threshold_source"] == "given"
+    assert UNASSIGNED_ID not in {h["id"] for h in everything.read_table("hierarchy").to_pylist()}
+
+
+def test_clear_errors(runs, tmp_path):
+    same = cli("assign", runs["run"], runs["new_input"], "--out", runs["run"])
+    assert same.returncode == 1 and "NEW_RUN" in same.stderr and "Traceback" not in same.stderr
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "manifest.json").write_text(json.dumps({"stages": {}}))
+    for bad in (unfinished, tmp_path):
+        with pytest.raises(ConvoscopeError, match="finished"):
+            assign(bad, runs["new_input"], tmp_path / "out", show_progress=False)
+    with pytest.raises(ConvoscopeError, match="NEW_RUN"):
+        assign(runs["run"], runs["new_input"], runs["root"] / "run", show_progress=False)  # NEW_RUN is RUN
+    normal = RunStore(tmp_path / "normal", create=True)
+    normal.update_manifest(config={})
+    with pytest.raises(ConvoscopeError, match="convoscope run"):
+        assign(runs["run"], runs["new_input"], normal.root, show_progress=False)  # would overwrite a normal run
