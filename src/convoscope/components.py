@@ -46,6 +46,16 @@ class Components:
         if self.reducer is not None and not callable(getattr(self.reducer, "fit_transform", None)):
             raise TypeError(f"reducer {type(self.reducer).__name__}: needs a `fit_transform(vectors) -> (n, 2)` method (e.g. umap.UMAP, sklearn PCA)")
 
+    def describe(self) -> dict[str, str]:
+        """Each injected component's identity, for the manifest."""
+        out = {}
+        if self.embedder is not None:
+            out["embedder"] = self.embedder.name
+        for role in ("clusterer", "reducer"):
+            if getattr(self, role) is not None:
+                out[role] = identity(getattr(self, role))
+        return out
+
 
 def identity(component: Any) -> str:
     """What a stage fingerprints for a component: the class, and its parameters when it declares them."""

@@ -11,8 +11,9 @@ from typing import Any, Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from convoscope.components import Components
 from convoscope.config import Config
-from convoscope.ingest import IngestReport, read_conversations
+from convoscope.ingest import IngestReport, MemorySource, read_conversations
 from convoscope.model import Conversation
 from convoscope.secrets_key import keyed_hash, secret_key
 from convoscope.store import RunStore
@@ -27,6 +28,8 @@ class RunContext:
     show_progress: bool = True
     llm: Any = None  # convoscope.llm client, built by the pipeline in LLM mode
     facet: str | None = None  # the open-text facet this context clusters; None: the primary one
+    components: Components | None = None  # injected embedder / clusterer / reducer; None: ours
+    memory: MemorySource | None = None  # conversations given in memory (the Python API); input_path is then its label
     _loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -54,6 +57,8 @@ class RunContext:
 
     def iter_input(self, report: IngestReport | None = None) -> Iterator[Conversation]:
         """Re-read the input (raw text is never copied into the run directory)."""
+        if self.memory is not None:
+            return self.memory.read(self.config.ingest, report)
         return read_conversations(self.input_path, self.config.ingest, report)
 
     def complete_many(self, requests: list, description: str = "") -> list:

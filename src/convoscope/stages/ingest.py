@@ -17,7 +17,10 @@ STAGE = "ingest"
 
 
 def input_fingerprint(ctx: RunContext) -> str:
-    """Size and mtime of every input file: cheap, and changes whenever the input does."""
+    """Size and mtime of every input file: cheap, and changes whenever the input does (records in memory:
+    a hash of their content, computed once)."""
+    if ctx.memory is not None:
+        return ctx.memory.fingerprint
     path = ctx.input_path
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     return fingerprint([(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files])
