@@ -21,6 +21,25 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="
 err = Console(stderr=True)
 out = Console()
 
+def _version() -> str:
+    from convoscope import __version__
+
+    return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"convoscope {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    version: bool = typer.Option(False, "--version", "-V", help="Print the version and exit.", callback=_print_version, is_eager=True),
+) -> None:
+    pass
+
+
 ConfigOpt = typer.Option(None, "--config", "-c", help="TOML config file (see `convoscope config --show`).", exists=False)
 FormatOpt = typer.Option(None, "--format", "-f", help="Input format; detected from the content when omitted.")
 
@@ -95,7 +114,7 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Run the whole pipeline: ingest, facets, embeddings, clusters, names, hierarchy, privacy gates, map."""
-    from convoscope.pipeline import run_pipeline
+    from convoscope.api import Pipeline
 
     overrides = _ingest_overrides(fmt, skip_invalid, account_field, time_field, pool_missing_accounts)
     overrides.update({"llm.facets": llm, "llm.naming": naming_llm, "llm.auditor": auditor_llm, "embedding.model": embedding,
@@ -105,8 +124,8 @@ def run(
                       "privacy.min_conversations": min_conversations,
                       "facets.hierarchy_facets": [f.strip() for f in hierarchies.split(",") if f.strip()] if hierarchies else None})
     cfg = _load(config, overrides)
-    store = run_pipeline(input, out_dir, cfg, console=err, show_progress=not quiet)
-    _print_run_summary(store)
+    result = Pipeline(cfg, console=err, progress=not quiet).fit(input, out=out_dir)  # the Python API (docs/api.md)
+    _print_run_summary(result.store)
     err.print(f"  next: convoscope report {escape(str(out_dir))}   |   convoscope explore {escape(str(out_dir))}")
 
 
@@ -219,6 +238,7 @@ def report(
     from convoscope.store import RunStore
 
     store = RunStore(run_dir).for_facet(facet)
+    store.require_finished()
     if as_json:
         print(json.dumps(report_json(store), indent=2, default=str))
     else:
@@ -239,6 +259,7 @@ def explore(
     store = RunStore(run_dir)
     facets = [facet] if (facet or output) else store.facets()
     for name in facets:
+        store.for_facet(name).require_finished()
         path = write_explorer(store.for_facet(name).root, output)
         label = f" (hierarchy on '{name or store.facets()[0]}')" if len(store.facets()) > 1 else ""
         err.print(f"explorer written to {path} ({path.stat().st_size / 1e6:.1f} MB){label}")
@@ -258,7 +279,9 @@ def serve(
     from convoscope.explorer import serve as serve_explorer
     from convoscope.store import RunStore
 
-    serve_explorer(RunStore(run_dir).for_facet(facet).root, port=port, host=host, open_browser=not no_browser,
+    store = RunStore(run_dir).for_facet(facet)
+    store.require_finished()
+    serve_explorer(store.root, port=port, host=host, open_browser=not no_browser,
                    allow_hosts=allow_host or ())
 
 
@@ -298,25 +321,49 @@ def estimate(
         out.print(f"[yellow]note:[/] {note}")
 
 
+def _parse_set(assignments: list[str]) -> dict[str, Any]:
+    """`--set privacy.min_accounts=10` -> {"privacy.min_accounts": 10}: the value is read as TOML, else as a string."""
+    from convoscope.config import tomllib
+    from convoscope.errors import ConfigError
+
+    overrides: dict[str, Any] = {}
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item}: expected SECTION.SETTING=VALUE, e.g. privacy.min_accounts=10")
+        try:
+            value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw.strip()
+        overrides[key.strip()] = value
+    return overrides
+
+
 @app.command("config")
 def config_cmd(
-    show: bool = typer.Option(False, "--show", help="Print every setting with its default (or value) and meaning."),
+    show: bool = typer.Option(False, "--show", help="Print the effective configuration (defaults, then --config FILE, then --set) as TOML that --config reads back."),
     config: Optional[Path] = ConfigOpt,
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override one setting, e.g. --set privacy.min_accounts=10 (repeatable; the value is read as TOML, else as text)."),
 ) -> None:
-    """Show the settings (defaults, or the values from a config file)."""
-    from convoscope.config import describe_settings
+    """Without --show: a table of every setting with its value and meaning. With --show: the effective configuration as TOML."""
+    from convoscope.config import describe_settings, dump_toml
 
-    cfg = _load(config, {})
-    table = Table(title="convoscope settings" + (f" ({config})" if config else " (defaults)"))
+    cfg = _load(config, _parse_set(set_ or []))
+    if show:
+        source = f"from {config}" if config else "defaults"
+        header = f"convoscope {_version()}: effective configuration ({source}{', with --set' if set_ else ''}); use it with --config FILE"
+        print(dump_toml(cfg, header), end="")
+        return
+    table = Table(title="convoscope settings" + (f" ({escape(str(config))})" if config else ""))
     table.add_column("setting", style="bold")
     table.add_column("value")
     table.add_column("meaning")
     values = cfg.model_dump(mode="json")
-    for dotted, default, meaning in describe_settings():
+    for dotted, _default, meaning in describe_settings():
         node: Any = values
         for part in dotted.split("."):
             node = node.get(part) if isinstance(node, dict) else None
-        table.add_row(dotted, escape(json.dumps(node) if config else default), escape(meaning))
+        table.add_row(dotted, escape(json.dumps(node)), escape(meaning))
     out.print(table)
 
 
@@ -328,6 +375,16 @@ app.command("compare")(compare_command)
 app.add_typer(eval_app, name="eval")
 
 
+INTERRUPTED = 130  # the shell's code for SIGINT; typer turns a KeyboardInterrupt into this exit code
+
+
+def _print_interrupted() -> None:
+    import shlex
+
+    command = shlex.join(["convoscope", *sys.argv[1:]])
+    err.print(f"[yellow]interrupted[/]: finished work is saved; run the same command again to resume: {escape(command)}", highlight=False)
+
+
 def main() -> None:
     try:
         app()
@@ -335,9 +392,13 @@ def main() -> None:
         message = "\n".join(markup_safe(line) for line in str(e).splitlines())  # messages quote input: print them as text
         err.print(f"[red]error:[/] {message}", highlight=False)
         sys.exit(e.exit_code)
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]: finished work is saved; run the same command again to resume")
-        sys.exit(130)
+    except KeyboardInterrupt:  # outside typer's own handling (e.g. while starting)
+        _print_interrupted()
+        sys.exit(INTERRUPTED)
+    except SystemExit as e:
+        if e.code == INTERRUPTED:  # typer caught the KeyboardInterrupt and exits 130 without a word
+            _print_interrupted()
+        raise
 
 
 if __name__ == "__main__":

@@ -182,3 +182,85 @@ def describe_settings(model: type[BaseModel] = Config, prefix: str = "") -> list
         default = field.get_default(call_default_factory=True)
         rows.append((dotted, repr(default), field.description or ""))
     return rows
+
+
+# -- the effective configuration as TOML (`convoscope config --show`) ---------------------------------------
+_BARE_KEY = __import__("re").compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.match(key) else _toml_string(key)
+
+
+def _toml_string(text: str) -> str:
+    import json
+
+    # JSON's escapes are TOML's basic-string escapes; DEL must be escaped in TOML, not in JSON
+    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if value != value:
+            return "nan"
+        if value in (float("inf"), float("-inf")):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        return _toml_string(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items() if v is not None) + "}"
+    raise TypeError(f"no TOML form for {type(value).__name__}")
+
+
+def _comment(text: str) -> list[str]:
+    return [f"# {line}".rstrip() for line in text.splitlines()] if text else []
+
+
+def _section_lines(model: type[BaseModel], values: dict[str, Any], prefix: str) -> tuple[list[str], list[tuple[str, type[BaseModel], Any]]]:
+    """Key lines of one table, and the sub-tables ((dotted name, model, values)) to write after it."""
+    lines: list[str] = []
+    tables: list[tuple[str, type[BaseModel], Any]] = []
+    for name, field in model.model_fields.items():
+        value = values.get(name)
+        ann = field.annotation
+        dotted = f"{prefix}{name}"
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            tables.append((dotted, ann, value or {}))
+            continue
+        if name == "custom" and model is FacetSettings:
+            tables.append((dotted, CustomFacet, value or []))
+            continue
+        lines += _comment(f"{dotted}: {field.description}" if field.description else dotted)
+        if value is None:
+            lines.append(f"# {_toml_key(name)} = (not set)")  # TOML has no null: left out, it loads back as unset
+        else:
+            lines.append(f"{_toml_key(name)} = {_toml_value(value)}")
+    return lines, tables
+
+
+def dump_toml(config: Config, header: str = "") -> str:
+    """`config` as a TOML document that `load_config` reads back to an equal Config; each setting is preceded
+    by a comment with its dotted name and meaning, and settings that are not set are commented out."""
+    lines = _comment(header)
+    top, tables = _section_lines(Config, config.model_dump(mode="json"), "")
+    lines += top
+    while tables:
+        dotted, model, values = tables.pop(0)
+        if isinstance(values, list):  # an array of tables: [[facets.custom]]
+            if not values:
+                lines += ["", *_comment(f"{dotted}: none (add [[{dotted}]] tables)")]
+            for item in values:
+                keys, _ = _section_lines(model, {k: v for k, v in item.items() if v is not None}, f"{dotted}.")
+                lines += ["", f"[[{dotted}]]", *[k for k in keys if not k.startswith("#")]]
+            continue
+        keys, sub = _section_lines(model, values, f"{dotted}.")
+        lines += ["", f"[{dotted}]", *keys]
+        tables = sub + tables
+    return "\n".join(lines) + "\n"

@@ -250,6 +250,26 @@ class RunStore:
             raise ConvoscopeError(f"{self.root}: this run has no hierarchy for facet '{facet}' (it has: {', '.join(self.facets())})")
         return self.facet_store(facet)
 
+    # -- finished or not -------------------------------------------------------------------------
+    STAGE_ORDER = ("ingest", "screen", "facets", "embed", "cluster", "name", "hierarchy", "privacy", "map", "aggregates")
+
+    def require_finished(self) -> None:
+        """Raise RunDirError naming the first missing stage and the command that resumes the run, unless this
+        run (or facet hierarchy) has its published aggregates (the last stage)."""
+        if self.has("json:aggregates"):
+            return
+        done = self.manifest.get("stages", {})
+        missing = next((s for s in self.STAGE_ORDER if s not in done and s != "screen"), "aggregates")
+        finished = [s for s in self.STAGE_ORDER if s in done]
+        run_root = self.parent.root if self.parent is not None else self.root
+        source = self.manifest.get("input") or "INPUT"
+        import shlex
+
+        raise RunDirError(
+            f"{self.root}: the run is unfinished: it stopped before the {missing} stage "
+            f"(finished: {', '.join(finished) or 'none'}). Resume it with the command that started it, "
+            f"e.g. `{shlex.join(['convoscope', 'run', str(source), '--out', str(run_root)])}` (finished stages are kept)")
+
     # -- manifest -------------------------------------------------------------------------------
     def _load_manifest(self) -> dict[str, Any]:
         path = self.root / MANIFEST

@@ -82,6 +82,7 @@ class Run:
 def load_run(path: str | Path, facet: str | None = None) -> Run:
     """A finished run's published aggregates; `facet` picks one of several hierarchies."""
     store = RunStore(path).for_facet(facet)
+    store.require_finished()  # names the missing stage and the command that resumes the run
     if not store.has("json:aggregates"):
         raise AnalysisError(f"{path}: the run has no published aggregates yet; finish it with `convoscope run` first")
     agg = store.read_json("aggregates")
