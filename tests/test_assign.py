@@ -194,3 +194,36 @@ def test_clear_errors(runs, tmp_path):
     normal.update_manifest(config={})
     with pytest.raises(ConvoscopeError, match="convoscope run"):
         assign(runs["run"], runs["new_input"], normal.root, show_progress=False)  # would overwrite a normal run
+
+
+def test_llm_mode_inherits_names_without_naming_or_auditing_again(tmp_path):
+    from convoscope.config import load_config
+    from fakes.clio_responder import make_responder
+    from fakes.corpus import make_records, write_jsonl
+    from fakes.llm_servers import FakeOpenAIServer
+
+    run_data = write_jsonl(tmp_path / "run.jsonl", [r for r in make_records(per_topic=40, accounts=30) if r["metadata"]["topic"] != "travel"])
+    new_records = [r for r in make_records(per_topic=30, accounts=30, seed=1) if r["metadata"]["topic"] != "python"]
+    new_data = write_jsonl(tmp_path / "new.jsonl", new_records)
+    with FakeOpenAIServer(responder=make_responder()) as server:
+        cfg = load_config(None, {"cluster.conversations_per_cluster": 10, "privacy.min_conversations": 5, "privacy.min_accounts": 3,
+                                 "llm.facets": f"openai:fake@{server.url}", "llm.cache_dir": str(tmp_path / "cache")})
+        run = run_pipeline(run_data, tmp_path / "run", cfg, show_progress=False)
+        seen = len(server.requests)
+        new = assign(tmp_path / "run", new_data, tmp_path / "new", show_progress=False)
+        tasks = Counter("facets" if "<conversation>" in b["messages"][-1]["content"] else "other" for b in server.requests[seen:])
+    assert new.manifest["mode"] == "llm"
+    assert tasks["other"] == 0 and tasks["facets"] > 0  # no naming, hierarchy, rewrite or audit call: only the new facets
+    topics = {r["id"]: r["metadata"]["topic"] for r in new_records}
+    base = _base_column(new)
+    rows = new.read_table("assignments").to_pylist()  # exact duplicates were removed at ingest
+    bucket = Counter(topics[row["conv_id"]] for row in rows if row[base] == UNASSIGNED_ID)
+    assert bucket["travel"] == sum(1 for row in rows if topics[row["conv_id"]] == "travel") > 0
+    known = Counter(topics[row["conv_id"]] for row in rows)
+    assert bucket["cooking"] + bucket["taxes"] <= 0.2 * (known["cooking"] + known["taxes"]), (bucket, known)
+    released = {c["id"]: c["name"] for c in run.read_table("clusters").to_pylist() if c["published"] and c["kind"] == "cluster"}
+    clusters = new.read_table("clusters").to_pylist()
+    shown = [c for c in clusters if c["published"] and c["kind"] == "cluster" and not c["id"].startswith(UNASSIGNED_ID)]
+    assert shown and all(c["name"] == released[c["id"]] for c in shown)
+    assert all(c["audit_score"] is None for c in clusters)  # inherited names passed RUN's audit; nothing audited again
+    assert any(c["name"] == UNASSIGNED_NAME and c["published"] for c in clusters)
