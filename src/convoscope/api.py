@@ -21,7 +21,7 @@ from typing import Any, Mapping
 from convoscope.analyses.common import AnalysisError, Run, parse_date
 from convoscope.components import Components
 from convoscope.config import Config, _format_validation_error, load_config
-from convoscope.errors import ConfigError, ConvoscopeError
+from convoscope.errors import ConfigError
 from convoscope.ingest import MemorySource
 from convoscope.store import RunStore
 
@@ -162,8 +162,7 @@ class Result:
         self._tmp = _tmp  # keeps a temporary run directory alive as long as a Result uses it
         self._root = RunStore(run_dir)
         self.store = self._root.for_facet(facet)
-        if not self.store.has("json:aggregates"):
-            raise ConvoscopeError(f"{run_dir}: the run has no published aggregates yet (interrupted?); run it again to finish it")
+        self.store.require_finished()  # an interrupted run: names the missing stage and how to resume
         self._aggregates = self.store.read_json("aggregates")
 
     # -- identity ------------------------------------------------------------------------------------
