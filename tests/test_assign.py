@@ -117,7 +117,7 @@ def test_manifest_config_threshold_and_tables(runs):
     for stage in ("ingest", "facets", "embed", "cluster", "name", "hierarchy", "privacy", "map", "aggregates"):
         assert m["stages"][stage]["fingerprint"], stage
     base = new.read_table("base_assignments").to_pylist()
-    assert all((b["cluster"] == -1) == (b["similarity"] < threshold) for b in base)
+    assert all((b["cluster"] == -1) == (b["similarity"] < threshold - 1e-6) for b in base)
     n = new.read_table("facets").num_rows
     assert new.read_table("map").num_rows == n == new.read_table("assignments").num_rows == len(new.read_array("embeddings"))
     # only ingest settings may be overridden; the run's own embedding model and privacy settings stay
@@ -227,3 +227,14 @@ def test_llm_mode_inherits_names_without_naming_or_auditing_again(tmp_path):
     assert shown and all(c["name"] == released[c["id"]] for c in shown)
     assert all(c["audit_score"] is None for c in clusters)  # inherited names passed RUN's audit; nothing audited again
     assert any(c["name"] == UNASSIGNED_NAME and c["published"] for c in clusters)
+
+
+def test_every_assign_option_has_help():
+    import typer
+
+    from convoscope.cli import app
+
+    command = typer.main.get_command(app).commands["assign"]
+    assert command.help and "compare" in command.help
+    for param in command.params:
+        assert getattr(param, "help", None), param.name

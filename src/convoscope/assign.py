@@ -55,6 +55,7 @@ UNASSIGNED_NAME = "Unassigned (new topic)"
 UNASSIGNED_DESCRIPTION = "New conversations not close enough to any cluster of the original run."
 THRESHOLD_PERCENTILE = 5.0
 MAP_NEIGHBOURS = 10
+SIMILARITY_TOLERANCE = 1e-6
 # Changes when the placement rules change, so older assign runs are recomputed rather than resumed.
 ASSIGN_VERSION = "assign-v1"
 # Only these settings may differ from RUN's: anything else (embedding model, facets, privacy
@@ -160,7 +161,8 @@ def _place(ctx: RunContext, source: RunStore, upstream: str, threshold: float, t
     sims = vectors @ centroids.T
     best = np.argmax(sims, axis=1)
     best_sim = sims[np.arange(len(vectors)), best]
-    labels = np.where(best_sim >= threshold, best, -1).astype(np.int64)
+    # the tolerance keeps a copy of a RUN member in its cluster when float rounding differs by an ulp
+    labels = np.where(best_sim >= threshold - SIMILARITY_TOLERANCE, best, -1).astype(np.int64)
 
     run_rows = source.read_table("hierarchy").to_pylist()
     n_levels = max(r["level"] for r in run_rows) + 1
