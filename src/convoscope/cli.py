@@ -15,6 +15,7 @@ from rich.table import Table
 
 from convoscope.errors import ConvoscopeError
 from convoscope.text import markup_safe
+from convoscope.wording import count
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
                   help="Privacy-preserving insights into how an AI assistant is used (an open implementation of Anthropic's Clio).")
@@ -68,20 +69,20 @@ def _print_run_summary(store) -> None:
     ingest = m["stages"]["ingest"]["report"]
     agg = store.read_json("aggregates")
     run = agg["run"]
-    err.print(f"[green]Done[/] in {m.get('seconds', 0):.1f}s: {run['conversations']:,} conversations, {run['accounts']:,} accounts, "
-              f"{run['levels']} levels, {sum(1 for c in agg['clusters'] if c['kind'] == 'cluster')} published clusters, "
-              f"{agg['withheld']['clusters']} withheld ({agg['withheld']['conversations']:,} conversations in 'other').")
+    err.print(f"[green]Done[/] in {m.get('seconds', 0):.1f}s: {count(run['conversations'], 'conversation')}, {count(run['accounts'], 'account')}, "
+              f"{count(run['levels'], 'level')}, {count(sum(1 for c in agg['clusters'] if c['kind'] == 'cluster'), 'published cluster')}, "
+              f"{agg['withheld']['clusters']} withheld ({count(agg['withheld']['conversations'], 'conversation')} in 'other').")
     if ingest.get("duplicates"):
-        err.print(f"  removed {ingest['duplicates']:,} exact duplicate conversations")
+        err.print(f"  removed {count(ingest['duplicates'], 'exact duplicate conversation')}")
     usage = m.get("llm_usage")
     if usage:
         total = usage.get("total", usage)
-        err.print(f"  LLM: {total.get('calls', 0):,} calls ({total.get('cached_calls', 0):,} from cache), "
-                  f"{total.get('input_tokens', 0):,} tokens in, {total.get('output_tokens', 0):,} out, ${total.get('cost_usd', 0):.4f}")
+        err.print(f"  LLM: {count(total.get('calls', 0), 'call')} ({total.get('cached_calls', 0):,} from cache), "
+                  f"{count(total.get('input_tokens', 0), 'token')} in, {total.get('output_tokens', 0):,} out, ${total.get('cost_usd', 0):.4f}")
     for facet in store.facets()[1:]:
         sub = store.facet_store(facet)
         agg = sub.read_json("aggregates")
-        err.print(f"  hierarchy on '{escape(facet)}': {agg['run']['levels']} levels, {sum(1 for c in agg['clusters'] if c['kind'] == 'cluster')} published clusters, "
+        err.print(f"  hierarchy on '{escape(facet)}': {count(agg['run']['levels'], 'level')}, {count(sum(1 for c in agg['clusters'] if c['kind'] == 'cluster'), 'published cluster')}, "
                   f"{agg['withheld']['clusters']} withheld ({escape(str(sub.root))}; report/explore it with --facet {escape(facet)})")
     err.print(f"  run directory: {escape(str(store.root))}")
 
@@ -268,7 +269,7 @@ def explore(
 @app.command()
 def serve(
     run_dir: Path = typer.Argument(..., help="Run directory."),
-    port: int = typer.Option(8765, "--port", "-p"),
+    port: int = typer.Option(8765, "--port", "-p", help="Port to listen on."),
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (default: this machine only). A name or address other than loopback is also accepted in the Host header."),
     allow_host: Optional[list[str]] = typer.Option(None, "--allow-host", help="Also answer requests whose Host header names this (repeatable), e.g. the machine's name when binding 0.0.0.0."),
     no_browser: bool = typer.Option(False, "--no-browser", help="Do not open a browser."),
@@ -289,11 +290,11 @@ def serve(
 def estimate(
     input: Path = typer.Argument(..., help="Conversations to estimate for."),
     llm: str = typer.Option(..., "--llm", help="Backend spec to price."),
-    naming_llm: Optional[str] = typer.Option(None, "--naming-llm"),
+    naming_llm: Optional[str] = typer.Option(None, "--naming-llm", help="Backend spec for naming and the hierarchy, when not --llm's."),
     config: Optional[Path] = ConfigOpt,
     fmt: Optional[str] = FormatOpt,
     pool_missing_accounts: bool = PoolMissingOpt,
-    as_json: bool = typer.Option(False, "--json"),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Count tokens and estimate calls, cost and time of an LLM run, without calling anything."""
     from convoscope.ingest import read_conversations
@@ -382,7 +383,7 @@ def _print_interrupted() -> None:
     import shlex
 
     command = shlex.join(["convoscope", *sys.argv[1:]])
-    err.print(f"[yellow]interrupted[/]: finished work is saved; run the same command again to resume: {escape(command)}", highlight=False)
+    err.print(f"[yellow]interrupted[/]: finished work is saved; run the same command again to resume: {escape(command)}", highlight=False, soft_wrap=True)
 
 
 def main() -> None:
@@ -390,7 +391,7 @@ def main() -> None:
         app()
     except ConvoscopeError as e:
         message = "\n".join(markup_safe(line) for line in str(e).splitlines())  # messages quote input: print them as text
-        err.print(f"[red]error:[/] {message}", highlight=False)
+        err.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)  # one line: the terminal wraps it, not us
         sys.exit(e.exit_code)
     except KeyboardInterrupt:  # outside typer's own handling (e.g. while starting)
         _print_interrupted()

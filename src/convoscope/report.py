@@ -9,6 +9,7 @@ from rich.tree import Tree
 
 from convoscope.store import RunStore
 from convoscope.text import markup_safe
+from convoscope.wording import count
 
 NO_ACCOUNT_IDS = "The input has no account ids: the privacy thresholds count conversations, not people."
 
@@ -53,7 +54,7 @@ def print_report(store: RunStore, console: Console, depth: int = 2) -> None:
         children.setdefault(c["parent"], []).append(c)
     for warning in run_warnings(run):
         console.print(f"[bold yellow]warning:[/] {markup_safe(warning)}")
-    root = Tree(f"[bold]{run['conversations']:,} conversations[/] · {run['accounts']:,} accounts · "
+    root = Tree(f"[bold]{count(run['conversations'], 'conversation')}[/] · {count(run['accounts'], 'account')} · "
                 f"mode {markup_safe(run['mode'])} · facet {markup_safe(run['facet'])}")
 
     def add(node: Tree, parent: str | None, level: int) -> None:
@@ -63,7 +64,7 @@ def print_report(store: RunStore, console: Console, depth: int = 2) -> None:
                 node.add(f"[dim]{name}: {c['size']:,} ({c['share']:.1%})[/]")
                 continue
             extra = _facet_line(c)
-            branch = node.add(f"[bold]{name}[/] [dim]{c['size']:,} ({c['share']:.1%}), {c['accounts']:,} accounts{' · ' + extra if extra else ''}[/]")
+            branch = node.add(f"[bold]{name}[/] [dim]{c['size']:,} ({c['share']:.1%}), {count(c['accounts'], 'account')}{' · ' + extra if extra else ''}[/]")
             if level + 1 < depth:
                 add(branch, c["id"], level + 1)
 
@@ -72,7 +73,7 @@ def print_report(store: RunStore, console: Console, depth: int = 2) -> None:
     if agg["facets_unavailable"]:
         for name, why in agg["facets_unavailable"].items():
             console.print(f"[dim]{markup_safe(name)}: unavailable ({markup_safe(why)})[/]")
-    console.print(f"[dim]withheld by the privacy gates: {agg['withheld']['clusters']} clusters, {agg['withheld']['conversations']:,} conversations[/]")
+    console.print(f"[dim]withheld by the privacy gates: {count(agg['withheld']['clusters'], 'cluster')}, {count(agg['withheld']['conversations'], 'conversation')}[/]")
     others = [f for f in store.facets() if f != run["facet"]]
     if others:
         console.print(f"[dim]other hierarchies in this run: {markup_safe(', '.join(others))} (convoscope report RUN --facet NAME)[/]")
