@@ -290,7 +290,7 @@ def test_skip_invalid_in_memory(records):
 
 
 def _python_blocks(markdown: str) -> list[str]:
-    blocks = re.findall(r"```python\n(.*?)```", markdown, flags=re.S)
+    blocks = re.findall(r"```python\n(.*?)```", markdown, flags=re.DOTALL)
     return [b for b in blocks if "not run here" not in b.splitlines()[0]]
 
 

@@ -240,7 +240,7 @@ class Result:
         run = self._aggregates["run"]
         root: dict[str, Any] = {"name": "all conversations", "size": run["conversations"], "children": []}
         nodes: dict[str, dict[str, Any]] = {}
-        for depth, c, _ in self._ordered():
+        for _depth, c, _path in self._ordered():
             node = {k: c.get(k) for k in ("id", "kind", "name", "description", "size", "accounts", "share")}
             node["children"] = []
             nodes[c["id"]] = node
