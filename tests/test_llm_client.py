@@ -345,19 +345,6 @@ def test_client_works_across_event_loops(tmp_path):
     assert first.text == second.text == "This is a fake answer."
 
 
-def test_on_result_sees_each_response(tmp_path):
-    seen = []
-    with FakeOpenAIServer() as server:
-
-        async def go():
-            client = build_client(settings(f"openai:m@{server.url}", tmp_path), progress=False)
-            await client.complete_many([ask("a"), ask("b")], on_result=lambda i, r: seen.append(i))
-            await client.aclose()
-
-        asyncio.run(go())
-    assert sorted(seen) == [0, 1]
-
-
 def test_no_prompt_text_in_logs(tmp_path, caplog):
     secret = "PLANTED-LOG-SECRET"
     caplog.set_level("DEBUG")

@@ -142,18 +142,14 @@ class Client:
         requests: Sequence[LLMRequest],
         *,
         description: str = "",
-        on_result: Callable[[int, LLMResponse], None] | None = None,
     ) -> list[LLMResponse]:
-        """Responses in request order. `on_result(index, response)` is called as each one finishes,
-        so a caller can save work as it completes. A fatal error cancels the requests in flight and
+        """Responses in request order. A fatal error cancels the requests in flight and
         raises; BudgetExceeded lets the requests in flight finish (they are paid for), then raises."""
         results: list[LLMResponse | None] = [None] * len(requests)
         with self._progress_bar(description, len(requests)) as advance:
 
             async def run(index: int, request: LLMRequest) -> None:
-                results[index] = response = await self.complete(request)
-                if on_result is not None:
-                    on_result(index, response)
+                results[index] = await self.complete(request)
                 advance()
 
             tasks = [asyncio.create_task(run(i, r)) for i, r in enumerate(requests)]
