@@ -48,7 +48,7 @@ from convoscope.errors import ConfigError, ConvoscopeError, InputError
 from convoscope.neighbours import cosine_knn
 from convoscope.policy import NAME_WITHHELD
 from convoscope.stages.rows import analysed_rows, distinct_per_group
-from convoscope.store import RunStore, fingerprint
+from convoscope.store import RunLock, RunStore, fingerprint
 
 UNASSIGNED_ID = "new"
 UNASSIGNED_NAME = "Unassigned (new topic)"
@@ -247,14 +247,6 @@ def assign(run_dir: str | Path, new_input: str | Path, out_dir: str | Path, *, t
            config_overrides: dict[str, Any] | None = None, show_progress: bool = True, console: Console | None = None) -> RunStore:
     """Place the conversations of `new_input` into the finished run `run_dir`'s clusters and write a run
     directory `out_dir` with the usual published aggregates (module docstring). Returns its store."""
-    from convoscope.pipeline import package_versions
-    from convoscope.stages.aggregates import run_aggregates
-    from convoscope.stages.embed import run_embed
-    from convoscope.stages.facets import run_facets
-    from convoscope.stages.ingest import input_fingerprint, run_ingest
-    from convoscope.stages.privacy import run_privacy
-    from convoscope.stages.screen import run_screen
-
     source = _finished_run(run_dir)
     out = Path(out_dir)
     run_root = (source.parent.root if source.parent is not None else source.root).resolve()
@@ -271,6 +263,22 @@ def assign(run_dir: str | Path, new_input: str | Path, out_dir: str | Path, *, t
     threshold_source = "given"
     if threshold is None:
         threshold, threshold_source = run_threshold(source), f"{THRESHOLD_PERCENTILE:g}th percentile of the run's own members' similarity to their centroid"
+
+    # one process writes a run directory at a time (store.RunLock); taken after the checks above, so
+    # a mistaken --out (RUN itself, a normal run) is refused without being touched
+    with RunLock(out, console=console or Console(stderr=True)):
+        return _assign_into(source, new_input, out, config, threshold, threshold_source, show_progress, console)
+
+
+def _assign_into(source: RunStore, new_input: Path, out: Path, config: Config, threshold: float, threshold_source: str,
+                 show_progress: bool, console: Console | None) -> RunStore:
+    from convoscope.pipeline import package_versions
+    from convoscope.stages.aggregates import run_aggregates
+    from convoscope.stages.embed import run_embed
+    from convoscope.stages.facets import run_facets
+    from convoscope.stages.ingest import input_fingerprint, run_ingest
+    from convoscope.stages.privacy import run_privacy
+    from convoscope.stages.screen import run_screen
 
     store = RunStore(out, create=True)
     ctx = RunContext(config=config, store=store, input_path=new_input, show_progress=show_progress, **({"console": console} if console else {}))
