@@ -25,7 +25,7 @@ def cli(*args, timeout=600, env=None):
 
 
 def test_help_on_every_command():
-    for command in ("run", "demo", "validate", "report", "explore", "serve", "estimate", "config", "compare", "analyze", "eval"):
+    for command in ("run", "assign", "demo", "validate", "report", "explore", "serve", "estimate", "config", "compare", "analyze", "eval"):
         result = cli(command, "--help")
         if command == "eval" and result.returncode != 0:
             pytest.skip("eval commands not registered")

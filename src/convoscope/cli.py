@@ -1,4 +1,4 @@
-"""Command line: `convoscope run | demo | validate | report | explore | serve | estimate | config | eval | analyze | compare`."""
+"""Command line: `convoscope run | assign | demo | validate | report | explore | serve | estimate | config | eval | analyze | compare`."""
 
 from __future__ import annotations
 
@@ -303,7 +303,8 @@ def estimate(
 
     cfg = _load(config, {**_ingest_overrides(fmt, None, pool_missing_accounts=pool_missing_accounts), "llm.facets": llm, "llm.naming": naming_llm})
     plan = CallPlan(max_conversation_tokens=cfg.facets.max_conversation_tokens, conversations_per_cluster=cfg.cluster.conversations_per_cluster,
-                    facet_calls_per_conversation=(4 + len(cfg.facets.custom)) if cfg.facets.per_facet_calls else 1, screen=bool(cfg.facets.screener))
+                    facet_calls_per_conversation=(4 + len(cfg.facets.custom)) if cfg.facets.per_facet_calls else 1, screen=bool(cfg.facets.screener),
+                    levels=cfg.hierarchy.levels, top_clusters=cfg.hierarchy.top_clusters, neighbourhood_size=cfg.hierarchy.neighbourhood_size)
     result = estimate_cost(read_conversations(input, cfg.ingest), cfg.llm, plan)
     if as_json:
         print(json.dumps(result, indent=2, default=str))
