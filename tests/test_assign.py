@@ -237,3 +237,15 @@ def test_every_assign_option_has_help():
     assert command.help and "compare" in command.help
     for param in command.params:
         assert getattr(param, "help", None), param.name
+
+
+def test_python_api_assign(runs, tmp_path):
+    """`load_run(RUN).assign(NEW_INPUT, out)` is `convoscope assign`: the same published clusters."""
+    from convoscope import load_run
+
+    result = load_run(runs["run"]).assign(runs["new_input"], tmp_path / "api-new")
+    cli_clusters = {(c["id"], c["name"], c["size"]) for c in RunStore(runs["new"]).read_json("aggregates")["clusters"]}
+    assert {(c["id"], c["name"], c["size"]) for c in result.aggregates["clusters"]} == cli_clusters
+    assert any(r["status"] == "appeared" for r in load_run(runs["run"]).compare(result)["clusters"])
+    with pytest.raises(TypeError, match="file or directory"):
+        load_run(runs["run"]).assign([{"text": "hello"}], tmp_path / "x")

@@ -328,6 +328,22 @@ class Result:
             other = load_run(other, self.facet if self.facet != self._root_facet() else None)
         return compare_runs(self._run(), other._run(), **options)
 
+    def assign(self, new_input: str | os.PathLike, out: str | os.PathLike, *, threshold: float | None = None,
+               **overrides: Any) -> "Result":
+        """Place new conversations (a file or directory) into this run's clusters without rebuilding the
+        hierarchy (`convoscope assign`, docs/analyses.md): facets and embeddings with this run's settings,
+        each conversation in its nearest base cluster or in "Unassigned (new topic)" below `threshold`,
+        published under the same privacy gates. `overrides`: dotted ingest.* / llm.* settings, e.g.
+        **{"ingest.skip_invalid": True}. Compare the two with `result.compare(new)`."""
+        from convoscope.assign import assign
+
+        if not isinstance(new_input, (str, os.PathLike)):
+            raise TypeError("assign reads new conversations from a file or directory (the stages re-read it); "
+                            f"write them as JSONL first, not {type(new_input).__name__}")
+        store = assign(self._root.root, new_input, out, threshold=threshold, config_overrides=overrides or None,
+                       show_progress=False)
+        return Result(store.root)
+
     def _root_facet(self) -> str:
         return self.facets[0] if self.facets else self.facet
 

@@ -24,6 +24,7 @@ from convoscope.context import RunContext
 from convoscope.keywords import class_tfidf_of_counts, group_term_counts, keyword_name, top_terms
 from convoscope.llm.base import ChatMessage, LLMRequest
 from convoscope.neighbours import cosine_knn
+from convoscope.components import fingerprint_parts
 from convoscope.hierarchy_levels import level_sizes
 from convoscope.kmeans import kmeans
 from convoscope.policy import NAME_WITHHELD
@@ -268,9 +269,9 @@ def build_hierarchy(ctx: RunContext) -> tuple[list[list[Node]], np.ndarray]:
     embedder = None
     term_counts = terms = None
     if config.llm_mode:
-        from convoscope.embedders import make_embedder
+        from convoscope.components import embedder_for
 
-        embedder = make_embedder(config.embedding.model)
+        embedder = embedder_for(ctx)  # an injected embedder names parents in its own space too
         prompt_gate = PromptGate(ctx)
     else:
         term_counts, terms = _base_term_counts(ctx, len(base))
@@ -344,7 +345,7 @@ def _conversation_count(levels: list[list[Node]], height: int, index: int) -> in
 
 def run_hierarchy(ctx: RunContext, upstream: str) -> str:
     config = ctx.config
-    fp = fingerprint(STAGE, upstream, config.hierarchy.model_dump(), config.seed, config.llm.spec_for("naming") if config.llm_mode else EXTRACTIVE_GROUPING,
+    fp = fingerprint(STAGE, upstream, fingerprint_parts(ctx, "embedder") if config.llm_mode else (), config.hierarchy.model_dump(), config.seed, config.llm.spec_for("naming") if config.llm_mode else EXTRACTIVE_GROUPING,
                      [prompts.load(t).template for t in ("propose_parents", "dedupe_parents", "assign_parent", "rename_parent")] if config.llm_mode else None,
                      config.privacy.model_dump(exclude={"include_raw_text", "scrub_identifiers", "min_audit_score"}) if config.llm_mode else None, "gated-prompts")
     if ctx.store.stage_complete(STAGE, fp):
