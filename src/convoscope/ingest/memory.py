@@ -29,7 +29,7 @@ from convoscope.model import Conversation
 from .detect import detect_record
 from .json_source import PARSERS, Item
 from .options import IngestOptions
-from .reader import _invalid, mixed_accounts_error
+from .reader import Seen, accepted
 from .record import RecordContext, RecordError
 from .report import IngestReport
 from .tables import _read_table
@@ -179,32 +179,10 @@ class MemorySource:
         """Valid, de-duplicated conversations, with the file reader's checks and report."""
         report = report if report is not None else IngestReport()
         report._pooling = options.missing_accounts == "pool"
-        seen_content: set[bytes] = set()
-        seen_ids: set[int] = set()
         formats: list[str] = []
         try:
-            for pos, item in self._items(options, formats):
-                if isinstance(item, RecordError):
-                    _invalid(report, options, item, self.kind, pos, UNIT)  # type: ignore[arg-type]
-                    continue
-                if options.dedupe:
-                    digest = bytes.fromhex(item.content_hash())
-                    if digest in seen_content:
-                        report.duplicates += 1
-                        continue
-                    seen_content.add(digest)
-                id_key = hash(item.id)
-                if id_key in seen_ids:
-                    _invalid(report, options, RecordError(f"duplicate conversation id {item.id!r}", "id"), self.kind, pos, UNIT)  # type: ignore[arg-type]
-                    continue
-                seen_ids.add(id_key)
-                if item.account_id is None and options.missing_accounts == "pool":
-                    item.pool_missing_account()
-                report.add_conversation(item.effective_account, item.account_id is not None, len(item.messages),
-                                        item.created_at is not None, where=f"{self.kind} {UNIT} {pos}")
-                if refuse_mixed_accounts and report.account_ids == "mixed":
-                    raise mixed_accounts_error(report, options)
-                yield item
+            yield from accepted(self._items(options, formats), report, options, self.kind, lambda: UNIT, Seen(),
+                                refuse_mixed_accounts=refuse_mixed_accounts)
         finally:
             for fmt in formats:
                 report.add_format(fmt)

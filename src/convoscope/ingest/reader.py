@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from convoscope.errors import InputError
 from convoscope.model import Conversation
@@ -33,39 +35,15 @@ def read_conversations(
     root = Path(path)
     files = list_files(root)
     in_directory = root.is_dir()
-    seen_content: set[bytes] = set()  # 16-byte content hashes
-    seen_ids: set[int] = set()  # hash() of ids: 64-bit, collisions are negligible at any realistic size
+    seen = Seen()
     read_any = False
     for file_path, name in files:
         formats: list[str] = []
         unit: list[str] = []  # "line", "record" (of a JSON array) or "row": what a position counts in this file
         try:
-            n_records = 0
-            for pos, item in _read_file(file_path, name, options, formats, unit):
-                n_records += 1
-                if isinstance(item, RecordError):
-                    _invalid(report, options, item, file_path, pos, unit[0])
-                    continue
-                if options.dedupe:
-                    digest = bytes.fromhex(item.content_hash())
-                    if digest in seen_content:
-                        report.duplicates += 1
-                        continue
-                    seen_content.add(digest)
-                id_key = hash(item.id)
-                if id_key in seen_ids:
-                    _invalid(report, options, RecordError(f"duplicate conversation id {item.id!r}", "id"), file_path, pos, unit[0])
-                    continue
-                seen_ids.add(id_key)
-                if item.account_id is None and options.missing_accounts == "pool":
-                    item.pool_missing_account()
-                report.add_conversation(
-                    item.effective_account, item.account_id is not None, len(item.messages),
-                    item.created_at is not None, where=f"{file_path} {unit[0]} {pos}",
-                )
-                if refuse_mixed_accounts and report.account_ids == "mixed":
-                    raise mixed_accounts_error(report, options)
-                yield item
+            counted = _Counted(_read_file(file_path, name, options, formats, unit))
+            yield from accepted(counted, report, options, str(file_path), lambda: unit[0], seen, refuse_mixed_accounts=refuse_mixed_accounts)
+            n_records = counted.n
             if n_records == 0:  # e.g. "[]" or a CSV header without rows: empty input, not a silent no-op
                 raise UnknownFormat("file has no records", path=str(file_path))
         except UnknownFormat as e:
@@ -80,6 +58,59 @@ def read_conversations(
         report.files += 1
     if not read_any:
         raise InputError(f"no readable file ({'; '.join(report.skipped_files[:3])})", path=str(root))
+
+
+@dataclass
+class Seen:
+    """What dedupe and id uniqueness remember across files: small hashes, not the conversations."""
+
+    content: set[bytes] = field(default_factory=set)  # 16-byte content hashes
+    ids: set[int] = field(default_factory=set)  # hash() of ids: 64-bit, collisions are negligible at any realistic size
+
+
+class _Counted:
+    """An iterator that counts what passes through it."""
+
+    def __init__(self, items: Iterable[Any]):
+        self._items = iter(items)
+        self.n = 0
+
+    def __iter__(self) -> "_Counted":
+        return self
+
+    def __next__(self) -> Any:
+        item = next(self._items)
+        self.n += 1
+        return item
+
+
+def accepted(items: Iterable[tuple[int, Any]], report: IngestReport, options: IngestOptions, source: str, unit: Callable[[], str],
+             seen: Seen, *, refuse_mixed_accounts: bool = True) -> Iterator[Conversation]:
+    """The checks every reader applies to parsed records (files and in-memory data alike): invalid ones
+    reported (or raised), exact duplicates dropped and counted, duplicate ids invalid, missing account ids
+    pooled or refused when mixed, every conversation counted in the report."""
+    for pos, item in items:
+        if isinstance(item, RecordError):
+            _invalid(report, options, item, source, pos, unit())
+            continue
+        if options.dedupe:
+            digest = bytes.fromhex(item.content_hash())
+            if digest in seen.content:
+                report.duplicates += 1
+                continue
+            seen.content.add(digest)
+        id_key = hash(item.id)
+        if id_key in seen.ids:
+            _invalid(report, options, RecordError(f"duplicate conversation id {item.id!r}", "id"), source, pos, unit())
+            continue
+        seen.ids.add(id_key)
+        if item.account_id is None and options.missing_accounts == "pool":
+            item.pool_missing_account()
+        report.add_conversation(item.effective_account, item.account_id is not None, len(item.messages),
+                                item.created_at is not None, where=f"{source} {unit()} {pos}")
+        if refuse_mixed_accounts and report.account_ids == "mixed":
+            raise mixed_accounts_error(report, options)
+        yield item
 
 
 def mixed_accounts_error(report: IngestReport, options: IngestOptions, *, complete: bool = False) -> InputError:
