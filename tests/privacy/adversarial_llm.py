@@ -7,6 +7,8 @@ It is as unhelpful to privacy as a model can be while still following the output
 - cluster names and descriptions copy the capitalised words and numbers of the summaries shown;
 - parent proposals, dedupe and renames copy the capitalised words and numbers of the children shown;
 - the assigner picks the listed parent sharing most words;
+- asked to rewrite a name that failed the word checks, it leaves out exactly the words named (but keeps
+  `PARENT_MARKER`, so a parent the auditor fails stays failing);
 - the AUDITOR PASSES EVERYTHING (score 5), with a justification carrying `JUSTIFICATION_MARKER`
   (which must never be published). With `parent_marker=True` every parent name (propose, dedupe and
   rename answers) carries `PARENT_MARKER`, and the auditor rates 1 any text containing it (attack 10).
@@ -117,6 +119,16 @@ def make_adversarial_responder(parent_marker: bool = False) -> Callable[[dict[st
             if parent_marker:
                 names = [f"{n} {PARENT_MARKER}" if PARENT_MARKER not in n else n for n in names]
             return json.dumps({"names": list(dict.fromkeys(names))})
+        if "name" in props and "Words to leave out:" in text:  # rewrite a text that failed the word checks
+            name, _, description = between(text, "cluster").partition(": ")
+            listed = text.split("Words to leave out:", 1)[1].split("\n", 1)[0]
+            # it leaves out the words named, except the parent marker: an auditor-failing parent stays failing
+            drop = {w.strip().lower() for w in listed.split(",")} - ({PARENT_MARKER.lower()} if parent_marker else set())
+
+            def without(t: str) -> str:
+                return " ".join(w for w in t.split() if w.strip(".,;:!?'\"").lower() not in drop)
+
+            return json.dumps({"name": without(name), "description": without(description)})
         if "name" in props:  # name a base cluster (<cluster_summaries>) or rename a parent (<clusters>)
             if "<cluster_summaries>" in text:
                 lines = [ln for ln in between(text, "cluster_summaries").splitlines() if ln.strip()]
