@@ -1,5 +1,6 @@
-"""Run the stages in order over one run directory. Each stage skips itself when its fingerprint is
-unchanged, so a re-run resumes from the last complete stage and LLM work comes from the cache."""
+"""Run the stages in order over one run directory, each through `stage_runner.run_stage`, which skips a
+stage whose fingerprint is unchanged: a re-run resumes from the last complete stage and LLM work comes
+from the cache."""
 
 from __future__ import annotations
 
@@ -15,16 +16,17 @@ from convoscope.components import Components
 from convoscope.config import Config
 from convoscope.context import RunContext
 from convoscope.ingest import MemorySource
-from convoscope.stages.aggregates import run_aggregates
-from convoscope.stages.cluster import run_cluster
-from convoscope.stages.embed import run_embed
-from convoscope.stages.facets import run_facets
-from convoscope.stages.hierarchy import run_hierarchy
-from convoscope.stages.ingest import input_fingerprint, run_ingest
-from convoscope.stages.naming import run_naming
-from convoscope.stages.privacy import run_privacy
-from convoscope.stages.project import run_map
-from convoscope.stages.screen import run_screen
+from convoscope.stage_runner import run_stage
+from convoscope.stages.aggregates import AGGREGATES
+from convoscope.stages.cluster import CLUSTER
+from convoscope.stages.embed import EMBED
+from convoscope.stages.facets import FACETS
+from convoscope.stages.hierarchy import HIERARCHY
+from convoscope.stages.ingest import INGEST, input_fingerprint
+from convoscope.stages.naming import NAME
+from convoscope.stages.privacy import PRIVACY
+from convoscope.stages.project import MAP
+from convoscope.stages.screen import SCREEN, selected_conversations
 from convoscope.store import RunStore, fingerprint, holds_run_lock
 from convoscope.text import markup_safe
 
@@ -43,13 +45,12 @@ def package_versions() -> dict[str, str]:
 
 def _cluster_facet(ctx: RunContext, facets_fp: str) -> None:
     """Embed, cluster, name, organise, gate and map one open-text facet into ctx.store."""
-    fp = run_embed(ctx, facets_fp)
-    fp = run_cluster(ctx, fp)
-    fp = run_naming(ctx, fp)
-    fp = run_hierarchy(ctx, fp)
-    fp = run_privacy(ctx, fp)
-    map_fp = run_map(ctx, fingerprint(ctx.store.stage_fingerprint("embed")))
-    run_aggregates(ctx, fingerprint(fp, map_fp))
+    fp = facets_fp
+    for stage in (EMBED, CLUSTER, NAME, HIERARCHY, PRIVACY):
+        fp = run_stage(stage, ctx, fp)
+    # the map depends on the embeddings only, so a change to clustering or naming keeps it
+    map_fp = run_stage(MAP, ctx, fingerprint(ctx.store.stage_fingerprint("embed")))
+    run_stage(AGGREGATES, ctx, fingerprint(fp, map_fp))
 
 
 @holds_run_lock  # one process writes a run directory at a time (store.RunLock)
@@ -84,9 +85,9 @@ def run_pipeline(input_path: str | Path | MemorySource, out_dir: str | Path, con
         ctx.llm = build_client(config.llm, progress=show_progress)
     started = time.perf_counter()
     try:
-        fp = run_ingest(ctx)
-        fp, selected = run_screen(ctx, fp)
-        fp = run_facets(ctx, fp, selected)
+        fp = run_stage(INGEST, ctx, input_fingerprint(ctx))
+        fp = run_stage(SCREEN, ctx, fp)  # optional: passes fp through without a screener question
+        fp = run_stage(FACETS, ctx, fp, selected_conversations(ctx))
         facets = config.facets.hierarchy_facets
         store.update_manifest(hierarchy_facets=facets)
         for i, facet in enumerate(facets):

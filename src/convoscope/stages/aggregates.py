@@ -13,7 +13,6 @@ coordinates only for conversations of published base clusters, and no conversati
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,9 +25,8 @@ import pyarrow as pa
 from convoscope import policy
 from convoscope.context import RunContext
 from convoscope.stages.rows import analysed_rows
-from convoscope.store import fingerprint
+from convoscope.stage_runner import Stage, StageOutput, StageRecord, run_stage
 
-STAGE = "aggregates"
 MAX_CATEGORIES = 12  # per breakdown, the rest merged into "other"
 MAX_METADATA_VALUES = 200  # a metadata field with more distinct values is not a category
 
@@ -291,12 +289,23 @@ def build_aggregates(ctx: RunContext) -> tuple[dict[str, Any], pa.Table]:
     return aggregates, pa.table(points)
 
 
-def run_aggregates(ctx: RunContext, upstream: str) -> str:
-    fp = fingerprint(STAGE, upstream, ctx.config.privacy.model_dump(), [f.model_dump() for f in ctx.config.facets.custom])
-    if ctx.store.stage_complete(STAGE, fp):
-        return fp
-    started = time.perf_counter()
+@dataclass(frozen=True)
+class AggregatesRecord(StageRecord):
+    """Nothing beyond the runner's keys: the release itself says what it holds."""
+
+
+def _settings(ctx: RunContext) -> tuple:
+    return ctx.config.privacy.model_dump(), [f.model_dump() for f in ctx.config.facets.custom]
+
+
+def _aggregates(ctx: RunContext) -> StageOutput[AggregatesRecord]:
     aggregates, points = build_aggregates(ctx)
     artifacts = [ctx.store.write_json("aggregates", aggregates), ctx.store.write_table("points", points)]
-    ctx.store.mark_complete(STAGE, fp, artifacts, seconds=time.perf_counter() - started)
-    return fp
+    return StageOutput(artifacts, AggregatesRecord())
+
+
+AGGREGATES = Stage("aggregates", _settings, _aggregates)
+
+
+def run_aggregates(ctx: RunContext, upstream: str) -> str:
+    return run_stage(AGGREGATES, ctx, upstream)

@@ -4,7 +4,7 @@ and agglomerative clustering). k follows the data size: conversations / `convers
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -13,30 +13,43 @@ from convoscope.components import cluster_with, custom_clusterer, fingerprint_pa
 from convoscope.context import RunContext
 from convoscope.hierarchy_levels import choose_k
 from convoscope.kmeans import kmeans
-from convoscope.store import fingerprint
+from convoscope.stage_runner import Stage, StageOutput, StageRecord, optional_field, run_stage
 
-STAGE = "cluster"
-def run_cluster(ctx: RunContext, upstream: str) -> str:
+
+@dataclass(frozen=True)
+class ClusterRecord(StageRecord):
+    k: int
+    rule: str  # how k (or the labels) were chosen
+    noise_reassigned: int | None = optional_field()  # injected clusterer: noise labels moved to the nearest cluster
+
+
+def _settings(ctx: RunContext) -> tuple:
+    return ctx.config.cluster.model_dump(), ctx.config.seed, *fingerprint_parts(ctx, "clusterer")
+
+
+def _cluster(ctx: RunContext) -> StageOutput[ClusterRecord]:
     config = ctx.config
-    fp = fingerprint(STAGE, upstream, config.cluster.model_dump(), config.seed, *fingerprint_parts(ctx, "clusterer"))
-    if ctx.store.stage_complete(STAGE, fp):
-        return fp
-    started = time.perf_counter()
     vectors = np.asarray(ctx.store.read_array("embeddings", mmap=False))
     clusterer = custom_clusterer(ctx)
-    info: dict = {}
     if clusterer is not None:  # injected (convoscope.components): its labels, our centroids
         with ctx.console.status(f"{type(clusterer).__name__}: clustering {len(vectors):,} conversations"):
             labels, centroids, noise = cluster_with(clusterer, vectors)
         k = len(centroids)
-        info = {"rule": f"custom clusterer {type(clusterer).__name__}", "noise_reassigned": noise}
+        record = ClusterRecord(k=int(k), rule=f"custom clusterer {type(clusterer).__name__}", noise_reassigned=noise)
     else:
         k = choose_k(len(vectors), config.cluster)
         with ctx.console.status(f"k-means: {len(vectors):,} conversations into {k} base clusters"):
             labels, centroids = kmeans(vectors, k, config.seed)
+        record = ClusterRecord(k=int(k), rule=f"k = conversations / {config.cluster.conversations_per_cluster}, "
+                                              f"within [{config.cluster.min_clusters}, {config.cluster.max_clusters}]")
     conv_ids = ctx.store.read_table("facets", columns=["conv_id"]).column("conv_id")
     table = pa.table({"conv_id": conv_ids, "cluster": pa.array(labels, type=pa.int32())})
     artifacts = [ctx.store.write_table("base_assignments", table), ctx.store.write_array("base_centroids", centroids)]
-    ctx.store.mark_complete(STAGE, fp, artifacts, seconds=time.perf_counter() - started, k=int(k),
-                            **(info or {"rule": f"k = conversations / {config.cluster.conversations_per_cluster}, within [{config.cluster.min_clusters}, {config.cluster.max_clusters}]"}))
-    return fp
+    return StageOutput(artifacts, record)
+
+
+CLUSTER = Stage("cluster", _settings, _cluster)
+
+
+def run_cluster(ctx: RunContext, upstream: str) -> str:
+    return run_stage(CLUSTER, ctx, upstream)

@@ -7,7 +7,8 @@ re-read from the input whenever needed and never stored.
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
+
 import numpy as np
 
 from convoscope.context import RunContext
@@ -15,20 +16,27 @@ from convoscope.components import embedder_for, embedding_model
 from convoscope.embedders import VectorCache
 from convoscope.analysis_text import analysis_texts
 from convoscope.scrub import SCRUB_VERSION
-from convoscope.store import fingerprint
+from convoscope.stage_runner import Stage, StageOutput, StageRecord, run_stage
 
-STAGE = "embed"
+
+@dataclass(frozen=True)
+class EmbedRecord(StageRecord):
+    model: str  # the embedder's name
+    dims: int
+    computed: int  # distinct texts encoded by this run (the rest came from the vector cache)
+    reused: int
 
 def _cache_dir(ctx: RunContext):
     return ctx.config.llm.resolved_cache_dir()
 
 
-def run_embed(ctx: RunContext, upstream: str) -> str:
+def _settings(ctx: RunContext) -> tuple:
     config = ctx.config
-    fp = fingerprint(STAGE, upstream, embedding_model(ctx), ctx.hierarchy_facet, config.facets.extractive_max_chars, config.privacy.scrub_identifiers and SCRUB_VERSION)
-    if ctx.store.stage_complete(STAGE, fp):
-        return fp
-    started = time.perf_counter()
+    return embedding_model(ctx), ctx.hierarchy_facet, config.facets.extractive_max_chars, config.privacy.scrub_identifiers and SCRUB_VERSION
+
+
+def _embed(ctx: RunContext) -> StageOutput[EmbedRecord]:
+    config = ctx.config
     embedder = embedder_for(ctx)  # an injected one (convoscope.components), else the configured model
     cache = VectorCache(_cache_dir(ctx), embedder.name) if config.embedding.cache else None
     n_rows = ctx.store.stage_record("facets")["rows"]
@@ -68,8 +76,12 @@ def run_embed(ctx: RunContext, upstream: str) -> str:
         cache.close()
     embeddings = np.vstack(chunks)
     artifact = ctx.store.write_array("embeddings", embeddings)
-    ctx.store.mark_complete(
-        STAGE, fp, [artifact], seconds=time.perf_counter() - started,
-        model=embedder.name, dims=int(embeddings.shape[1]), computed=computed, reused=int(len(embeddings) - computed),
-    )
-    return fp
+    return StageOutput([artifact], EmbedRecord(model=embedder.name, dims=int(embeddings.shape[1]), computed=computed,
+                                               reused=int(len(embeddings) - computed)))
+
+
+EMBED = Stage("embed", _settings, _embed)
+
+
+def run_embed(ctx: RunContext, upstream: str) -> str:
+    return run_stage(EMBED, ctx, upstream)

@@ -8,7 +8,7 @@ the LLM facets are recorded as unavailable, never faked.
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -21,9 +21,8 @@ from convoscope.llm.base import ChatMessage, LLMRequest
 from convoscope.model import Conversation
 from convoscope.conversation_format import LLM_BATCH, TRUNCATION_RULE, batches, format_conversation
 from convoscope.scrub import SCRUB_VERSION
-from convoscope.store import fingerprint
+from convoscope.stage_runner import Stage, StageOutput, StageRecord, run_stage
 
-STAGE = "facets"
 REQUEST_OPENING = "The user's overall request for the assistant is to"
 TASK_OPENING = "The task is to"
 
@@ -145,19 +144,23 @@ def _llm_facets(ctx: RunContext, convs: list[Conversation]) -> list[dict[str, An
     return out
 
 
-def stage_fingerprint(ctx: RunContext, upstream: str) -> str:
+@dataclass(frozen=True)
+class FacetsRecord(StageRecord):
+    mode: str  # "llm" or "extractive"
+    failed: int  # conversations whose facet extraction failed (kept with empty facets)
+    rows: int
+    truncation_rule: str
+    max_conversation_tokens: int
+    unavailable: dict[str, str]  # facet -> why it is not computed in this mode
+
+
+def _settings(ctx: RunContext) -> tuple:
     c = ctx.config
-    return fingerprint(
-        STAGE, upstream, c.llm.facets if c.llm_mode else "none", c.facets.model_dump(exclude={"hierarchy_facets"}), c.privacy.scrub_identifiers and SCRUB_VERSION,
-        prompts.load("facets").template if c.llm_mode else None,
-    )
+    return (c.llm.facets if c.llm_mode else "none", c.facets.model_dump(exclude={"hierarchy_facets"}), c.privacy.scrub_identifiers and SCRUB_VERSION,
+            prompts.load("facets").template if c.llm_mode else None)
 
 
-def run_facets(ctx: RunContext, upstream: str, selected: set[str] | None) -> str:
-    fp = stage_fingerprint(ctx, fingerprint(upstream, sorted(selected) if selected is not None else None))
-    if ctx.store.stage_complete(STAGE, fp):
-        return fp
-    started = time.perf_counter()
+def _facets(ctx: RunContext, selected: set[str] | None) -> StageOutput[FacetsRecord]:
     config = ctx.config
     custom_names = [f.name for f in config.facets.custom]
     cols: dict[str, list] = {k: [] for k in ("conv_id", "request", "task", "language", "concerning", "failed")}
@@ -199,10 +202,16 @@ def run_facets(ctx: RunContext, upstream: str, selected: set[str] | None) -> str
     if failed:
         ctx.console.print(f"[yellow]warning:[/] facet extraction failed for {failed} conversations; they are kept with empty facets and counted in the manifest")
     artifact = ctx.store.write_table("facets", table)
-    ctx.store.mark_complete(
-        STAGE, fp, [artifact], seconds=time.perf_counter() - started,
+    return StageOutput([artifact], FacetsRecord(
         mode="llm" if config.llm_mode else "extractive", failed=failed, rows=table.num_rows,
         truncation_rule=TRUNCATION_RULE, max_conversation_tokens=config.facets.max_conversation_tokens,
         unavailable={} if config.llm_mode else {"request": "needs an LLM", "task": "needs an LLM", "concerning": "needs an LLM (run with --llm)"},
-    )
-    return fp
+    ))
+
+
+# input: the screener's selection (None: every conversation), part of the fingerprint as a sorted id list
+FACETS = Stage("facets", _settings, _facets, inputs_key=lambda selected: sorted(selected) if selected is not None else None)
+
+
+def run_facets(ctx: RunContext, upstream: str, selected: set[str] | None) -> str:
+    return run_stage(FACETS, ctx, upstream, selected)

@@ -12,7 +12,6 @@ neighbours lie) at each level size and names parents by distinctive terms.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,9 +30,8 @@ from convoscope.policy import NAME_WITHHELD
 from convoscope.prompts import NAME_SCHEMA
 from convoscope.text import clean_description, clean_name
 from convoscope.stages.rows import analysed_rows, distinct_per_group
-from convoscope.store import fingerprint
+from convoscope.stage_runner import Stage, StageOutput, StageRecord, run_stage
 
-STAGE = "hierarchy"
 NAMES_SCHEMA = {"type": "object", "properties": {"names": {"type": "array", "items": {"type": "string"}, "minItems": 1}},
                 "required": ["names"], "additionalProperties": False}
 ASSIGN_SCHEMA = {"type": "object", "properties": {"scratchpad": {"type": "string"}, "parent": {"type": "string"}},
@@ -343,14 +341,21 @@ def _conversation_count(levels: list[list[Node]], height: int, index: int) -> in
     return sum(_conversation_count(levels, height - 1, int(i)) for i in node.members)
 
 
-def run_hierarchy(ctx: RunContext, upstream: str) -> str:
+@dataclass(frozen=True)
+class HierarchyRecord(StageRecord):
+    levels: int
+    sizes: list[int]  # clusters per level, top (level 0) first
+
+
+def _settings(ctx: RunContext) -> tuple:
     config = ctx.config
-    fp = fingerprint(STAGE, upstream, fingerprint_parts(ctx, "embedder") if config.llm_mode else (), config.hierarchy.model_dump(), config.seed, config.llm.spec_for("naming") if config.llm_mode else EXTRACTIVE_GROUPING,
-                     [prompts.load(t).template for t in ("propose_parents", "dedupe_parents", "assign_parent", "rename_parent")] if config.llm_mode else None,
-                     config.privacy.model_dump(exclude={"include_raw_text", "scrub_identifiers", "min_audit_score"}) if config.llm_mode else None, "gated-prompts")
-    if ctx.store.stage_complete(STAGE, fp):
-        return fp
-    started = time.perf_counter()
+    return (fingerprint_parts(ctx, "embedder") if config.llm_mode else (), config.hierarchy.model_dump(), config.seed,
+            config.llm.spec_for("naming") if config.llm_mode else EXTRACTIVE_GROUPING,
+            [prompts.load(t).template for t in ("propose_parents", "dedupe_parents", "assign_parent", "rename_parent")] if config.llm_mode else None,
+            config.privacy.model_dump(exclude={"include_raw_text", "scrub_identifiers", "min_audit_score"}) if config.llm_mode else None, "gated-prompts")
+
+
+def _hierarchy(ctx: RunContext) -> StageOutput[HierarchyRecord]:
     levels, _ = build_hierarchy(ctx)
     rows = analysed_rows(ctx.store)
     n_levels = len(levels)
@@ -379,5 +384,11 @@ def run_hierarchy(ctx: RunContext, upstream: str) -> str:
                          "accounts": pa.array(records["accounts"], type=pa.int64())})
     assignments = pa.table({"conv_id": rows.conv_ids, **{f"level_{l}": assignment_cols[f"level_{l}"] for l in range(n_levels)}})
     artifacts = [ctx.store.write_table("hierarchy", clusters), ctx.store.write_table("assignments", assignments)]
-    ctx.store.mark_complete(STAGE, fp, artifacts, seconds=time.perf_counter() - started, levels=n_levels, sizes=[len(l) for l in reversed(levels)])
-    return fp
+    return StageOutput(artifacts, HierarchyRecord(levels=n_levels, sizes=[len(l) for l in reversed(levels)]))
+
+
+HIERARCHY = Stage("hierarchy", _settings, _hierarchy)
+
+
+def run_hierarchy(ctx: RunContext, upstream: str) -> str:
+    return run_stage(HIERARCHY, ctx, upstream)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -10,10 +11,15 @@ import pyarrow as pa
 from convoscope.context import RunContext
 from convoscope.ingest import IngestReport
 from convoscope.secrets_key import key_id
+from convoscope.stage_runner import Stage, StageOutput, StageRecord, run_stage
 from convoscope.text import markup_safe
 from convoscope.store import fingerprint
 
-STAGE = "ingest"
+
+@dataclass(frozen=True)
+class IngestRecord(StageRecord):
+    report: dict[str, Any]  # IngestReport.to_dict(): counts, account ids, invalid records
+    raw_text_stored: bool
 
 
 def input_fingerprint(ctx: RunContext) -> str:
@@ -30,13 +36,13 @@ def _scalar_metadata(meta: dict) -> str:
     return orjson.dumps({k: v for k, v in meta.items() if isinstance(v, (str, int, float, bool)) or v is None}).decode()
 
 
-def run_ingest(ctx: RunContext) -> str:
-    account_key = ctx.account_key()
+def _settings(ctx: RunContext) -> tuple:
     # the key's id is part of the fingerprint: a new key re-ingests rather than mixing two hash schemes
-    fp = fingerprint(STAGE, input_fingerprint(ctx), ctx.config.ingest.model_dump(), ctx.config.privacy.include_raw_text, key_id(account_key))
-    if ctx.store.stage_complete(STAGE, fp):
-        return fp
-    started = time.perf_counter()
+    return ctx.config.ingest.model_dump(), ctx.config.privacy.include_raw_text, key_id(ctx.account_key())
+
+
+def _ingest(ctx: RunContext) -> StageOutput[IngestRecord]:
+    account_key = ctx.account_key()
     report = IngestReport()
     cols: dict[str, list] = {k: [] for k in ("conv_id", "account", "created_at", "n_messages", "n_turns", "user_chars", "assistant_chars", "metadata")}
     keep_raw = ctx.config.privacy.include_raw_text  # only on explicit request; never read by the explorer
@@ -83,8 +89,15 @@ def run_ingest(ctx: RunContext) -> str:
     # the key's id, never the key; runs from before the key kept a salt here, which made hashes reversible
     ctx.store.update_manifest(account_key_id=key_id(account_key))
     ctx.store.remove_manifest_fields("account_salt")
-    ctx.store.mark_complete(STAGE, fp, artifacts, seconds=time.perf_counter() - started, report=ingest_report, raw_text_stored=keep_raw)
-    return fp
+    return StageOutput(artifacts, IngestRecord(report=ingest_report, raw_text_stored=keep_raw))
+
+
+# the first stage: its upstream is the input itself (input_fingerprint)
+INGEST = Stage("ingest", _settings, _ingest)
+
+
+def run_ingest(ctx: RunContext) -> str:
+    return run_stage(INGEST, ctx, input_fingerprint(ctx))
 
 
 def _warn_about_accounts(ctx: RunContext, report: IngestReport) -> None:

@@ -8,7 +8,7 @@ k-anonymous vocabulary (see keywords.py).
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -20,11 +20,10 @@ from convoscope.keywords import build_keyword_index, class_tfidf_of_counts, grou
 from convoscope.llm.base import ChatMessage, LLMRequest
 from convoscope.analysis_text import analysis_texts
 from convoscope.stages.rows import analysed_rows, distinct_per_group
-from convoscope.store import fingerprint
+from convoscope.stage_runner import Stage, StageOutput, StageRecord, optional_field, run_stage
 from convoscope.prompts import NAME_SCHEMA
 from convoscope.text import clean_description, clean_name
 
-STAGE = "name"
 SAMPLE = 50
 FACET_CRITERIA = {
     "request": "The name should say what the users asked the assistant to do, as an imperative sentence.",
@@ -71,14 +70,24 @@ def llm_cluster_names(ctx: RunContext, labels: np.ndarray, centroids: np.ndarray
     return names
 
 
-def run_naming(ctx: RunContext, upstream: str) -> str:
+@dataclass(frozen=True)
+class NameRecord(StageRecord):
+    mode: str  # "llm" or "extractive"
+    # extractive mode: the vocabulary, the terms used by at least min_accounts accounts, person-name terms left out
+    vocabulary: int | None = optional_field()
+    k_anonymous_vocabulary: int | None = optional_field()
+    person_name_terms_excluded: int | None = optional_field()
+
+
+def _settings(ctx: RunContext) -> tuple:
     config = ctx.config
-    fp = fingerprint(STAGE, upstream, config.llm.spec_for("naming") if config.llm_mode else "none",
-                     config.privacy.min_accounts, config.privacy.max_conversations_per_account, config.privacy.public_figure_accounts,
-                     prompts.load("name_cluster").template if config.llm_mode else None, "capped-samples")
-    if ctx.store.stage_complete(STAGE, fp):
-        return fp
-    started = time.perf_counter()
+    return (config.llm.spec_for("naming") if config.llm_mode else "none",
+            config.privacy.min_accounts, config.privacy.max_conversations_per_account, config.privacy.public_figure_accounts,
+            prompts.load("name_cluster").template if config.llm_mode else None, "capped-samples")
+
+
+def _name(ctx: RunContext) -> StageOutput[NameRecord]:
+    config = ctx.config
     labels = ctx.store.read_table("base_assignments", columns=["cluster"]).column("cluster").to_numpy().astype(np.int64)
     centroids = ctx.store.read_array("base_centroids", mmap=False)
     rows = analysed_rows(ctx.store)
@@ -90,7 +99,7 @@ def run_naming(ctx: RunContext, upstream: str) -> str:
     if config.llm_mode:
         vectors = np.asarray(ctx.store.read_array("embeddings", mmap=False))
         names = llm_cluster_names(ctx, labels, centroids, vectors, texts, account_index)
-        info = {"mode": "llm"}
+        record = NameRecord(mode="llm")
     else:
         with ctx.console.status("Naming clusters by distinctive terms"):
             index = build_keyword_index(texts, list(rows.accounts), config.privacy.min_accounts,
@@ -105,8 +114,8 @@ def run_naming(ctx: RunContext, upstream: str) -> str:
             extra_artifacts.append(ctx.store.write_table("base_term_counts", pa.table({
                 "cluster": pa.array(coo.row, type=pa.int32()), "term": pa.array(index.terms[coo.col].tolist(), type=pa.string()),
                 "count": pa.array(coo.data, type=pa.float32())})))
-        info = {"mode": "extractive", "vocabulary": index.vocabulary_size, "k_anonymous_vocabulary": index.allowed_terms,
-                "person_name_terms_excluded": index.person_name_terms_excluded}
+        record = NameRecord(mode="extractive", vocabulary=index.vocabulary_size, k_anonymous_vocabulary=index.allowed_terms,
+                            person_name_terms_excluded=index.person_name_terms_excluded)
     del texts
     sizes = np.bincount(labels, minlength=k)
     accounts = distinct_per_group(labels, rows.accounts, k)
@@ -118,5 +127,11 @@ def run_naming(ctx: RunContext, upstream: str) -> str:
         "accounts": pa.array(accounts, type=pa.int64()),
     })
     artifact = ctx.store.write_table("base_clusters", table)
-    ctx.store.mark_complete(STAGE, fp, [artifact, *extra_artifacts], seconds=time.perf_counter() - started, **info)
-    return fp
+    return StageOutput([artifact, *extra_artifacts], record)
+
+
+NAME = Stage("name", _settings, _name)
+
+
+def run_naming(ctx: RunContext, upstream: str) -> str:
+    return run_stage(NAME, ctx, upstream)

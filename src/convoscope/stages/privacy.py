@@ -21,7 +21,7 @@ shown children are withheld too until it passes or nothing is left to hide it in
 
 from __future__ import annotations
 
-import time
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -32,9 +32,8 @@ from convoscope.llm.base import ChatMessage, LLMRequest
 from convoscope.prompts import NAME_SCHEMA
 from convoscope.text import clean_description, clean_name
 from convoscope.stages.rows import analysed_rows
-from convoscope.store import fingerprint
+from convoscope.stage_runner import Stage, StageOutput, StageRecord, run_stage
 
-STAGE = "privacy"
 AUDIT_SCHEMA = {"type": "object", "properties": {"justification": {"type": "string"}, "score": {"type": "integer", "minimum": 1, "maximum": 5}},
                 "required": ["justification", "score"], "additionalProperties": False}
 OTHER_NAME = "Other (withheld)"
@@ -95,15 +94,26 @@ def _suppress_small_remainders(parent_rows: list[int], child_of_parent: dict[int
     return extra
 
 
-def run_privacy(ctx: RunContext, upstream: str) -> str:
+@dataclass(frozen=True)
+class PrivacyRecord(StageRecord):
+    withheld_clusters: int
+    published_clusters: int
+    neutral_names: int  # published as "Name withheld"
+    suppressed_for_remainders: int  # shown clusters withheld so that an "other" remainder passes the gates
+    rewritten_names: int
+    audited: int
+
+
+def _settings(ctx: RunContext) -> tuple:
+    config = ctx.config
+    return (config.privacy.model_dump(exclude={"include_raw_text", "scrub_identifiers"}), "suppression-v2",
+            (config.llm.spec_for("auditor"), config.llm.spec_for("naming"), prompts.load("audit").template, prompts.load("rewrite_name").template)
+            if config.llm_mode else None)
+
+
+def _privacy(ctx: RunContext) -> StageOutput[PrivacyRecord]:
     config = ctx.config
     p = config.privacy
-    fp = fingerprint(STAGE, upstream, p.model_dump(exclude={"include_raw_text", "scrub_identifiers"}), "suppression-v2",
-                     (config.llm.spec_for("auditor"), config.llm.spec_for("naming"), prompts.load("audit").template, prompts.load("rewrite_name").template)
-                     if config.llm_mode else None)
-    if ctx.store.stage_complete(STAGE, fp):
-        return fp
-    started = time.perf_counter()
     rows = ctx.store.read_table("hierarchy").to_pylist()
     assignments = ctx.store.read_table("assignments")
     conv_rows = analysed_rows(ctx.store)
@@ -230,7 +240,13 @@ def run_privacy(ctx: RunContext, upstream: str) -> str:
                       "accounts": pa.array(out["accounts"], type=pa.int64()), "audit_score": pa.array(out["audit_score"], type=pa.int8())})
     n_withheld = sum(1 for v in shown.values() if not v)
     artifact = ctx.store.write_table("clusters", table)
-    ctx.store.mark_complete(STAGE, fp, [artifact], seconds=time.perf_counter() - started, withheld_clusters=n_withheld,
-                            published_clusters=len(rows) - n_withheld, neutral_names=len(neutral), suppressed_for_remainders=suppressed,
-                            rewritten_names=rewritten, audited=sum(1 for v in audit_scores.values() if v is not None))
-    return fp
+    return StageOutput([artifact], PrivacyRecord(withheld_clusters=n_withheld, published_clusters=len(rows) - n_withheld, neutral_names=len(neutral),
+                                                 suppressed_for_remainders=suppressed, rewritten_names=rewritten,
+                                                 audited=sum(1 for v in audit_scores.values() if v is not None)))
+
+
+PRIVACY = Stage("privacy", _settings, _privacy)
+
+
+def run_privacy(ctx: RunContext, upstream: str) -> str:
+    return run_stage(PRIVACY, ctx, upstream)

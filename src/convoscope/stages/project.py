@@ -5,8 +5,8 @@ UMAP's approximate index, whose compilation dominated the stage's time."""
 
 from __future__ import annotations
 
-import time
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
@@ -14,9 +14,12 @@ import pyarrow as pa
 from convoscope.components import custom_reducer, fingerprint_parts, reduce_with
 from convoscope.context import RunContext
 from convoscope.neighbours import cosine_knn
-from convoscope.store import fingerprint
+from convoscope.stage_runner import Stage, StageOutput, StageRecord, run_stage
 
-STAGE = "map"
+
+@dataclass(frozen=True)
+class MapRecord(StageRecord):
+    fitted_on: int  # conversations the reducer was fitted on (the rest placed by UMAP's transform)
 
 
 def _place_rest(reducer, rest: np.ndarray, fitted: np.ndarray, seed: int) -> np.ndarray:
@@ -73,12 +76,12 @@ def project_2d(vectors: np.ndarray, n_neighbors: int, min_dist: float, fit_sampl
     return coords
 
 
-def run_map(ctx: RunContext, upstream: str) -> str:
+def _settings(ctx: RunContext) -> tuple:
+    return ctx.config.map.model_dump(), ctx.config.seed, *fingerprint_parts(ctx, "reducer")
+
+
+def _map(ctx: RunContext) -> StageOutput[MapRecord]:
     m = ctx.config.map
-    fp = fingerprint(STAGE, upstream, m.model_dump(), ctx.config.seed, *fingerprint_parts(ctx, "reducer"))
-    if ctx.store.stage_complete(STAGE, fp):
-        return fp
-    started = time.perf_counter()
     vectors = np.asarray(ctx.store.read_array("embeddings", mmap=False))
     reducer = custom_reducer(ctx)  # injected (convoscope.components), else our UMAP
     with ctx.console.status(f"{type(reducer).__name__ if reducer is not None else 'UMAP'} map of {len(vectors):,} conversations"):
@@ -86,5 +89,11 @@ def run_map(ctx: RunContext, upstream: str) -> str:
     conv_ids = ctx.store.read_table("facets", columns=["conv_id"]).column("conv_id")
     table = pa.table({"conv_id": conv_ids, "x": pa.array(coords[:, 0]), "y": pa.array(coords[:, 1])})
     artifact = ctx.store.write_table("map", table)
-    ctx.store.mark_complete(STAGE, fp, [artifact], seconds=time.perf_counter() - started, fitted_on=len(vectors) if reducer is not None else min(len(vectors), m.fit_sample))
-    return fp
+    return StageOutput([artifact], MapRecord(fitted_on=len(vectors) if reducer is not None else min(len(vectors), m.fit_sample)))
+
+
+MAP = Stage("map", _settings, _map)
+
+
+def run_map(ctx: RunContext, upstream: str) -> str:
+    return run_stage(MAP, ctx, upstream)
