@@ -41,7 +41,6 @@ import numpy as np
 import pyarrow as pa
 from rich.console import Console
 
-from convoscope import __version__
 from convoscope.config import Config
 from convoscope.context import RunContext
 from convoscope.errors import ConfigError, ConvoscopeError, InputError
@@ -272,43 +271,26 @@ def assign(run_dir: str | Path, new_input: str | Path, out_dir: str | Path, *, t
 
 def _assign_into(source: RunStore, new_input: Path, out: Path, config: Config, threshold: float, threshold_source: str,
                  show_progress: bool, console: Console | None) -> RunStore:
-    from convoscope.pipeline import package_versions
+    from convoscope.pipeline import open_run
     from convoscope.stages.aggregates import run_aggregates
     from convoscope.stages.embed import run_embed
     from convoscope.stages.facets import run_facets
-    from convoscope.stages.ingest import input_fingerprint, run_ingest
+    from convoscope.stages.ingest import run_ingest
     from convoscope.stages.privacy import run_privacy
     from convoscope.stages.screen import run_screen
 
-    store = RunStore(out, create=True)
-    ctx = RunContext(config=config, store=store, input_path=new_input, show_progress=show_progress, **({"console": console} if console else {}))
-    store.update_manifest(
-        convoscope_version=__version__, versions=package_versions(), input=str(new_input.resolve()), input_fingerprint=input_fingerprint(ctx),
-        config=config.model_dump(mode="json"), mode="llm" if config.llm_mode else "extractive",
-        started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), hierarchy_facets=config.facets.hierarchy_facets,
-        assigned_from={"run": str(source.root.resolve()), "threshold": threshold, "threshold_source": threshold_source,
-                       "facet": ctx.hierarchy_facet},
-    )
-    if config.llm_mode:
-        from convoscope.llm import build_client
-
-        ctx.llm = build_client(config.llm, progress=show_progress)
-    started = time.perf_counter()
-    try:
+    assigned_from = {"run": str(source.root.resolve()), "threshold": threshold, "threshold_source": threshold_source,
+                     "facet": config.facets.hierarchy_facets[0]}
+    with open_run(new_input, str(new_input.resolve()), out, config, console=console, show_progress=show_progress,
+                  manifest={"hierarchy_facets": config.facets.hierarchy_facets, "assigned_from": assigned_from}) as ctx:
         fp = run_ingest(ctx)
         fp, selected = run_screen(ctx, fp)
         fp = run_facets(ctx, fp, selected)
         fp = run_embed(ctx, fp)
-        model, run_model = (store.stage_record("embed") or {}).get("model"), (source.stage_record("embed") or {}).get("model")
+        model, run_model = (ctx.store.stage_record("embed") or {}).get("model"), (source.stage_record("embed") or {}).get("model")
         if run_model and model != run_model:
             raise ConfigError(f"the new data was embedded with {model}, the run with {run_model}; they cannot be compared")
         fp, map_fp = _place(ctx, source, fp, threshold, threshold_source)
         fp = run_privacy(ctx, fp)
         run_aggregates(ctx, fingerprint(fp, map_fp))
-    finally:
-        if ctx.llm is not None:
-            store.update_manifest(llm_usage=ctx.llm.usage_summary())
-        ctx.close()
-    store.update_manifest(finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), seconds=round(time.perf_counter() - started, 2),
-                          stage_seconds=store.stage_seconds())
-    return store
+    return ctx.store

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import platform
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 
@@ -70,6 +73,31 @@ def run_pipeline(input_path: str | Path | MemorySource, out_dir: str | Path, con
 
             raise InputError("no such file or directory", path=str(input_path))
         input_label = str(input_path.resolve())
+    with open_run(input_path, input_label, out_dir, config, console=console, show_progress=show_progress, components=components,
+                  memory=memory, manifest={"components": components.describe() if components is not None else None}) as ctx:
+        fp = run_stage(INGEST, ctx, input_fingerprint(ctx))
+        fp = run_stage(SCREEN, ctx, fp)  # optional: passes fp through without a screener question
+        fp = run_stage(FACETS, ctx, fp, selected_conversations(ctx))
+        facets = config.facets.hierarchy_facets
+        ctx.store.update_manifest(hierarchy_facets=facets)
+        for i, facet in enumerate(facets):
+            if len(facets) > 1:
+                ctx.console.print(f"[bold]Hierarchy {i + 1} of {len(facets)}: facet '{markup_safe(facet)}'[/bold]")
+            facet_ctx = ctx if i == 0 else ctx.for_facet(facet, ctx.store.facet_store(facet, create=True))
+            _cluster_facet(facet_ctx, fp)
+    for facet in config.facets.hierarchy_facets[1:]:
+        sub = ctx.store.facet_store(facet)
+        sub.update_manifest(stage_seconds=sub.stage_seconds())
+    return ctx.store
+
+
+@contextmanager
+def open_run(input_path: Path, input_label: str, out_dir: str | Path, config: Config, *, console: Console | None = None,
+             show_progress: bool = True, components: Components | None = None, memory: MemorySource | None = None,
+             manifest: dict[str, Any] | None = None) -> Iterator[RunContext]:
+    """A run directory opened for stages (for `run` and `assign`): the store, the context, the manifest's
+    header (versions, input, config, `manifest` extras) and the LLM client in LLM mode; on the way out the
+    LLM usage, and (on success) the finish time and stage timings."""
     store = RunStore(out_dir, create=True)
     ctx = RunContext(config=config, store=store, input_path=input_path, show_progress=show_progress, components=components, memory=memory,
                      **({"console": console} if console else {}))
@@ -77,7 +105,7 @@ def run_pipeline(input_path: str | Path | MemorySource, out_dir: str | Path, con
         convoscope_version=__version__, versions=package_versions(), input=input_label,
         input_fingerprint=input_fingerprint(ctx), config=config.model_dump(mode="json"),
         mode="llm" if config.llm_mode else "extractive", started_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        components=components.describe() if components is not None else None,
+        **(manifest or {}),
     )
     if config.llm_mode:
         from convoscope.llm import build_client
@@ -85,23 +113,10 @@ def run_pipeline(input_path: str | Path | MemorySource, out_dir: str | Path, con
         ctx.llm = build_client(config.llm, progress=show_progress)
     started = time.perf_counter()
     try:
-        fp = run_stage(INGEST, ctx, input_fingerprint(ctx))
-        fp = run_stage(SCREEN, ctx, fp)  # optional: passes fp through without a screener question
-        fp = run_stage(FACETS, ctx, fp, selected_conversations(ctx))
-        facets = config.facets.hierarchy_facets
-        store.update_manifest(hierarchy_facets=facets)
-        for i, facet in enumerate(facets):
-            if len(facets) > 1:
-                ctx.console.print(f"[bold]Hierarchy {i + 1} of {len(facets)}: facet '{markup_safe(facet)}'[/bold]")
-            facet_ctx = ctx if i == 0 else ctx.for_facet(facet, store.facet_store(facet, create=True))
-            _cluster_facet(facet_ctx, fp)
+        yield ctx
     finally:
         if ctx.llm is not None:
             store.update_manifest(llm_usage=ctx.llm.usage_summary())
         ctx.close()
-    for facet in config.facets.hierarchy_facets[1:]:
-        sub = store.facet_store(facet)
-        sub.update_manifest(stage_seconds=sub.stage_seconds())
     store.update_manifest(finished_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), seconds=round(time.perf_counter() - started, 2),
                           stage_seconds=store.stage_seconds())
-    return store
