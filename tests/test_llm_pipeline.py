@@ -170,3 +170,23 @@ def test_hierarchy_facets_are_checked():
     with pytest.raises(ConfigError, match="not an open-text facet"):
         load_config(None, {**SETTINGS, "llm.facets": "openai:fake@http://127.0.0.1:9", "facets.hierarchy_facets": ["sentiment"]})
     assert load_config(None, {"llm.facets": "openai:fake@http://127.0.0.1:9", "facets.hierarchy_facet": "task"}).facets.hierarchy_facets == ["task"]
+
+
+def test_one_live_display_at_a_time(tmp_path, monkeypatch):
+    """The facets stage shows its own progress bar, so the LLM client does not open a second live
+    display on stderr for those calls; the stages without a bar of their own get the client's."""
+    from convoscope.llm.client import Client
+
+    opened: list[str] = []
+    original = Client._progress_bar
+
+    def spy(self, description, total):
+        opened.append(description)
+        return original(self, description, total)
+
+    monkeypatch.setattr(Client, "_progress_bar", spy)
+    data = write_jsonl(tmp_path / "c.jsonl", make_records(per_topic=20, accounts=20))
+    with FakeOpenAIServer(responder=make_responder()) as server:
+        cfg = load_config(None, {**SETTINGS, "llm.facets": f"openai:fake@{server.url}", "llm.cache": False})
+        run_pipeline(data, tmp_path / "run", cfg, show_progress=True)
+    assert "Facets" not in opened and "Naming clusters" in opened

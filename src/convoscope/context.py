@@ -61,15 +61,16 @@ class RunContext:
             return self.memory.read(self.config.ingest, report)
         return read_conversations(self.input_path, self.config.ingest, report)
 
-    def complete_many(self, requests: list, description: str = "") -> list:
-        """Run LLM requests on the context's one event loop (the HTTP client is bound to a loop)."""
+    def complete_many(self, requests: list, description: str = "", *, show_progress: bool = True) -> list:
+        """Run LLM requests on the context's one event loop (the HTTP client is bound to a loop).
+        `show_progress=False` inside a stage's own progress bar: one live display at a time."""
         if self.llm is None:
             from convoscope.errors import ConfigError
 
             raise ConfigError("this step needs an LLM; pass --llm SPEC (e.g. anthropic:claude-3-5-haiku-latest)")
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
-        return self._loop.run_until_complete(self.llm.complete_many(requests, description=description))
+        return self._loop.run_until_complete(self.llm.complete_many(requests, description=description, show_progress=show_progress))
 
     def close(self) -> None:
         if self._loop is not None:

@@ -142,11 +142,13 @@ class Client:
         requests: Sequence[LLMRequest],
         *,
         description: str = "",
+        show_progress: bool = True,
     ) -> list[LLMResponse]:
         """Responses in request order. A fatal error cancels the requests in flight and
-        raises; BudgetExceeded lets the requests in flight finish (they are paid for), then raises."""
+        raises; BudgetExceeded lets the requests in flight finish (they are paid for), then raises.
+        `show_progress=False` when the caller already shows progress (one live display at a time)."""
         results: list[LLMResponse | None] = [None] * len(requests)
-        with self._progress_bar(description, len(requests)) as advance:
+        with (self._progress_bar(description, len(requests)) if show_progress else _NoProgress()) as advance:
 
             async def run(index: int, request: LLMRequest) -> None:
                 results[index] = await self.complete(request)

@@ -122,7 +122,7 @@ def _llm_facets(ctx: RunContext, convs: list[Conversation]) -> list[dict[str, An
     if config.facets.per_facet_calls:
         keys = list(questions)
         requests = [_facet_request(t, {k: questions[k]}) for t in texts for k in keys]
-        responses = ctx.complete_many(requests, description="Facets")
+        responses = ctx.complete_many(requests, description="Facets", show_progress=False)  # the stage shows its own bar
         merged: list[dict[str, Any]] = []
         for i in range(len(texts)):
             row: dict[str, Any] = {"failed": False}
@@ -134,7 +134,7 @@ def _llm_facets(ctx: RunContext, convs: list[Conversation]) -> list[dict[str, An
                     row[key] = resp.parsed.get(key)
             merged.append(row)
         return merged
-    responses = ctx.complete_many([_facet_request(t, questions) for t in texts], description="Facets")
+    responses = ctx.complete_many([_facet_request(t, questions) for t in texts], description="Facets", show_progress=False)  # the stage shows its own bar
     out = []
     for resp in responses:
         if resp.failed or not isinstance(resp.parsed, dict):
