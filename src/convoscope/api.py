@@ -73,7 +73,7 @@ def build_config(config: Config | str | os.PathLike | Mapping[str, Any] | None =
     elif isinstance(config, Config):
         data = config.model_dump()
     elif isinstance(config, (str, os.PathLike)):
-        data = load_config(config).model_dump()
+        data = load_config(Path(config)).model_dump()
     elif isinstance(config, Mapping):
         data = copy.deepcopy(dict(config))
     else:
@@ -160,7 +160,7 @@ class Result:
 
     def __init__(self, run_dir: str | os.PathLike, facet: str | None = None, *, _tmp: Any = None):
         self._tmp = _tmp  # keeps a temporary run directory alive as long as a Result uses it
-        self._root = RunStore(run_dir)
+        self._root = RunStore(Path(run_dir))
         self.store = self._root.for_facet(facet)
         self.store.require_finished()  # an interrupted run: names the missing stage and how to resume
         self._aggregates = self.store.read_json("aggregates")
@@ -324,8 +324,9 @@ class Result:
             else:
                 raise TypeError(f"split_at must be a 'YYYY-MM-DD' string, a date or a datetime, not {type(split_at).__name__}")
             return compare_split(self._run(), when, **options)
-        if not isinstance(other, Result):
+        if other is not None and not isinstance(other, Result):
             other = load_run(other, self.facet if self.facet != self._root_facet() else None)
+        assert isinstance(other, Result)  # checked above: exactly one of other and split_at
         return compare_runs(self._run(), other._run(), **options)
 
     def assign(self, new_input: str | os.PathLike, out: str | os.PathLike, *, threshold: float | None = None,
@@ -340,7 +341,7 @@ class Result:
         if not isinstance(new_input, (str, os.PathLike)):
             raise TypeError("assign reads new conversations from a file or directory (the stages re-read it); "
                             f"write them as JSONL first, not {type(new_input).__name__}")
-        store = assign(self._root.root, new_input, out, threshold=threshold, config_overrides=overrides or None,
+        store = assign(self._root.root, Path(new_input), Path(out), threshold=threshold, config_overrides=overrides or None,
                        show_progress=False)
         return Result(store.root)
 
