@@ -22,6 +22,7 @@ from convoscope.model import Conversation
 from convoscope.conversation_format import LLM_BATCH, TRUNCATION_RULE, batches, format_conversation
 from convoscope.scrub import SCRUB_VERSION
 from convoscope.stage_runner import Stage, StageOutput, StageRecord, run_stage
+from convoscope.wording import count
 
 REQUEST_OPENING = "The user's overall request for the assistant is to"
 TASK_OPENING = "The task is to"
@@ -200,7 +201,7 @@ def _facets(ctx: RunContext, selected: set[str] | None) -> StageOutput[FacetsRec
     )
     failed = sum(cols["failed"])
     if failed:
-        ctx.console.print(f"[yellow]warning:[/] facet extraction failed for {failed} conversations; they are kept with empty facets and counted in the manifest")
+        ctx.console.print(f"[yellow]warning:[/] facet extraction failed for {count(failed, 'conversation')}; they are kept with empty facets and counted in the manifest")
     artifact = ctx.store.write_table("facets", table)
     return StageOutput([artifact], FacetsRecord(
         mode="llm" if config.llm_mode else "extractive", failed=failed, rows=table.num_rows,
