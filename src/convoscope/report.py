@@ -34,7 +34,10 @@ def report_json(store: RunStore) -> dict[str, Any]:
 def _facet_line(c: dict[str, Any]) -> str:
     parts = []
     langs = c["facets"].get("language")
-    if langs:
+    if langs and set(langs) == {"other"}:
+        # every language cell was merged by the privacy rule (too few accounts per language)
+        parts.append("languages withheld")
+    elif langs:
         total = sum(langs.values())
         top = sorted(langs.items(), key=lambda kv: -kv[1])[:3]
         parts.append("lang " + ", ".join(f"{markup_safe(k)} {v / total:.0%}" for k, v in top))
