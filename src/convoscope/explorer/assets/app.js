@@ -702,7 +702,7 @@
       if (c.timeline && c.timeline.length) { kids.push(el('h3', { text: 'Over time' })); kids.push(timeline(c.timeline)); }
       kids.push(...analysesSection(S.sel));
       kids.push(...facetSection(c));
-      kids.push(el('p', { class: 'note', text: 'Breakdowns count conversations; categories held by too few accounts are merged into "other".' }));
+      kids.push(el('p', { class: 'note', text: 'Breakdowns count conversations; categories and bins held by too few accounts (or mostly by one) are merged into "other", and such time buckets are left off the timeline.' }));
     }
     panel.replaceChildren(...kids);
   }
