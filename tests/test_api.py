@@ -165,6 +165,40 @@ def test_injected_components_are_used_and_fingerprinted(records, tmp_path):
     assert other.texts == embedder.texts
 
 
+class TopicNamer:
+    """A namer: names each cluster by its most common content word; the first cluster gets a private
+    person's name (which the privacy checks must withhold). Records what it was shown."""
+
+    def __init__(self) -> None:
+        self.samples: list[list[str]] = []
+
+    def name_clusters(self, samples):
+        self.samples = samples
+        out = []
+        for i, texts in enumerate(samples):
+            words = [w.strip("?.,!").lower() for t in texts for w in t.split() if len(w) > 5]
+            top = max(set(words), key=words.count) if words else "misc"
+            out.append(("Letters to Zebulon Quargmire", "About Mr Quargmire.") if i == 0 else (f"Questions about {top}", f"Requests about {top}."))
+        return out
+
+
+def test_injected_namer_is_checked_like_an_llm(records, tmp_path):
+    from sklearn.decomposition import PCA
+
+    namer = TopicNamer()
+    result = Pipeline(embedder=HashEmbedder(), reducer=PCA(n_components=2, random_state=0), namer=namer, **SMALL).fit(records, out=tmp_path / "run")
+    assert result.store.manifest["stages"]["name"]["mode"] == "custom" and "namer" in result.store.manifest["components"]
+    base = result.clusters[result.clusters["level"] == result.clusters["level"].max()]
+    assert any(name.startswith("Questions about") for name in base["name"])  # its names are used
+    assert "Quargmire" not in result.report() and "Quargmire" not in json.dumps(result.aggregates)  # and checked:
+    b0 = next(c for c in result.store.read_table("clusters").to_pylist() if c["id"] == "b0")
+    assert b0["size"] >= 5 and "person-like name" in (b0["withheld_reason"] or "")  # withheld for its words, not its size
+    # samples take at most max_conversations_per_account texts of any one account, like the LLM's
+    assert namer.samples and all(len(s) <= 50 for s in namer.samples)
+    with pytest.raises(TypeError, match="name_clusters"):
+        Pipeline(namer=object())
+
+
 def test_noise_labels_join_the_nearest_cluster(records):
     from sklearn.cluster import KMeans
 

@@ -45,7 +45,7 @@ SETTINGS: dict[str, str] = {
     "seed": "seed",
 }  # fmt: skip
 _SPECIAL = ("cache",)  # cache=False: neither the LLM nor the embedding cache
-_OWN = ("config", "settings", "embedder", "clusterer", "reducer", "progress", "console")
+_OWN = ("config", "settings", "embedder", "clusterer", "reducer", "namer", "progress", "console")
 ANALYSES = ("usage", "languages", "concerning", "coordination", "classifier")
 
 
@@ -107,10 +107,11 @@ class Pipeline:
     `settings` (dotted keys), then the short keywords (see SETTINGS, e.g. min_accounts, levels, seed, llm).
 
     Components replace our defaults (convoscope.components): `embedder` (`name` + `encode(texts)`),
-    `clusterer` (`fit_predict(vectors)`), `reducer` (`fit_transform(vectors)` -> (n, 2))."""
+    `clusterer` (`fit_predict(vectors)`), `reducer` (`fit_transform(vectors)` -> (n, 2)), `namer`
+    (`name_clusters(samples) -> [(name, description)]`, its names checked like an LLM's)."""
 
     def __init__(self, config: Config | str | os.PathLike | Mapping[str, Any] | None = None, *,
-                 settings: Mapping[str, Any] | None = None, embedder: Any = None, clusterer: Any = None, reducer: Any = None,
+                 settings: Mapping[str, Any] | None = None, embedder: Any = None, clusterer: Any = None, reducer: Any = None, namer: Any = None,
                  progress: bool = True, console: Any = None, **keywords: Any):
         unknown = sorted(k for k in keywords if k not in SETTINGS and k not in _SPECIAL)
         if unknown:
@@ -120,7 +121,7 @@ class Pipeline:
                 f"accepted: {accepted}. Any other setting: settings={{'section.name': value}} or config=Config(...) / 'file.toml' "
                 "(`convoscope config --show` lists them)")
         self.config = build_config(config, {**dict(settings or {}), **_overrides(keywords)})
-        self.components = Components(embedder=embedder, clusterer=clusterer, reducer=reducer)
+        self.components = Components(embedder=embedder, clusterer=clusterer, reducer=reducer, namer=namer)
         self.progress = progress
         self.console = console
 

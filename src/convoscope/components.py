@@ -11,6 +11,11 @@ optional; whatever is not given is ours (see `embedders.py`, `kmeans.py`, `stage
   hierarchy and the privacy gates to count it.
 - reducer: any object with `fit_transform(vectors) -> (n, 2)` (umap.UMAP, sklearn PCA or TSNE ...):
   the 2-D map of the explorer.
+- namer: any object with `name_clusters(samples: list[list[str]]) -> list[(name, description)]`: one
+  sample of member texts per base cluster (the clustered text: summaries in LLM mode, the user's own
+  scrubbed words in extractive mode; at most `privacy.max_conversations_per_account` per account). Its
+  names are checked like an LLM's (every capitalised word and number used by `min_accounts` accounts of
+  the cluster, no person-like names; then the auditor in LLM mode): a name that fails is withheld.
 
 A component's identity goes into its stage's fingerprint (the embedder's `name`; for the others the
 class and `get_params()` when it has them, else its `repr`), so a changed component recomputes its stage
@@ -33,6 +38,7 @@ class Components:
     embedder: Any = None
     clusterer: Any = None
     reducer: Any = None
+    namer: Any = None
 
     def __post_init__(self) -> None:
         if self.embedder is not None:
@@ -43,6 +49,8 @@ class Components:
                     "vector cache and the stage fingerprint) and an `encode(list[str]) -> array (n, dim)` method")
         if self.clusterer is not None and not callable(getattr(self.clusterer, "fit_predict", None)):
             raise TypeError(f"clusterer {type(self.clusterer).__name__}: needs a `fit_predict(vectors) -> labels` method (e.g. sklearn KMeans)")
+        if self.namer is not None and not callable(getattr(self.namer, "name_clusters", None)):
+            raise TypeError(f"namer {type(self.namer).__name__}: needs a `name_clusters(samples: list[list[str]]) -> list[(name, description)]` method")
         if self.reducer is not None and not callable(getattr(self.reducer, "fit_transform", None)):
             raise TypeError(f"reducer {type(self.reducer).__name__}: needs a `fit_transform(vectors) -> (n, 2)` method (e.g. umap.UMAP, sklearn PCA)")
 
@@ -51,7 +59,7 @@ class Components:
         out = {}
         if self.embedder is not None:
             out["embedder"] = self.embedder.name
-        for role in ("clusterer", "reducer"):
+        for role in ("clusterer", "reducer", "namer"):
             if getattr(self, role) is not None:
                 out[role] = identity(getattr(self, role))
         return out
@@ -71,6 +79,11 @@ def identity(component: Any) -> str:
 
 def _of(ctx: "RunContext") -> Components:
     return getattr(ctx, "components", None) or Components()
+
+
+def components_of(ctx: "RunContext") -> Components:
+    """The run's injected components (all None: our defaults)."""
+    return _of(ctx)
 
 
 def fingerprint_parts(ctx: "RunContext", role: str) -> tuple[str, ...]:

@@ -8,13 +8,16 @@ k-anonymous vocabulary (see keywords.py).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import scipy.sparse as sp
 
 from convoscope import policy, prompts
+from convoscope.components import components_of, fingerprint_parts
 from convoscope.context import RunContext
 from convoscope.keywords import build_keyword_index, class_tfidf_of_counts, group_term_counts, keyword_name, top_terms
 from convoscope.llm.base import ChatMessage, LLMRequest
@@ -72,16 +75,29 @@ def llm_cluster_names(ctx: RunContext, labels: np.ndarray, centroids: np.ndarray
 
 @dataclass(frozen=True)
 class NameRecord(StageRecord):
-    mode: str  # "llm" or "extractive"
+    mode: str  # "llm", "extractive" or "custom" (an injected namer, convoscope.components)
     # extractive mode: the vocabulary, the terms used by at least min_accounts accounts, person-name terms left out
     vocabulary: int | None = optional_field()
     k_anonymous_vocabulary: int | None = optional_field()
     person_name_terms_excluded: int | None = optional_field()
 
 
+def custom_cluster_names(ctx: RunContext, namer: Any, labels: np.ndarray, k: int, texts: list[str],
+                         account_index: np.ndarray) -> list[tuple[str, str]]:
+    """An injected namer's names, from samples capped per account like the LLM's (convoscope.components)."""
+    rng = np.random.default_rng(ctx.config.seed)
+    cap = ctx.config.privacy.max_conversations_per_account
+    samples = [[texts[i] for i in policy.capped_sample(np.flatnonzero(labels == c), account_index, cap, SAMPLE, rng)] for c in range(k)]
+    answers = list(namer.name_clusters(samples))
+    if len(answers) != k or not all(isinstance(a, (tuple, list)) and len(a) == 2 for a in answers):
+        raise TypeError(f"namer {type(namer).__name__}: name_clusters must return one (name, description) pair per sample "
+                        f"({k} samples, got {len(answers)} answers)")
+    return [(clean_name(str(name)), clean_description(str(description))) for name, description in answers]
+
+
 def _settings(ctx: RunContext) -> tuple:
     config = ctx.config
-    return (config.llm.spec_for("naming") if config.llm_mode else "none",
+    return (*fingerprint_parts(ctx, "namer"), config.llm.spec_for("naming") if config.llm_mode else "none",
             config.privacy.min_accounts, config.privacy.max_conversations_per_account, config.privacy.public_figure_accounts,
             prompts.load("name_cluster").template if config.llm_mode else None, "capped-samples")
 
@@ -116,6 +132,10 @@ def _name(ctx: RunContext) -> StageOutput[NameRecord]:
                 "count": pa.array(coo.data, type=pa.float32())})))
         record = NameRecord(mode="extractive", vocabulary=index.vocabulary_size, k_anonymous_vocabulary=index.allowed_terms,
                             person_name_terms_excluded=index.person_name_terms_excluded)
+    namer = components_of(ctx).namer
+    if namer is not None:  # an injected namer replaces the names (parents keep theirs: keywords or the LLM's)
+        names = custom_cluster_names(ctx, namer, labels, k, texts, account_index)
+        record = dataclasses.replace(record, mode="custom")
     del texts
     sizes = np.bincount(labels, minlength=k)
     accounts = distinct_per_group(labels, rows.accounts, k)

@@ -154,8 +154,12 @@ def _privacy(ctx: RunContext) -> StageOutput[PrivacyRecord]:
         if source == "inherited-withheld":
             text_reason[i] = "its name was not published in the run it was inherited from"
     candidates = [i for i in range(len(rows)) if count_reason[i] is None and sources[i] == "model"]
+    if not config.llm_mode:
+        # extractive names are k-anonymous terms by construction; an injected namer's base names are not
+        custom = (ctx.store.stage_record("name") or {}).get("mode") == "custom"
+        candidates = [i for i in candidates if custom and rows[i]["level"] == n_levels - 1]
     rewritten = 0
-    if config.llm_mode and candidates:
+    if candidates:
         from convoscope.analysis_text import analysis_texts
 
         checker = policy.TextChecker(list(analysis_texts(ctx)), account_index, p)
@@ -165,7 +169,7 @@ def _privacy(ctx: RunContext) -> StageOutput[PrivacyRecord]:
             names[i] = (name, desc)
             if bad:
                 text_reason[i] = f"the name or description uses {len(bad)} word(s) too few accounts used, or a person-like name"
-        to_audit = [i for i in candidates if text_reason[i] is None]
+        to_audit = [i for i in candidates if text_reason[i] is None] if config.llm_mode else []
         answers = ctx.complete_many([audit_request(*names[i]) for i in to_audit], description="Privacy audit") if to_audit else []
         for i, resp in zip(to_audit, answers):
             if not resp.failed and isinstance(resp.parsed, dict):
