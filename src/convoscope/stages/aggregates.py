@@ -63,6 +63,12 @@ def _timelines(direct: np.ndarray, created: list, accounts: np.ndarray, n_direct
     raise AssertionError("unreachable")
 
 
+def _published_range(clusters: list[dict[str, Any]]) -> list[str] | None:
+    """First and last published time bucket: the raw first and last dates could be one person's."""
+    buckets = [b for c in clusters if c["level"] == 0 for b, _ in c.get("timeline") or []]
+    return [min(buckets), max(buckets)] if buckets else None
+
+
 def _direct_groups(clusters: list[dict[str, Any]], assignments: pa.Table, n_levels: int) -> tuple[np.ndarray, list[str]]:
     """Per conversation, the one node whose numbers are computed from conversations: its published base
     cluster, or else the "Other (withheld)" remainder under its deepest published ancestor. Every
@@ -85,16 +91,37 @@ def _direct_groups(clusters: list[dict[str, Any]], assignments: pa.Table, n_leve
 
 def _cells_by_group(labels: np.ndarray, cells: list[Any], accounts: np.ndarray, n_groups: int, min_accounts: int,
                     max_cells: int | None, max_account_share: float = 1.0) -> list[dict[str, int]]:
-    """Per direct node: its thresholded breakdown (policy.threshold_cells) of one per-conversation value."""
+    """Per direct node: its thresholded breakdown (policy.threshold_cells) of one per-conversation value;
+    conversations without a value count in "other", so no subtraction from the node's size reveals them."""
     per_group: list[dict[Any, Counter]] = [{} for _ in range(n_groups)]
     for g, cell, account in zip(labels.tolist(), cells, accounts.tolist()):
-        if g < 0 or cell is None:
+        if g < 0:
             continue
+        if cell is None:  # no value (no timestamp, a failed facet): hidden in "other", so cells add up to the node's size
+            cell = policy.OTHER
         cell_accounts = per_group[g].get(cell)
         if cell_accounts is None:
             cell_accounts = per_group[g][cell] = Counter()
         cell_accounts[account] += 1
     return [policy.threshold_cells(m, min_accounts, max_account_share, max_cells) for m in per_group]
+
+
+def _gated_sums(direct: np.ndarray, facet: "NumberFacet", accounts: np.ndarray, n_direct: int, min_accounts: int,
+                max_share: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per direct node: the sum (of clamped values) and the count of the conversations with a value, or
+    zero for both when those conversations fail the cell rule (too few accounts, or one dominant): a
+    mean over one account's values would be that person's value. Parents add only what passed."""
+    valued = np.isfinite(facet.values) & (direct >= 0)
+    groups = direct[valued]
+    total = np.bincount(groups, weights=np.clip(facet.values[valued], facet.low, facet.high), minlength=n_direct)
+    count = np.bincount(groups, minlength=n_direct)
+    per_group: list[Counter] = [Counter() for _ in range(n_direct)]
+    for g, account in zip(groups.tolist(), accounts[valued].tolist()):
+        per_group[g][account] += 1
+    for g, acc in enumerate(per_group):
+        if acc and (len(acc) < min_accounts or max(acc.values()) > max_share * count[g]):
+            total[g], count[g] = 0.0, 0
+    return total, count
 
 
 def _category_value(v: Any) -> str:
@@ -165,7 +192,8 @@ def build_aggregates(ctx: RunContext) -> tuple[dict[str, Any], pa.Table]:
             numeric_facets[facet.name] = _number_facet(arr, edges=[facet.min + i * step for i in range(1, 5)], min=facet.min, max=facet.max)
     for key, values in _metadata_columns(rows.table.column("metadata").to_pylist()).items():
         present = [v for v in values if v is not None]
-        if not present:
+        # a field only a few accounts have is not even named: its name would say they are in the run
+        if len({a for a, v in zip(accounts.tolist(), values) if v is not None}) < min_acc:
             continue
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present)
         if numeric and len(set(present)) > MAX_CATEGORIES:
@@ -175,18 +203,17 @@ def build_aggregates(ctx: RunContext) -> tuple[dict[str, Any], pa.Table]:
 
     created = rows.table.column("created_at").to_pylist()
     times = [t for t in created if t is not None]
-    time_unit = _time_bucket((max(times) - min(times)).total_seconds() / 86400) if times else None
+    # the finest unit is chosen from the 5-95% spread of the dates: one stray date must not coarsen everyone's
+    stamps = np.array([t.timestamp() for t in times]) if times else np.zeros(0)
+    time_unit = _time_bucket(float(np.percentile(stamps, 95) - np.percentile(stamps, 5)) / 86400) if times else None
 
     # numbers of the nodes computed from conversations (published base clusters and remainders)
     direct, direct_ids = _direct_groups(clusters, assignments, n_levels)
     n_direct = len(direct_ids)
-    cat = {name: _cells_by_group(direct, [None if v is None else _category_value(v) for v in vals], accounts, n_direct, min_acc, MAX_CATEGORIES, max_share)
+    cat = {name: _cells_by_group(direct, [_category_value(v) for v in vals], accounts, n_direct, min_acc, MAX_CATEGORIES, max_share)
            for name, vals in category_facets.items()}
     hist = {name: _cells_by_group(direct, f.labels, accounts, n_direct, min_acc, None, max_share) for name, f in numeric_facets.items()}
-    sums = {name: (np.bincount(np.where(direct >= 0, direct, n_direct)[np.isfinite(f.values)],
-                               weights=np.clip(f.values[np.isfinite(f.values)], f.low, f.high), minlength=n_direct + 1)[:n_direct],
-                   np.bincount(np.where(direct >= 0, direct, n_direct)[np.isfinite(f.values)], minlength=n_direct + 1)[:n_direct])
-            for name, f in numeric_facets.items()}
+    sums = {name: _gated_sums(direct, f, accounts, n_direct, min_acc, max_share) for name, f in numeric_facets.items()}
     timelines: list[dict[str, int]] = [{} for _ in range(n_direct)]
     if times:
         time_unit, timelines = _timelines(direct, created, accounts, n_direct, min_acc, max_share, time_unit)
@@ -275,7 +302,7 @@ def build_aggregates(ctx: RunContext) -> tuple[dict[str, Any], pa.Table]:
             "max_conversations_per_account": config.privacy.max_conversations_per_account,
             "max_account_share": config.privacy.max_account_share,
             "embedding_model": (ctx.store.stage_record("embed") or {}).get("model"),
-            "time_range": [_bucket_start(min(times), time_unit), _bucket_start(max(times), time_unit)] if times else None,
+            "time_range": _published_range(out_clusters) if times else None,
             "time_unit": time_unit,
         },
         "facets": facet_list,

@@ -1,0 +1,62 @@
+"""Findings of the second review (2026-11-30): sparse values and stray dates.
+
+A mean over one account's values is that person's value; a field a single conversation has names that
+conversation's presence; undated conversations were size minus timeline; one stray date set the run's
+time range and coarsened every timeline. Each is planted into the real-data background and checked in
+`report --json` (the release every output reads).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from privacy.harness import MIN_ACCOUNTS, background, config_file, invoke, json_of, write_records
+
+INCOME_BASE = 50007  # 13 accounts, one conversation each, all values different
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sparse")
+    records = background()
+    seen: set[str] = set()
+    for r in records:
+        if r["user"] not in seen and len(seen) < 13:
+            seen.add(r["user"])
+            r["income"] = INCOME_BASE + 1234 * len(seen)
+    records[500]["vip"] = "yes"
+    del records[700]["created_at"]
+    records[900]["created_at"] = "2019-06-15T10:00:00+00:00"
+    write_records(root / "in.jsonl", records)
+    result = invoke(["run", str(root / "in.jsonl"), "--out", str(root / "run"), "--config", str(config_file(root))])
+    assert result.exit_code == 0, result.output
+    return json_of(invoke(["report", str(root / "run"), "--json"]).output)
+
+
+def test_no_mean_over_too_few_accounts(report):
+    for c in report["clusters"]:
+        income = (c.get("facets") or {}).get("meta.income")
+        if income:  # 13 conversations of 13 accounts spread over clusters: a mean needs min_accounts of them
+            assert income["n"] >= MIN_ACCOUNTS, (c["id"], income)
+            assert round(income["mean"]) not in {INCOME_BASE + 1234 * k for k in range(1, 14)}
+
+
+def test_a_field_one_conversation_has_is_not_named(report):
+    assert "meta.vip" not in json.dumps(report)
+
+
+def test_breakdowns_and_timelines_add_up_to_the_size(report):
+    for c in report["clusters"]:
+        for name, facet in (c.get("facets") or {}).items():
+            cells = facet["hist"] if "hist" in facet else facet  # missing values count in "other"
+            assert sum(cells.values()) == c["size"], (c["id"], name, cells)
+        if c.get("timeline") is not None:
+            assert sum(n for _, n in c["timeline"]) + c["timeline_suppressed"] == c["size"], c["id"]
+
+
+def test_a_stray_date_neither_sets_the_range_nor_coarsens_the_timelines(report):
+    run = report["run"]
+    assert not run["time_range"][0].startswith("2019"), run["time_range"]
+    assert run["time_unit"] != "month" or all(not b.startswith("2019") for c in report["clusters"] for b, _ in c.get("timeline") or [])
