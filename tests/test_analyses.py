@@ -127,7 +127,9 @@ def test_coordination_templates_by_embedding(run, topic_of_cluster):
     seo = [g for g in groups if topic_of_cluster[g["id"]][0] == "seo"]
     assert seo, groups
     g = seo[0]
-    assert g["group_size"] >= 30 and g["accounts"] >= 20  # 50 variants from 40 accounts
+    # 50 variants from 40 accounts: counted, or (when the rest of its cluster is too small to publish
+    # beside it) reported as nearly the whole cluster without counts
+    assert (g["group_size"] is None and g["extent"] == "nearly all of the cluster") or (g["group_size"] >= 30 and g["accounts"] >= 20)
     # one account's 120 reviews are near-identical too, but from one account: not a cross-account template
     assert all(not (topic_of_cluster[x["id"]][0] == "reviews" and x["accounts"] < 5) for x in groups)
 

@@ -297,7 +297,7 @@ class Result:
     def analyze(self, name: str, **options: Any) -> dict[str, Any]:
         """One analysis of docs/analyses.md as its JSON result: "usage" (levels), "languages" (level,
         min_support, min_language, top), "concerning" (level, top, min_conversations), "coordination"
-        (rate_ratio, similarity, min_group, min_template_accounts, burst_z, min_burst, top) or "classifier"
+        (rate_ratio, min_template_accounts, burst_z, min_burst, top) or "classifier"
         (flag_field, level, min_conversations, concern_high, flag_low, flag_high, concern_low)."""
         if name not in ANALYSES:
             raise ValueError(f"unknown analysis {name!r}; choose from {', '.join(ANALYSES)}")

@@ -228,7 +228,7 @@ def analyst_outputs(run_dir: Path, extra_runs: Iterable[Path] = (), split_at: Se
                     cmd("compare", run_dir, other, *lv, "--top", "1000", *j, *fa)
         for j in ([], ["--json"]):
             cmd("analyze", "coordination", run_dir, "--top", "1000", "--min-burst", "2", "--burst-z", "1",
-                "--min-group", "2", "--min-template-accounts", "1", *j, *fa)
+                "--min-template-accounts", "1", *j, *fa)
     return "\n".join(chunks)
 
 

@@ -89,7 +89,7 @@ def _strings_and_keys(obj: Any, out: set[str]) -> set[str]:
 def test_attack4b_coordination_reports_only_published_clusters(run):
     for facet in report_json(run.run_dir)["hierarchies"]:
         result = invoke(["analyze", "coordination", str(run.run_dir), "--json", "--facet", facet, "--min-burst", "2", "--burst-z", "1",
-                         "--min-group", "2", "--min-template-accounts", "1", "--top", "1000"])
+                         "--min-template-accounts", "1", "--top", "1000"])
         assert result.exit_code == 0 and "Traceback" not in result.output, str(result)
         values = _strings_and_keys(json_of(result.output), set())
         bad_keys = [k for k in values if any(f in k for f in FORBIDDEN_KEYS)]

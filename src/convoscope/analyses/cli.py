@@ -60,8 +60,6 @@ def concerning_command(
 def coordination_command(
     run: Path = RunArg, facet: Optional[str] = FacetOpt,
     rate_ratio: float = typer.Option(3.0, "--rate-ratio", help="(a) Flag a cluster whose conversations per account are at least this multiple of the run's."),
-    similarity: float = typer.Option(0.95, "--similarity", help="(b) Cosine similarity for near-identical requests."),
-    min_group: int = typer.Option(10, "--min-group", help="(b) Smallest group of near-identical requests reported."),
     min_template_accounts: int = typer.Option(5, "--min-template-accounts", help="(b) Fewest distinct accounts in a reported group (never below the run's min_accounts)."),
     burst_z: float = typer.Option(4.0, "--burst-z", help="(c) Poisson z-score for a burst."),
     min_burst: int = typer.Option(10, "--min-burst", help="(c) Fewest conversations in a burst bucket."),
@@ -70,7 +68,7 @@ def coordination_command(
     """Signals of coordinated or automated use: concentrated clusters, near-identical templates across accounts, bursts in time."""
     from convoscope.analyses.coordination import coordination, print_coordination
 
-    result = coordination(load_run(run, facet), rate_ratio=rate_ratio, similarity=similarity, min_group=min_group,
+    result = coordination(load_run(run, facet), rate_ratio=rate_ratio,
                           min_template_accounts=min_template_accounts, burst_z=burst_z, min_burst=min_burst, top=top)
     print_json(result) if as_json else print_coordination(result, console())
 

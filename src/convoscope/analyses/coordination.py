@@ -8,8 +8,9 @@ ids, conversation ids or text:
     figure is reported: a cluster that one account dominates is withheld by the privacy gates.
 (b) templates: near-identical requests from many accounts, found by embedding similarity rather than
     string equality. Within each base cluster, a greedy leader grouping: the conversation with the most
-    neighbours at cosine >= `similarity` leads a group of those neighbours; repeat on the rest. Every
-    member is within `similarity` of its leader. A group is reported when it has at least `min_group`
+    neighbours at cosine >= 0.95 leads a group of those neighbours; repeat on the rest. Every member is
+    within 0.95 of its leader (fixed: two thresholds' groups could be subtracted). A group is reported
+    when it has at least 10
     conversations and at least max(`min_template_accounts`, the run's `min_accounts`) distinct
     accounts and passes the run's count gates, inside a published base cluster (its name, never the text).
 (c) bursts: a cluster's count in one time bucket (the aggregates' timeline: day, week or month) far
@@ -78,7 +79,13 @@ def leader_groups(vectors: np.ndarray, similarity: float, min_group: int, block:
     return groups
 
 
-def templates(run: Run, view: ConversationView, similarity: float = 0.95, min_group: int = 10, min_template_accounts: int = 5) -> list[dict[str, Any]]:
+# Fixed, not options: two groupings of one cluster at different thresholds differ by a few conversations,
+# and subtracting them would isolate those (review of 2026-11-30).
+TEMPLATE_SIMILARITY = 0.95
+TEMPLATE_MIN_GROUP = 10
+
+
+def templates(run: Run, view: ConversationView, min_template_accounts: int = 5) -> list[dict[str, Any]]:
     """Groups inside published base clusters only, each passing the run's count gates itself (it is a
     published number about its members)."""
     embeddings = run.store.read_array("embeddings")
@@ -95,7 +102,7 @@ def templates(run: Run, view: ConversationView, similarity: float = 0.95, min_gr
     bounds = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1], True])
     for s, e in zip(bounds[:-1], bounds[1:]):
         rows = order[s:e]
-        for group in leader_groups(np.asarray(embeddings[np.sort(rows)]), similarity, min_group):
+        for group in leader_groups(np.asarray(embeddings[np.sort(rows)]), TEMPLATE_SIMILARITY, TEMPLATE_MIN_GROUP):
             members = np.sort(rows)[group]
             where = finest[members[0]]
             if where is None:
@@ -106,9 +113,21 @@ def templates(run: Run, view: ConversationView, similarity: float = 0.95, min_gr
             if accounts < min_acc or not policy.passes_size_gates(int(counts.size[0]), accounts, int(counts.bounded_size[0]), int(counts.top_account[0]), settings):
                 continue
             c = run.by_id[where]
+            # the cluster minus the group would be published too: when that rest is too small to pass the
+            # gates, say only that the group is nearly the whole cluster, without its counts
+            rest = np.setdiff1d(rows, members)
+            if len(rest):
+                _, rest_index = np.unique(view.accounts[rest], return_inverse=True)
+                rc = policy.group_counts(np.zeros(len(rest), dtype=np.int64), rest_index.reshape(-1), 1, settings.max_conversations_per_account)
+                if not policy.passes_size_gates(int(rc.size[0]), int(rc.accounts[0]), int(rc.bounded_size[0]), int(rc.top_account[0]),
+                                                settings.model_copy(update={"max_account_share": 1.0})):
+                    out.append({"id": where, "name": c["name"], "level": c["level"], "group_size": None, "accounts": None,
+                                "share_of_cluster": None, "conversations_per_account": None, "extent": "nearly all of the cluster"})
+                    continue
             out.append({"id": where, "name": c["name"], "level": c["level"], "group_size": int(len(members)), "accounts": accounts,
-                        "share_of_cluster": len(members) / c["size"], "conversations_per_account": len(members) / accounts})
-    out.sort(key=lambda r: (-r["accounts"], -r["group_size"]))
+                        "share_of_cluster": len(members) / c["size"], "conversations_per_account": len(members) / accounts,
+                        "extent": "all of the cluster" if not len(rest) else "part of the cluster"})
+    out.sort(key=lambda r: (-(r["accounts"] or run.by_id[r["id"]]["accounts"]), -(r["group_size"] or run.by_id[r["id"]]["size"])))
     return out
 
 
@@ -152,8 +171,8 @@ def _gate_settings(run: Run) -> PrivacySettings:
                            max_account_share=float(info.get("max_account_share") or 0.5))
 
 
-def coordination(run: Run, *, rate_ratio: float = 3.0, similarity: float = 0.95, min_group: int = 10,
-                 min_template_accounts: int = 5, burst_z: float = 4.0, min_burst: int = 10, top: int = 15) -> dict[str, Any]:
+def coordination(run: Run, *, rate_ratio: float = 3.0, min_template_accounts: int = 5, burst_z: float = 4.0, min_burst: int = 10,
+                 top: int = 15) -> dict[str, Any]:
     view = conversation_view(run)
     conc = concentration(run, rate_ratio)
     overall_rate = int(run.info["conversations"]) / max(1, int(run.info["accounts"]))
@@ -164,9 +183,9 @@ def coordination(run: Run, *, rate_ratio: float = 3.0, similarity: float = 0.95,
         "concentration": {"rule": f"conversations per account >= {rate_ratio:g}x the run's rate (a cluster one account dominates "
                                   f"is withheld by the privacy gates, so it never appears here)",
                           "clusters": [r for r in conc if r["flagged"]][:top]},
-        "templates": {"rule": f"groups of >= {min_group} conversations within cosine {similarity} of a leader in one base cluster, "
+        "templates": {"rule": f"groups of >= {TEMPLATE_MIN_GROUP} conversations within cosine {TEMPLATE_SIMILARITY} of a leader in one base cluster, "
                               f"from >= {max(min_template_accounts, int(run.info.get('min_accounts') or 1))} accounts",
-                      "groups": templates(run, view, similarity, min_group, min_template_accounts)[:top]},
+                      "groups": templates(run, view, min_template_accounts)[:top]},
         "bursts": {**(b := bursts(run, burst_z, min_burst)), "rule": f"z >= {burst_z:g} and count >= {min_burst}", "bursts": b["bursts"][:top]},
     }
 
@@ -188,7 +207,10 @@ def print_coordination(result: dict[str, Any], console: Console) -> None:
     for col, j in (("cluster", "left"), ("level", "right"), ("group size", "right"), ("accounts", "right"), ("share of cluster", "right")):
         t.add_column(col, justify=j)
     for r in tmpl["groups"]:
-        t.add_row(label(r, 50), str(r["level"]), f"{r['group_size']:,}", f"{r['accounts']:,}", pct(r["share_of_cluster"]))
+        if r["group_size"] is None:
+            t.add_row(label(r, 50), str(r["level"]), "—", "—", r["extent"])
+        else:
+            t.add_row(label(r, 50), str(r["level"]), f"{r['group_size']:,}", f"{r['accounts']:,}", pct(r["share_of_cluster"]))
     console.print(t if tmpl["groups"] else "(b) Templates: no group of near-identical requests from many accounts.")
     console.print(f"[dim]rule: {tmpl['rule']}[/]")
 
