@@ -60,3 +60,29 @@ def test_a_stray_date_neither_sets_the_range_nor_coarsens_the_timelines(report):
     run = report["run"]
     assert not run["time_range"][0].startswith("2019"), run["time_range"]
     assert run["time_unit"] != "month" or all(not b.startswith("2019") for c in report["clusters"] for b, _ in c.get("timeline") or [])
+
+
+def test_template_groups_never_isolate_the_rest_of_their_cluster(tmp_path):
+    """10 accounts x 2 near-identical requests plus one lonely account with 2 related ones: the group's
+    counts beside its cluster's would isolate the lonely account's conversations (review finding 5)."""
+    from privacy.harness import record, spread_times
+
+    records = background()
+    times = spread_times(40, 11)
+    template = "Please cancel my Zentrafone mobile subscription effective immediately and refund the last invoice"
+    endings = ["", ".", "!", " now", " today", " thanks", " asap", " pls", " thank you", " please"]
+    records += [record(f"tp-{a}-{k}", template + endings[a] + (" " + "x" * k if k else ""), f"plant-t-{a}", times[a * 2 + k])
+                for a in range(10) for k in range(2)]
+    records += [record(f"tl-{k}", text, "plant-lonely", times[30 + k]) for k, text in enumerate([
+        "My Zentrafone mobile subscription keeps billing me twice, how do I dispute the charge with my bank",
+        "Zentrafone mobile subscription cancelled but they still invoice me, can I report them to the regulator"])]
+    write_records(tmp_path / "in.jsonl", records)
+    assert invoke(["run", str(tmp_path / "in.jsonl"), "--out", str(tmp_path / "run"), "--config", str(config_file(tmp_path))]).exit_code == 0
+    result = json_of(invoke(["analyze", "coordination", str(tmp_path / "run"), "--json", "--min-template-accounts", "1", "--top", "1000"]).output)
+    sizes = {c["id"]: (c["size"], c["accounts"]) for c in json_of(invoke(["report", str(tmp_path / "run"), "--json"]).output)["clusters"]}
+    for group in result["templates"]["groups"]:
+        if group["group_size"] is None:
+            continue
+        size, accounts = sizes[group["id"]]
+        rest_size, rest_accounts = size - group["group_size"], accounts - group["accounts"]
+        assert rest_size == 0 or rest_accounts >= MIN_ACCOUNTS, (group, size, accounts)
