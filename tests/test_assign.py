@@ -249,3 +249,19 @@ def test_python_api_assign(runs, tmp_path):
     assert any(r["status"] == "appeared" for r in load_run(runs["run"]).compare(result)["clusters"])
     with pytest.raises(TypeError, match="file or directory"):
         load_run(runs["run"]).assign([{"text": "hello"}], tmp_path / "x")
+
+
+def test_no_map_positions_from_a_run_that_published_none(tmp_path):
+    """A run of 2 accounts publishes no cluster, so no position: assigned conversations must not get
+    positions averaged from its withheld map (review finding 6)."""
+    from convoscope.explorer.bundle import build_payload
+
+    few = records([("cooking", 30, ["few-0", "few-1"]), ("tax", 30, ["few-0", "few-1"])], 3, "f")  # below min_accounts
+    run_input = write_input(tmp_path / "few.jsonl", few)
+    run_pipeline(run_input, tmp_path / "run", small_config(), show_progress=False)
+    assert not [c for c in RunStore(tmp_path / "run").read_json("aggregates")["clusters"] if c["kind"] == "cluster"]
+    new_input = write_input(tmp_path / "new.jsonl", records([("crypto", 60, POOL)], 4, "m"))
+    store = assign(tmp_path / "run", new_input, tmp_path / "new", threshold=0.99, show_progress=False)
+    xs = store.read_table("map").column("x").to_pylist()
+    assert all(x != x for x in xs)  # NaN: no position
+    assert build_payload(tmp_path / "new")["points"]["n"] == 0

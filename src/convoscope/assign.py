@@ -219,13 +219,15 @@ def _place(ctx: RunContext, source: RunStore, upstream: str, threshold: float, t
     run_map = source.read_table("map")
     published_base = np.array([released.get(b, ("",))[0] == "inherited" for b in base_ids], dtype=bool)
     reference = np.flatnonzero(published_base[run_labels])
-    if len(reference) == 0:
-        reference = np.arange(len(run_vectors))
-    idx, _ = cosine_knn(vectors, run_vectors[reference], MAP_NEIGHBOURS)
-    rx = run_map.column("x").to_numpy()[reference]
-    ry = run_map.column("y").to_numpy()[reference]
-    map_table = pa.table({"conv_id": conv_ids, "x": pa.array(rx[idx].mean(axis=1).astype(np.float32)),
-                          "y": pa.array(ry[idx].mean(axis=1).astype(np.float32))})
+    if len(reference) == 0:  # RUN published no position: no position is derived from withheld ones (left off the map)
+        map_table = pa.table({"conv_id": conv_ids, "x": pa.array(np.full(len(conv_ids), np.nan, dtype=np.float32)),
+                              "y": pa.array(np.full(len(conv_ids), np.nan, dtype=np.float32))})
+    else:
+        idx, _ = cosine_knn(vectors, run_vectors[reference], MAP_NEIGHBOURS)
+        rx = run_map.column("x").to_numpy()[reference]
+        ry = run_map.column("y").to_numpy()[reference]
+        map_table = pa.table({"conv_id": conv_ids, "x": pa.array(rx[idx].mean(axis=1).astype(np.float32)),
+                              "y": pa.array(ry[idx].mean(axis=1).astype(np.float32))})
 
     seconds = time.perf_counter() - started
     unassigned = int((labels < 0).sum())

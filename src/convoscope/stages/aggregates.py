@@ -251,7 +251,8 @@ def build_aggregates(ctx: RunContext) -> tuple[dict[str, Any], pa.Table]:
         counts = np.maximum(np.bincount(labels, minlength=len(uniq)), 1)
         cx = np.bincount(labels, weights=x[on_map], minlength=len(uniq)) / counts
         cy = np.bincount(labels, weights=y[on_map], minlength=len(uniq)) / counts
-        position.update({cid: (round(float(a), 4), round(float(b), 4)) for cid, a, b in zip(uniq.tolist(), cx, cy)})
+        position.update({cid: (round(float(a), 4), round(float(b), 4)) for cid, a, b in zip(uniq.tolist(), cx, cy)
+                         if np.isfinite(a) and np.isfinite(b)})  # assign gives no position where its run published none
 
     def facet_data(node_id: str) -> dict[str, Any]:
         num = numbers[node_id]
