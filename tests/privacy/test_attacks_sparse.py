@@ -86,3 +86,19 @@ def test_template_groups_never_isolate_the_rest_of_their_cluster(tmp_path):
         size, accounts = sizes[group["id"]]
         rest_size, rest_accounts = size - group["group_size"], accounts - group["accounts"]
         assert rest_size == 0 or rest_accounts >= MIN_ACCOUNTS, (group, size, accounts)
+
+
+def test_error_messages_do_not_print_record_text(tmp_path):
+    """A misplaced column can put conversation text where a label belongs (a role, a timestamp, a key):
+    errors name the field and describe the value, they do not print it (review finding 7)."""
+    secret = "SECRET my neighbour Quentin Blatherwick owes me money " * 20
+    cases = {
+        "role.jsonl": {"messages": [{"role": secret, "content": "hi"}], "user": "a"},
+        "time.jsonl": {"text": "hello", "created_at": secret, "user": "a"},
+        "keys.jsonl": {secret: 1, "other": 2},
+    }
+    for name, record in cases.items():
+        (tmp_path / name).write_text(json.dumps(record) + "\n")
+        result = invoke(["run", str(tmp_path / name), "--out", str(tmp_path / f"run-{name}")])
+        assert result.exit_code != 0 and "Blatherwick" not in result.output, (name, result.output)
+        assert "not shown" in result.output, (name, result.output)

@@ -6,7 +6,7 @@ from typing import Any
 
 from convoscope.model import Conversation
 
-from .record import RecordContext, RecordError, build, message
+from .record import RecordContext, RecordError, build, message, shown
 
 _ROLES = {"system": "system", "user": "user", "assistant": "assistant", "tool": "tool"}
 _USED = frozenset({"mapping", "current_node", "create_time"})
@@ -52,7 +52,7 @@ def _message(node: dict[str, Any], node_id: str) -> dict[str, Any] | None:
     author = m.get("author")
     role = _ROLES.get(author.get("role")) if isinstance(author, dict) else None
     if role is None:
-        raise RecordError(f"unknown author {author!r}", f"{field}.author.role")
+        raise RecordError(f"unknown author {shown(author)}", f"{field}.author.role")
     content = m.get("content")
     if not isinstance(content, dict):
         raise RecordError("missing" if content is None else "expected an object", f"{field}.content")

@@ -6,7 +6,7 @@ from typing import Any
 
 from convoscope.model import Conversation
 
-from .record import RecordContext, RecordError, build, message, text_of_parts
+from .record import RecordContext, RecordError, build, message, shown, text_of_parts
 
 _ROLES = {"human": "user", "assistant": "assistant"}
 _USED = frozenset({"chat_messages", "account"})
@@ -23,7 +23,7 @@ def parse(rec: dict[str, Any], ctx: RecordContext) -> Conversation:
             raise RecordError(f"expected an object, got {type(m).__name__}", field)
         role = _ROLES.get(m.get("sender"))  # type: ignore[arg-type]
         if role is None:
-            raise RecordError(f"unknown sender {m.get('sender')!r} (expected human or assistant)", f"{field}.sender")
+            raise RecordError(f"unknown sender {shown(m.get('sender'))} (expected human or assistant)", f"{field}.sender")
         messages.append(message(role, _text(m, field)))
     if not messages:
         raise RecordError("conversation has no messages", "chat_messages")

@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from convoscope.text import clean_text
+
 from . import hh, prompt
 from .files import PARQUET_MAGIC
 from .options import FORMATS, IngestOptions
+from .record import SHOWN_CHARS, shown
 
 _TABLE_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz")
 RECORD_FORMATS = tuple(f for f in FORMATS if f not in ("csv", "parquet"))
@@ -51,7 +54,8 @@ def detect_record(rec: dict[str, Any], options: IngestOptions) -> str | None:
 def describe_unknown(rec: Any) -> str:
     if not isinstance(rec, dict):
         return f"unknown format: first record is a JSON {type(rec).__name__}, not an object"
-    keys = ", ".join(list(rec)[:10]) or "none"
+    # keys are data too (a text used as a key): long ones are described, not shown
+    keys = ", ".join(clean_text(k) if len(k) <= SHOWN_CHARS else shown(k) for k in list(rec)[:10]) or "none"
     return (
         f"unknown format: first record has fields ({keys}); expected one of {', '.join(FORMATS)} "
         "(set the format explicitly, or text_field for single-prompt data)"

@@ -6,7 +6,7 @@ from typing import Any
 
 from convoscope.model import Conversation
 
-from .record import RecordContext, RecordError, build, message, require_list, text_of_parts
+from .record import RecordContext, RecordError, build, message, require_list, shown, text_of_parts
 
 # Newer or legacy role names folded onto the model's four roles.
 ROLES = {
@@ -28,7 +28,7 @@ def parse_message(m: Any, field: str) -> dict[str, Any]:
         raise RecordError(f"expected an object, got {type(m).__name__}", field)
     role = ROLES.get(m.get("role"))  # type: ignore[arg-type]
     if role is None:
-        raise RecordError(f"unknown role {m.get('role')!r} (expected one of {', '.join(ROLES)})", f"{field}.role")
+        raise RecordError(f"unknown role {shown(m.get('role'))} (expected one of {', '.join(ROLES)})", f"{field}.role")
     content = m.get("content")
     tool_calls = _tool_calls(m.get("tool_calls"), f"{field}.tool_calls")
     if isinstance(content, str):

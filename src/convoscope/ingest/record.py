@@ -38,6 +38,22 @@ class RecordContext:
     derived_id: str  # used when the record has no id: "<file>:<line>"
 
 
+
+SHOWN_CHARS = 24  # a field value in an error message: short enough to be a label, not conversation text
+
+
+def shown(value: Any) -> str:
+    """A field value as an error message may show it: short labels as they are (a role, a timestamp),
+    anything longer only by type and length, since a misplaced column can put conversation text there."""
+    from convoscope.text import clean_text
+
+    if isinstance(value, (int, float, bool)) or value is None:
+        return repr(value)
+    if isinstance(value, str) and len(value) <= SHOWN_CHARS:
+        return repr(clean_text(value))
+    size = f" of {len(value):,} characters" if isinstance(value, str) else ""
+    return f"a {type(value).__name__}{size} (not shown)"
+
 def pick(rec: dict[str, Any], explicit: str | None, defaults: tuple[str, ...]) -> tuple[str | None, Any]:
     """The (field name, value) to use: the explicit field if given, else the first default present and not null."""
     if explicit is not None:
@@ -73,21 +89,21 @@ def parse_time(value: Any, field: str | None) -> datetime | None:
             try:
                 dt = datetime.fromisoformat(s[:-1] + "+00:00" if s.endswith(("Z", "z")) else s)
             except ValueError:
-                raise RecordError(f"bad timestamp {value!r} (expected ISO 8601 or Unix seconds)", field) from None
+                raise RecordError(f"bad timestamp {shown(value)} (expected ISO 8601 or Unix seconds)", field) from None
     else:
-        raise RecordError(f"bad timestamp {value!r} (expected ISO 8601 or Unix seconds)", field)
+        raise RecordError(f"bad timestamp {shown(value)} (expected ISO 8601 or Unix seconds)", field)
     return dt.replace(tzinfo=timezone.utc) if dt.tzinfo is None else dt.astimezone(timezone.utc)
 
 
 def _from_unix(seconds: float, raw: Any, field: str | None) -> datetime:
     if seconds != seconds or seconds in (float("inf"), float("-inf")):
-        raise RecordError(f"bad timestamp {raw!r}", field)
+        raise RecordError(f"bad timestamp {shown(raw)}", field)
     if abs(seconds) > _MS_THRESHOLD:
         seconds /= 1000.0
     try:
         return datetime.fromtimestamp(seconds, tz=timezone.utc)
     except (OverflowError, OSError, ValueError):
-        raise RecordError(f"bad timestamp {raw!r} (out of range)", field) from None
+        raise RecordError(f"bad timestamp {shown(raw)} (out of range)", field) from None
 
 
 def text_of_parts(parts: list[Any], field: str) -> str:

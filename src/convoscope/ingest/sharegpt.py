@@ -6,7 +6,7 @@ from typing import Any
 
 from convoscope.model import Conversation
 
-from .record import RecordContext, RecordError, build, message, require_list, require_str
+from .record import RecordContext, RecordError, build, message, require_list, require_str, shown
 
 ROLES = {
     "human": "user", "user": "user",
@@ -28,6 +28,6 @@ def parse(rec: dict[str, Any], ctx: RecordContext) -> Conversation:
         speaker = turn.get("from", turn.get("role"))
         role = ROLES.get(speaker.lower()) if isinstance(speaker, str) else None
         if role is None:
-            raise RecordError(f"unknown speaker {speaker!r} (expected human, gpt, system or tool)", f"{field}.from")
+            raise RecordError(f"unknown speaker {shown(speaker)} (expected human, gpt, system or tool)", f"{field}.from")
         messages.append(message(role, require_str(turn, "value", f"{field}.value")))
     return build(rec, ctx, messages, _USED)

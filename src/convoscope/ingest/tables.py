@@ -18,7 +18,7 @@ from . import openai, prompt
 from .files import StreamCut, cut_record, human_bytes, oversize_record
 from .json_source import Item, Parser, UnknownFormat
 from .options import IngestOptions
-from .record import TEXT_FIELDS, RecordContext, RecordError, build, message
+from .record import TEXT_FIELDS, RecordContext, RecordError, build, message, shown
 
 _PARQUET_BATCH = 4096
 Row = tuple[int, "dict[str, Any] | RecordError"]  # a RecordError: a row that could not be read
@@ -246,7 +246,7 @@ def _conversation(group: list[Row], ctx: RecordContext, finished: set[int]) -> I
     for number, row in group:
         role = openai.ROLES.get(row.get(opts.role_column))  # type: ignore[arg-type]
         if role is None:
-            return number, RecordError(f"unknown role {row.get(opts.role_column)!r}", opts.role_column)
+            return number, RecordError(f"unknown role {shown(row.get(opts.role_column))}", opts.role_column)
         content = row.get(opts.content_column)
         if not isinstance(content, str):
             return number, RecordError("missing" if content is None else "expected a string", opts.content_column)
@@ -265,4 +265,4 @@ def _order_key(row: Row, column: str) -> float:
     try:
         return float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise RecordError(f"bad order value {value!r} at row {number} (expected a number)", column) from None
+        raise RecordError(f"bad order value {shown(value)} at row {number} (expected a number)", column) from None
