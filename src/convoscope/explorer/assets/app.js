@@ -276,7 +276,8 @@
         const cls = v === chosen ? 'chosen' : null;
         g.append(el('span', { class: cls, text: v }),
           el('span', { class: cls, title: 'share ' + fmtPct(r.obs / r.size) + ' vs ' + fmtPct(r.overall) + ' overall',
-            text: (r.few ? 'too few' : 'ratio ' + fmtRatio(r.ratio)) + ' · ' + (r.listed ? '' : '≤') + fmtInt(r.obs) + ' of ' + fmtInt(r.size) + ', expected ' + fmtNum(r.exp, 1) }));
+            // a language merged into "other" by the privacy rule has only an upper bound: so has its ratio
+            text: (r.few ? 'too few' : 'ratio ' + (r.listed ? '' : '≤') + fmtRatio(r.ratio)) + ' · ' + (r.listed ? '' : '≤') + fmtInt(r.obs) + ' of ' + fmtInt(r.size) + ', expected ' + fmtNum(r.exp, 1) }));
       }
       out.push(g);
     }
