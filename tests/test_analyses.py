@@ -139,12 +139,12 @@ def test_coordination_burst(run):
     bursts = result["bursts"]
     # time buckets are the finest unit whose account-thresholded cells hold half the conversations: for
     # this small run (about 40 conversations per base cluster over 26 weeks) weeks or months
-    from convoscope.analyses.compare import bucket_floor
+    from convoscope.policy import bucket_start
 
     assert bursts["available"] and bursts["unit"] in ("week", "month")
     assert bursts["bursts"], "the tax burst should be found"
     top = bursts["bursts"][0]
-    burst_bucket = bucket_floor(BURST_DAY, bursts["unit"])
+    burst_bucket = bucket_start(BURST_DAY, bursts["unit"])
     assert top["bucket"] == burst_bucket
     assert top["count"] >= 30 and top["z"] >= 4
     # nothing else bursts, except the crypto topic that only exists from NEW_TOPIC_FROM on (in month

@@ -21,6 +21,7 @@ import math
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -72,6 +73,25 @@ def size_gate_reason(size: int, accounts: int, bounded_size: int, top_account: i
 
 def passes_size_gates(size: int, accounts: int, bounded_size: int, top_account: int, p: PrivacySettings) -> bool:
     return size_gate_reason(size, accounts, bounded_size, top_account, p) is None
+
+
+def group_gate_reason(accounts: np.ndarray, p: PrivacySettings, *, share_cap: bool = True) -> str | None:
+    """`size_gate_reason` for one set of conversations given by their accounts (any hashable ids).
+    `share_cap=False` for what has no text of its own (a parent, a remainder, the rest of a cluster)."""
+    _, index = np.unique(np.asarray(accounts), return_inverse=True)
+    c = group_counts(np.zeros(len(accounts), dtype=np.int64), index.reshape(-1), 1, p.max_conversations_per_account)
+    gate = p if share_cap else p.model_copy(update={"max_account_share": 1.0})
+    return size_gate_reason(int(c.size[0]), int(c.accounts[0]), int(c.bounded_size[0]), int(c.top_account[0]), gate)
+
+
+def bucket_start(when: datetime, unit: str) -> str:
+    """The start (YYYY-MM-DD, UTC) of the day, week (from Monday) or month holding `when`."""
+    d = when.astimezone(timezone.utc).date() if when.tzinfo else when.date()
+    if unit == "week":
+        d = d.fromordinal(d.toordinal() - d.weekday())
+    elif unit == "month":
+        d = d.replace(day=1)
+    return d.isoformat()
 
 
 def capped_sample(members: np.ndarray, account_index: np.ndarray, per_account: int, size: int, rng: np.random.Generator) -> np.ndarray:

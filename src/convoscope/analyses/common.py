@@ -149,23 +149,13 @@ class ConversationView:
     withheld. Never output any of these columns as such: report only per published cluster.
     """
 
-    accounts: np.ndarray  # object array of salted hashes
+    accounts: np.ndarray  # object array of keyed account hashes
     created_at: list[datetime | None]
     metadata: list[str | None]
     cluster: list[np.ndarray]  # per level: object array of published cluster id or None
-    raw_cluster: list[np.ndarray]  # per level: cluster id (published or not), for grouping only
 
     def __len__(self) -> int:
         return len(self.accounts)
-
-    def finest_published(self) -> np.ndarray:
-        """Per conversation: its finest published cluster id, or None if not even the top one is."""
-        out = np.full(len(self), None, dtype=object)
-        for level in range(len(self.cluster)):
-            col = self.cluster[level]
-            mask = np.asarray([c is not None for c in col], dtype=bool)
-            out[mask] = col[mask]
-        return out
 
 
 def conversation_view(run: Run) -> ConversationView:
@@ -176,14 +166,13 @@ def conversation_view(run: Run) -> ConversationView:
     order = {cid: i for i, cid in enumerate(assignments.column("conv_id").to_pylist())}
     idx = np.asarray([order[c] for c in rows.conv_ids], dtype=np.int64)
     published = run.published_ids()
-    cluster, raw = [], []
+    cluster = []
     for level in range(run.levels):
         ids = np.asarray(assignments.column(f"level_{level}").to_pylist(), dtype=object)[idx]
-        raw.append(ids)
         cluster.append(np.asarray([c if c in published else None for c in ids], dtype=object))
     created = [None if t is None else (t if t.tzinfo else t.replace(tzinfo=timezone.utc)) for t in rows.table.column("created_at").to_pylist()]
     return ConversationView(accounts=rows.accounts, created_at=created, metadata=rows.table.column("metadata").to_pylist(),
-                            cluster=cluster, raw_cluster=raw)
+                            cluster=cluster)
 
 
 def parse_date(text: str) -> datetime:

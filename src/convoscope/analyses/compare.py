@@ -18,13 +18,14 @@ after a Bonferroni correction for the number of clusters compared.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from convoscope import policy
 from convoscope.analyses.common import AnalysisError, Run, fmt_p, label, two_proportion_z
 
 
@@ -59,16 +60,6 @@ def _rows(pairs: list[tuple[dict | None, dict | None, int, int]], n1: int, n2: i
     return out
 
 
-def bucket_floor(when: datetime, unit: str) -> str:
-    """The start (YYYY-MM-DD) of the published time bucket holding `when`."""
-    d = when.astimezone(timezone.utc).date()
-    if unit == "week":
-        d = d.fromordinal(d.toordinal() - d.weekday())
-    elif unit == "month":
-        d = d.replace(day=1)
-    return d.isoformat()
-
-
 def compare_split(run: Run, split_at: datetime, level: int | None = None, alpha: float = 0.05) -> dict[str, Any]:
     """Before vs from `split_at`, from the published timelines only: the split is rounded down to the
     start of its time bucket (a finer split could isolate a few conversations), and time buckets the
@@ -77,7 +68,7 @@ def compare_split(run: Run, split_at: datetime, level: int | None = None, alpha:
     unit = run.info.get("time_unit")
     if not unit:
         raise AnalysisError("the run has no conversation timestamps, so it cannot be split by date")
-    split = bucket_floor(split_at, unit)
+    split = policy.bucket_start(split_at, unit)
     # the nodes that partition the run at this level: its clusters and the withheld remainders above it
     nodes = run.clusters(level) + [c for c in run.clusters(include_other=True) if c["kind"] == "other" and c["level"] <= level]
     before: dict[str, int] = {}

@@ -93,8 +93,7 @@ def templates(run: Run, view: ConversationView, min_template_accounts: int = 5) 
         return []
     min_acc = max(min_template_accounts, int(run.info.get("min_accounts") or 1))
     settings = _gate_settings(run)
-    finest = view.cluster[run.base_level]
-    base = view.cluster[run.base_level]
+    base = view.cluster[run.base_level]  # published base cluster ids, None where withheld
     out = []
     published = np.fromiter((b is not None for b in base), dtype=bool, count=len(base))
     order = np.flatnonzero(published)[np.argsort(base[published].astype(str), kind="stable")]
@@ -104,26 +103,20 @@ def templates(run: Run, view: ConversationView, min_template_accounts: int = 5) 
         rows = order[s:e]
         for group in leader_groups(np.asarray(embeddings[np.sort(rows)]), TEMPLATE_SIMILARITY, TEMPLATE_MIN_GROUP):
             members = np.sort(rows)[group]
-            where = finest[members[0]]
+            where = base[members[0]]
             if where is None:
                 continue
-            _, account_index = np.unique(view.accounts[members], return_inverse=True)
-            counts = policy.group_counts(np.zeros(len(members), dtype=np.int64), account_index.reshape(-1), 1, settings.max_conversations_per_account)
-            accounts = int(counts.accounts[0])
-            if accounts < min_acc or not policy.passes_size_gates(int(counts.size[0]), accounts, int(counts.bounded_size[0]), int(counts.top_account[0]), settings):
+            accounts = len(set(view.accounts[members].tolist()))
+            if accounts < min_acc or policy.group_gate_reason(view.accounts[members], settings) is not None:
                 continue
             c = run.by_id[where]
             # the cluster minus the group would be published too: when that rest is too small to pass the
             # gates, say only that the group is nearly the whole cluster, without its counts
             rest = np.setdiff1d(rows, members)
-            if len(rest):
-                _, rest_index = np.unique(view.accounts[rest], return_inverse=True)
-                rc = policy.group_counts(np.zeros(len(rest), dtype=np.int64), rest_index.reshape(-1), 1, settings.max_conversations_per_account)
-                if not policy.passes_size_gates(int(rc.size[0]), int(rc.accounts[0]), int(rc.bounded_size[0]), int(rc.top_account[0]),
-                                                settings.model_copy(update={"max_account_share": 1.0})):
-                    out.append({"id": where, "name": c["name"], "level": c["level"], "group_size": None, "accounts": None,
-                                "share_of_cluster": None, "conversations_per_account": None, "extent": "nearly all of the cluster"})
-                    continue
+            if len(rest) and policy.group_gate_reason(view.accounts[rest], settings, share_cap=False) is not None:
+                out.append({"id": where, "name": c["name"], "level": c["level"], "group_size": None, "accounts": None,
+                            "share_of_cluster": None, "conversations_per_account": None, "extent": "nearly all of the cluster"})
+                continue
             out.append({"id": where, "name": c["name"], "level": c["level"], "group_size": int(len(members)), "accounts": accounts,
                         "share_of_cluster": len(members) / c["size"], "conversations_per_account": len(members) / accounts,
                         "extent": "all of the cluster" if not len(rest) else "part of the cluster"})

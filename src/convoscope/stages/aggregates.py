@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -35,15 +34,6 @@ def _time_bucket(span_days: float) -> str:
     return "day" if span_days <= 120 else ("week" if span_days <= 730 else "month")
 
 
-def _bucket_start(ts: datetime, unit: str) -> str:
-    d = ts.date()
-    if unit == "week":
-        d = d.fromordinal(d.toordinal() - d.weekday())
-    elif unit == "month":
-        d = d.replace(day=1)
-    return d.isoformat()
-
-
 UNITS = ("day", "week", "month")
 MIN_PUBLISHED_TIME_SHARE = 0.5  # coarsen time buckets until at least this share of conversations is in shown cells
 
@@ -55,7 +45,7 @@ def _timelines(direct: np.ndarray, created: list, accounts: np.ndarray, n_direct
     one weeks or months instead of timelines the thresholds would empty."""
     dated = sum(1 for g, t in zip(direct.tolist(), created) if g >= 0 and t is not None)
     for unit in UNITS[UNITS.index(finest):]:
-        buckets = [None if t is None else _bucket_start(t, unit) for t in created]
+        buckets = [None if t is None else policy.bucket_start(t, unit) for t in created]
         cells = _cells_by_group(direct, buckets, accounts, n_direct, min_accounts, None, max_share)
         shown = sum(n for c in cells for k, n in c.items() if k != policy.OTHER)
         if unit == UNITS[-1] or shown >= MIN_PUBLISHED_TIME_SHARE * dated:

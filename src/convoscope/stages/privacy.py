@@ -75,9 +75,6 @@ def _suppress_small_remainders(parent_rows: list[int], child_of_parent: dict[int
     """Withhold the smallest shown children of each parent until its withheld remainder passes the
     count gates (or is empty). Returns the rows withheld this way."""
     extra = []
-    # a remainder has no name or text, only counts and cells (each cell thresholded by accounts), so
-    # it needs the account and bounded-size gates, not the share cap that protects names
-    p = p.model_copy(update={"max_account_share": 1.0})
     for parent in parent_rows:
         kids = child_of_parent.get(parent, [])
         while True:
@@ -86,8 +83,8 @@ def _suppress_small_remainders(parent_rows: list[int], child_of_parent: dict[int
             if not hidden or not visible:
                 break
             rest = np.concatenate([members_of[k] for k in hidden])
-            c = policy.group_counts(np.zeros(len(rest), dtype=np.int64), account_index[rest], 1, p.max_conversations_per_account)
-            if policy.passes_size_gates(int(c.size[0]), int(c.accounts[0]), int(c.bounded_size[0]), int(c.top_account[0]), p):
+            # a remainder has no text, only counts and thresholded cells: no share cap (it protects names)
+            if policy.group_gate_reason(account_index[rest], p, share_cap=False) is None:
                 break
             shown[visible[0]] = False
             extra.append(visible[0])
@@ -131,15 +128,10 @@ def _privacy(ctx: RunContext) -> StageOutput[PrivacyRecord]:
         bounds = np.searchsorted(labels[order], np.arange(len(uniq) + 1))
         for g, cid in enumerate(uniq):
             members_of[row_of[cid]] = order[bounds[g]:bounds[g + 1]]
-    count_reason: dict[int, str | None] = {}
     # the share cap protects text written from a cluster's own summaries (a leaf's); a parent is named
     # from its publishable children only, and capping it would hide good children beside a dominated one
-    inner = p.model_copy(update={"max_account_share": 1.0})
-    for i in range(len(rows)):
-        m = members_of.get(i, np.zeros(0, dtype=np.int64))
-        c = policy.group_counts(np.zeros(len(m), dtype=np.int64), account_index[m], 1, p.max_conversations_per_account)
-        gate = p if rows[i]["level"] == n_levels - 1 else inner
-        count_reason[i] = policy.size_gate_reason(int(c.size[0]), int(c.accounts[0]), int(c.bounded_size[0]), int(c.top_account[0]), gate)
+    count_reason = {i: policy.group_gate_reason(account_index[members_of.get(i, np.zeros(0, dtype=np.int64))], p,
+                                                share_cap=rows[i]["level"] == n_levels - 1) for i in range(len(rows))}
 
     names = [(r["name"], r["description"]) for r in rows]
     text_reason: dict[int, str | None] = {i: None for i in range(len(rows))}
