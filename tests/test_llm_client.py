@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 import json
 import time
 from pathlib import Path
@@ -319,6 +320,20 @@ def test_schema_retry_feeds_back_the_error(tmp_path):
     assert retry[-2] == {"role": "assistant", "content": 'Here you go: {"summary": "s", "language": "de"}'}
     assert "'de' is not one of ['en', 'fr']" in retry[-1]["content"] and "$.language" in retry[-1]["content"]
     assert client.usage_summary()["roles"]["facets"]["requests"] == 2
+
+
+def test_answer_check_rejects_and_reasks(tmp_path):
+    """A valid answer that fails the request's own check (e.g. echoed scaffolding) is re-asked with the check's feedback."""
+    answers = iter(['{"summary": "The task is to summarise", "language": "en"}', '{"summary": "Debugging a pandas merge", "language": "en"}'])
+
+    def no_scaffolding(value):
+        return "do not describe the task; summarise the request" if value["summary"].startswith("The task") else None
+
+    with FakeOpenAIServer(responder=lambda body: next(answers)) as server:
+        request = replace(ask("q", json_schema=SCHEMA), answer_check=no_scaffolding)
+        (response,), client = run_many(settings(f"openai:m@{server.url}", tmp_path), [request])
+    assert response.parsed["summary"] == "Debugging a pandas merge" and not response.failed
+    assert "do not describe the task" in server.requests[1]["messages"][-1]["content"]
 
 
 def test_output_never_valid_marks_item_failed(tmp_path):

@@ -7,7 +7,7 @@ retries, rate limits, usage accounting and the spending cap all live behind this
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,10 @@ class LLMRequest:
     json_schema: dict[str, Any] | None = None  # when set, the response is parsed and validated into `parsed`
     role: str = "facets"  # which configured backend serves it: facets | naming | auditor | screener
     task: str = ""  # for usage accounting and logs: "facets", "name", "propose", "dedupe", "assign", ...
+    # A check of the parsed answer beyond its schema (e.g. a small model echoing the prompt's scaffolding):
+    # returns None when the answer is usable, else feedback for the model, which is asked again like a
+    # schema failure. Not part of the cache key: only answers that passed it are cached.
+    answer_check: Callable[[Any], str | None] | None = field(default=None, compare=False, hash=False, repr=False)
 
 
 @dataclass

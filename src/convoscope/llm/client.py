@@ -20,7 +20,7 @@ from convoscope.llm.base import ChatMessage, LLMRequest, LLMResponse, Usage
 from convoscope.llm.cache import ResponseCache, cache_key
 from convoscope.llm.estimate import approx_request_tokens
 from convoscope.llm.limits import TokenBucket, backoff_delay
-from convoscope.llm.parse import parse_structured
+from convoscope.llm.parse import ParseResult, parse_structured
 from convoscope.llm.settings import ROLES, BackendSpec, LLMSettings, parse_spec
 from convoscope.llm.usage import PriceTable, RoleUsage, UsageLedger
 
@@ -191,6 +191,8 @@ class Client:
             if request.json_schema is None:
                 return LLMResponse(completion.text, usage=total)
             result = parse_structured(completion.text, request.json_schema, request.prefill)
+            if result.ok and request.answer_check is not None and (problem := request.answer_check(result.value)) is not None:
+                result = ParseResult(feedback=problem, error=f"answer rejected by the {request.task or request.role} check")
             if result.ok:
                 return LLMResponse(completion.text, result.value, total)
             # Show the model its answer and what is wrong with it; the history grows by one turn.
