@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from fakes.llm_servers import FakeAnthropicServer, FakeOpenAIServer, last_user_text, schema_of
+from fakes.llm_servers import FakeAnthropicServer, FakeOpenAIServer, schema_of
 
 from convoscope.errors import BudgetExceeded, ConfigError, LLMFatalError
 from convoscope.llm import ChatMessage, LLMRequest, LLMSettings, build_client
@@ -68,25 +68,25 @@ def test_openai_text_and_structured(tmp_path):
     assert client.usage_summary()["roles"]["facets"]["input_tokens"] > 0
 
 
-def test_openai_prefill_is_an_instruction_and_prepended(tmp_path):
+def test_openai_messages_are_sent_as_given(tmp_path):
     with FakeOpenAIServer(responder=lambda body: "helping with a recipe.") as server:
-        (response,), _ = run_many(settings(f"openai:m@{server.url}/v1", tmp_path), [ask("cook?", prefill="The user's overall request is")])
-    assert response.text == "The user's overall request ishelping with a recipe." or response.text.startswith("The user's overall request is")
-    assert "Begin your answer with exactly this text: The user's overall request is" in last_user_text(server.requests[0])
+        (response,), _ = run_many(settings(f"openai:m@{server.url}/v1", tmp_path), [ask("cook?", system="sys")])
+    assert response.text == "helping with a recipe."
+    assert server.requests[0]["messages"] == [{"role": "system", "content": "sys"}, {"role": "user", "content": "cook?"}]
 
 
-def test_anthropic_prefill_headers_and_tool_use(tmp_path):
-    with FakeAnthropicServer(api_key="ak-good", responder=lambda body: " a recipe." if schema_of(body) is None else '{"summary": "s", "language": "fr"}') as server:
+def test_anthropic_headers_and_tool_use(tmp_path):
+    with FakeAnthropicServer(api_key="ak-good", responder=lambda body: "A recipe." if schema_of(body) is None else '{"summary": "s", "language": "fr"}') as server:
         (text, structured), _ = run_many(
             settings(f"anthropic:claude-haiku-4-5@{server.url}", tmp_path),
-            [ask("cook?", prefill="The user wants ", system="sys"), ask("x", json_schema=SCHEMA)],
+            [ask("cook?", system="sys"), ask("x", json_schema=SCHEMA)],
         )
-    assert text.text == "The user wants a recipe."
+    assert text.text == "A recipe."
     assert structured.parsed == {"summary": "s", "language": "fr"}
     # the two requests run concurrently, so they may arrive in either order
     first = next(r for r in server.requests if "tools" not in r)
     second = next(r for r in server.requests if "tools" in r)
-    assert first["messages"][-1] == {"role": "assistant", "content": "The user wants"}
+    assert first["messages"] == [{"role": "user", "content": "cook?"}]
     assert first["system"] == "sys" and first["max_tokens"] == 512
     assert second["tool_choice"] == {"type": "tool", "name": "answer"} and second["tools"][0]["input_schema"] == SCHEMA
     headers = server.request_headers[0]
@@ -216,7 +216,6 @@ def test_cache_shared_across_clients_makes_zero_requests(tmp_path):
 def test_cache_holds_no_prompt_text(tmp_path):
     secret = "PLANTED-PROMPT-7f3a9c my card is 4111 1111 1111 1111"
     with FakeOpenAIServer() as server:
-        # (a prefill is the stage's own text and part of the answer, so it is not planted here)
         run_many(settings(f"openai:m@{server.url}", tmp_path), [ask(secret, system=secret), ask(secret, json_schema=SCHEMA)])
     files = list((tmp_path / "cache").iterdir())
     assert files and all(b"PLANTED-PROMPT" not in f.read_bytes() for f in files)

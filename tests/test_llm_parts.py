@@ -66,19 +66,18 @@ def test_cache_dir_defaults(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "text,prefill",
+    "text",
     [
-        ('{"name": "a", "score": 3}', None),
-        ('```json\n{"name": "a", "score": 3}\n```', None),
-        ('```\n{"name": "a", "score": 3}\n```', None),
-        ('<json>{"name": "a", "score": 3}</json> done', None),
-        ('Sure! Here it is: {"name": "a", "score": 3}. Anything else?', None),
-        ('"name": "a", "score": 3}', "{"),  # the backend returned only the continuation of the prefill
-        ('{"name": "a", "score": 3}', "{"),
+        '{"name": "a", "score": 3}',
+        '```json\n{"name": "a", "score": 3}\n```',
+        '```\n{"name": "a", "score": 3}\n```',
+        '<json>{"name": "a", "score": 3}</json> done',
+        'Sure! Here it is: {"name": "a", "score": 3}. Anything else?',
+        'Not this one: {"name": broken} but this: {"name": "a", "score": 3}',
     ],
 )
-def test_tolerant_parser(text, prefill):
-    assert parse_structured(text, SCHEMA, prefill).value == {"name": "a", "score": 3}
+def test_tolerant_parser(text):
+    assert parse_structured(text, SCHEMA).value == {"name": "a", "score": 3}
 
 
 def test_parser_reports_schema_errors_without_quoting_the_answer():
@@ -189,7 +188,7 @@ def test_llamacpp_backend_answers_with_schema_valid_json(tmp_path):
     schema = {"type": "object", "properties": {"topic": {"type": "string"}}, "required": ["topic"]}
     requests = [
         LLMRequest(messages=(ChatMessage("user", "What is this about: 'how do I bake bread?'"),), json_schema=schema, max_tokens=64),
-        LLMRequest(messages=(ChatMessage("user", "Say hello."),), prefill="Hello", max_tokens=16),
+        LLMRequest(messages=(ChatMessage("user", "Say hello."),), max_tokens=16),
     ]
 
     async def go():
@@ -198,9 +197,9 @@ def test_llamacpp_backend_answers_with_schema_valid_json(tmp_path):
         finally:
             await client.aclose()
 
-    structured, prefilled = asyncio.run(go())
+    structured, free_text = asyncio.run(go())
     assert not structured.failed and isinstance(structured.parsed["topic"], str)
-    assert prefilled.text.startswith("Hello") and structured.usage.input_tokens > 0
+    assert free_text.text and structured.usage.input_tokens > 0
 
 
 @pytest.mark.slow

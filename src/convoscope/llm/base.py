@@ -20,7 +20,6 @@ class ChatMessage:
 class LLMRequest:
     messages: tuple[ChatMessage, ...]
     system: str | None = None
-    prefill: str | None = None  # the answer must start with this text (assistant prefill where supported)
     temperature: float = 0.2
     max_tokens: int = 512
     json_schema: dict[str, Any] | None = None  # when set, the response is parsed and validated into `parsed`
@@ -40,7 +39,7 @@ class Usage:
 
 @dataclass
 class LLMResponse:
-    text: str  # the full answer text (with the prefill prepended when one was given)
+    text: str  # the full answer text
     parsed: Any = None  # the validated object when the request had a json_schema
     usage: Usage = field(default_factory=Usage)
     cached: bool = False

@@ -19,7 +19,7 @@ from convoscope.secrets_key import keyed_hash, secret_key
 from convoscope.sqlite_wal import connect_wal, drop_entries_before
 
 CACHE_FILE = "llm-cache.sqlite3"
-_KEY_VERSION = 2  # bump when the meaning of a cached answer changes (2: keyed with the secret key)
+_KEY_VERSION = 3  # bump when the meaning of a cached answer changes (2: keyed with the secret key; 3: no prefill field)
 
 
 def cache_key(backend: str, model: str, request: LLMRequest) -> str:
@@ -29,7 +29,6 @@ def cache_key(backend: str, model: str, request: LLMRequest) -> str:
         "model": model,
         "messages": [[m.role, m.content] for m in request.messages],
         "system": request.system,
-        "prefill": request.prefill,
         "temperature": request.temperature,
         "max_tokens": request.max_tokens,
         "schema": request.json_schema,

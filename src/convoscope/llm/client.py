@@ -18,8 +18,7 @@ from convoscope.errors import BudgetExceeded, ConfigError, LLMFatalError
 from convoscope.llm.backends import Backend, Completion, TransientError, make_backend
 from convoscope.llm.base import ChatMessage, LLMRequest, LLMResponse, Usage
 from convoscope.llm.cache import ResponseCache, cache_key
-from convoscope.llm.estimate import approx_request_tokens
-from convoscope.llm.limits import TokenBucket, backoff_delay
+from convoscope.llm.limits import TokenBucket, approx_request_tokens, backoff_delay
 from convoscope.llm.parse import ParseResult, parse_structured
 from convoscope.llm.settings import ROLES, BackendSpec, LLMSettings, parse_spec
 from convoscope.llm.usage import PriceTable, RoleUsage, UsageLedger
@@ -190,7 +189,7 @@ class Client:
             total = Usage(total.input_tokens + completion.usage.input_tokens, total.output_tokens + completion.usage.output_tokens)
             if request.json_schema is None:
                 return LLMResponse(completion.text, usage=total)
-            result = parse_structured(completion.text, request.json_schema, request.prefill)
+            result = parse_structured(completion.text, request.json_schema)
             if result.ok and request.answer_check is not None and (problem := request.answer_check(result.value)) is not None:
                 result = ParseResult(feedback=problem, error=f"answer rejected by the {request.task or request.role} check")
             if result.ok:

@@ -3,9 +3,39 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from email.utils import parsedate_to_datetime
+from typing import Any
+
+from convoscope.llm.base import LLMRequest
+
+
+def approx_tokens(text: str) -> int:
+    """Fast estimate for the hot path (rate limits, budget reservations): UTF-8 bytes / 4, which
+    over-counts non-Latin scripts a little rather than under-counting them."""
+    return (len(text.encode("utf-8")) + 3) // 4
+
+
+_SCHEMA_TOKENS: dict[int, tuple[Any, int]] = {}  # id(schema) -> (schema, tokens): stages reuse one schema object
+
+
+def _schema_tokens(schema: dict[str, Any]) -> int:
+    entry = _SCHEMA_TOKENS.get(id(schema))
+    if entry is None or entry[0] is not schema:  # holding the schema keeps its id from being reused
+        entry = (schema, approx_tokens(json.dumps(schema)))
+        if len(_SCHEMA_TOKENS) > 256:
+            _SCHEMA_TOKENS.clear()
+        _SCHEMA_TOKENS[id(schema)] = entry
+    return entry[1]
+
+
+def approx_request_tokens(request: LLMRequest) -> int:
+    """Input tokens of a request, estimated before it is sent (budget reservation, token bucket)."""
+    text = (request.system or "") + "".join(m.content for m in request.messages)
+    schema = _schema_tokens(request.json_schema) if request.json_schema is not None else 0
+    return approx_tokens(text) + schema + 4 * (len(request.messages) + 1)  # + per-message framing
 
 
 class TokenBucket:

@@ -1,8 +1,7 @@
 """Structured output that survives real models: find the JSON in an answer, then validate it.
 
-Models wrap JSON in code fences or <json> tags, add a sentence before or after it, or (with a prefill)
-return only the continuation. `parse_structured` copes with all of these and checks the result
-against the request's JSON schema.
+Models wrap JSON in code fences or <json> tags, or add a sentence before or after it.
+`parse_structured` copes with these and checks the result against the request's JSON schema.
 """
 
 from __future__ import annotations
@@ -31,16 +30,12 @@ class ParseResult:
         return self.feedback is None
 
 
-def extract_json(text: str, prefill: str | None = None) -> Any:
+def extract_json(text: str) -> Any:
     """The first JSON object or array found in `text`; raises ValueError when there is none."""
-    candidates = [text]
-    if prefill and not text.lstrip().startswith(prefill.strip()):
-        candidates.insert(0, prefill + text)  # the backend may have returned only the continuation
-    for candidate in candidates:
-        for inner in (*_TAG.findall(candidate), *_FENCE.findall(candidate), candidate):
-            value = _first_json_value(inner)
-            if value is not _MISSING:
-                return value
+    for inner in (*_TAG.findall(text), *_FENCE.findall(text), text):
+        value = _first_json_value(inner)
+        if value is not _MISSING:
+            return value
     raise ValueError("the answer contains no JSON object")
 
 
@@ -58,9 +53,9 @@ def _first_json_value(text: str) -> Any:
     return _MISSING
 
 
-def parse_structured(text: str, schema: dict[str, Any], prefill: str | None = None) -> ParseResult:
+def parse_structured(text: str, schema: dict[str, Any]) -> ParseResult:
     try:
-        value = extract_json(text, prefill)
+        value = extract_json(text)
     except ValueError as exc:
         return ParseResult(feedback=f"{exc}.", error=str(exc))
     errors = list(jsonschema.Draft202012Validator(schema).iter_errors(value))

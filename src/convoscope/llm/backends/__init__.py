@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class Completion:
-    text: str  # prefill prepended where one was sent; for structured requests, the JSON text
+    text: str  # for structured requests, the JSON text
     usage: Usage
 
 

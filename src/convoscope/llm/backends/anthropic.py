@@ -1,8 +1,7 @@
 """Anthropic Messages API over httpx.
 
-Prefill is a trailing assistant message (the model continues it). Structured output uses a forced
-tool call: the schema is the tool's input_schema, the answer is the tool_use block's input; the
-prefill is not sent then, since the API does not combine a forced tool with a prefilled answer.
+Structured output uses a forced tool call: the schema is the tool's input_schema, the answer is the
+tool_use block's input.
 """
 
 from __future__ import annotations
@@ -55,9 +54,6 @@ class AnthropicBackend:
                 {"name": TOOL_NAME, "description": "Give the answer in this structure.", "input_schema": request.json_schema}
             ]
             body["tool_choice"] = {"type": "tool", "name": TOOL_NAME}
-        elif request.prefill:
-            # The API rejects a final assistant turn ending in whitespace.
-            messages.append({"role": "assistant", "content": request.prefill.rstrip()})
         return body
 
     async def complete(self, request: LLMRequest) -> Completion:
@@ -72,10 +68,7 @@ class AnthropicBackend:
         for block in blocks:
             if block.get("type") == "tool_use":
                 return Completion(orjson.dumps(block.get("input")).decode(), usage)
-        text = "".join(block.get("text", "") for block in blocks if block.get("type") == "text")
-        if request.prefill and request.json_schema is None:
-            text = request.prefill.rstrip() + text
-        return Completion(text, usage)
+        return Completion("".join(block.get("text", "") for block in blocks if block.get("type") == "text"), usage)
 
     async def aclose(self) -> None:
         return None

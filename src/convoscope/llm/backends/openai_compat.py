@@ -1,8 +1,5 @@
 """OpenAI Chat Completions over httpx, for OpenAI itself and any compatible server
 (vLLM, Ollama, llama.cpp server, LM Studio, ...).
-
-There is no assistant prefill in this protocol: the prefill becomes an instruction at the end of
-the last user message and is prepended to the answer when the model left it out.
 """
 
 from __future__ import annotations
@@ -25,13 +22,13 @@ if TYPE_CHECKING:
 DEFAULT_URL = "https://api.openai.com/v1"
 
 
-def prefill_instruction(prefill: str) -> str:
-    return f"\n\nBegin your answer with exactly this text: {prefill.strip()}"
+# Prefill is gone from LLMRequest; backends/llamacpp.py (engineer B's file) still imports these two
+# names, so they stay as no-ops until it no longer does. Delete them then.
+def prefill_instruction(prefill: str) -> str:  # pragma: no cover - transitional
+    return ""
 
 
-def with_prefill(text: str, prefill: str | None) -> str:
-    if prefill and not text.lstrip().startswith(prefill.strip()):
-        return prefill + text
+def with_prefill(text: str, prefill: str | None) -> str:  # pragma: no cover - transitional
     return text
 
 
@@ -54,9 +51,6 @@ class OpenAICompatBackend:
     def request_body(self, request: LLMRequest) -> dict[str, Any]:
         messages: list[dict[str, str]] = [{"role": "system", "content": request.system}] if request.system else []
         messages += [{"role": m.role, "content": m.content} for m in request.messages]
-        if request.prefill and request.json_schema is None:
-            last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
-            messages[last_user] = {"role": "user", "content": messages[last_user]["content"] + prefill_instruction(request.prefill)}
         body: dict[str, Any] = {"model": self.spec.model, "messages": messages, "temperature": request.temperature}
         # OpenAI's newer models accept only max_completion_tokens; compatible servers know max_tokens.
         body["max_completion_tokens" if self.official else "max_tokens"] = request.max_tokens
@@ -76,8 +70,6 @@ class OpenAICompatBackend:
             usage = Usage(int(usage_data.get("prompt_tokens", 0)), int(usage_data.get("completion_tokens", 0)))
         except (KeyError, IndexError, TypeError, ValueError):
             raise TransientError("the server sent an unexpected response shape") from None
-        if request.json_schema is None:
-            text = with_prefill(text, request.prefill)
         return Completion(text, usage)
 
     async def aclose(self) -> None:

@@ -3,7 +3,7 @@
 vLLM is fast only when given many prompts at once, while the client sends requests one by one
 (bounded by max_concurrency). A micro-batcher collects the requests that arrive within a few
 milliseconds and runs them as one `LLM.chat` call in a worker thread. Structured output uses vLLM's
-guided JSON decoding; a prefill is continued as a final assistant message (`continue_final_message`).
+guided JSON decoding.
 Set max_concurrency to the batch size you want (e.g. 256).
 """
 
@@ -39,8 +39,6 @@ def _sampling_params(request: LLMRequest) -> Any:
 def _conversation(request: LLMRequest) -> list[dict[str, str]]:
     messages = [{"role": "system", "content": request.system}] if request.system else []
     messages += [{"role": m.role, "content": m.content} for m in request.messages]
-    if request.prefill and request.json_schema is None:
-        messages.append({"role": "assistant", "content": request.prefill})
     return messages
 
 
@@ -68,36 +66,27 @@ class VLLMBackend:
         while self._pending:
             await asyncio.sleep(_GATHER_S)
             batch, self._pending = self._pending, []
-            # continue_final_message applies to a whole chat() call, so prefilled requests go apart.
-            for continued in (False, True):
-                group = [(r, f) for r, f in batch if bool(r.prefill and r.json_schema is None) == continued]
-                if not group:
-                    continue
-                try:
-                    completions = await asyncio.to_thread(self._generate, [r for r, _ in group], continued)
-                except Exception as exc:  # an engine failure (out of memory, bad model) ends the run
-                    error = LLMFatalError(f"vllm failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
-                    for _, future in group:
-                        if not future.done():
-                            future.set_exception(error)
-                    continue
-                for (_, future), completion in zip(group, completions):
+            try:
+                completions = await asyncio.to_thread(self._generate, [r for r, _ in batch])
+            except Exception as exc:  # an engine failure (out of memory, bad model) ends the run
+                error = LLMFatalError(f"vllm failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+                for _, future in batch:
                     if not future.done():
-                        future.set_result(completion)
+                        future.set_exception(error)
+                continue
+            for (_, future), completion in zip(batch, completions):
+                if not future.done():
+                    future.set_result(completion)
 
-    def _generate(self, requests: list[LLMRequest], continued: bool) -> list[Completion]:
+    def _generate(self, requests: list[LLMRequest]) -> list[Completion]:
         outputs = self._llm.chat(
             [_conversation(r) for r in requests],
             sampling_params=[_sampling_params(r) for r in requests],
             use_tqdm=False,
-            add_generation_prompt=not continued,
-            continue_final_message=continued,
         )
         completions = []
-        for request, output in zip(requests, outputs):
+        for output in outputs:
             text = output.outputs[0].text
-            if continued:
-                text = (request.prefill or "") + text
             usage = Usage(len(output.prompt_token_ids or []), len(output.outputs[0].token_ids))
             completions.append(Completion(text, usage))
         return completions
