@@ -27,7 +27,7 @@ def approx_tokens(text: str) -> int:
 
 
 def approx_request_tokens(request: LLMRequest) -> int:
-    text = (request.system or "") + "".join(m.content for m in request.messages) + (request.prefill or "")
+    text = (request.system or "") + "".join(m.content for m in request.messages)
     schema = json.dumps(request.json_schema) if request.json_schema is not None else ""
     return approx_tokens(text) + approx_tokens(schema) + 4 * (len(request.messages) + 1)  # + per-message framing
 
