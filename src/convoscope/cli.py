@@ -112,6 +112,8 @@ def run(
     include_raw_text: bool = typer.Option(False, "--include-raw-text", help="Also store raw conversation text in the run directory (never in the explorer). Off by default."),
     min_accounts: Optional[int] = typer.Option(None, "--min-accounts", help="Privacy threshold: distinct accounts per published cluster (default 5)."),
     min_conversations: Optional[int] = typer.Option(None, "--min-conversations", help="Privacy threshold: conversations per published cluster (default 15)."),
+    engine: Optional[str] = typer.Option(None, "--engine", help="Where the per-conversation stages run: local (default) or ray (docs/scale.md)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="With --engine ray: the cluster to join (e.g. auto, ray://HEAD:10001); default: a local Ray."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
     """Run the whole pipeline: ingest, facets, embeddings, clusters, names, hierarchy, privacy gates, map."""
@@ -122,7 +124,7 @@ def run(
                       "facets.screener": screener, "llm.max_cost_usd": max_cost, "llm.cache": False if no_cache else None,
                       "embedding.cache": False if no_cache else None, "llm.cache_dir": str(cache_dir) if cache_dir else None,
                       "privacy.include_raw_text": True if include_raw_text else None, "privacy.min_accounts": min_accounts,
-                      "privacy.min_conversations": min_conversations,
+                      "privacy.min_conversations": min_conversations, "engine.kind": engine, "engine.ray_address": ray_address,
                       "facets.hierarchy_facets": [f.strip() for f in hierarchies.split(",") if f.strip()] if hierarchies else None})
     cfg = _load(config, overrides)
     result = Pipeline(cfg, console=err, progress=not quiet).fit(input, out=out_dir)  # the Python API (docs/api.md)

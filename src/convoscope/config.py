@@ -104,6 +104,15 @@ class MapSettings(_Section):
     fit_sample: int = Field(10000, ge=100, description="UMAP is fitted on a seeded sample of at most this many points; the rest are transformed (a 10,000-point fit takes a third of a 20,000-point one).")
 
 
+class EngineSettings(_Section):
+    kind: Literal["local", "ray"] = Field("local", description=(
+        "Where the per-conversation stages run: 'local' (this process) or 'ray' (Ray Data tasks on a Ray cluster; "
+        "pip install 'convoscope[ray]', docs/scale.md). Both give the same artifacts."))
+    ray_address: str | None = Field(None, description="Ray cluster to join, e.g. 'auto' or 'ray://HEAD:10001'; unset: start a local Ray on this machine.")
+    shard_conversations: int = Field(5000, ge=1, description="Ray engine: conversations per task (a lost task is redone from its start; the LLM cache keeps its finished batches).")
+    workers: int | None = Field(None, ge=1, description="Ray engine: concurrent LLM and embedding workers; unset: the cluster's CPU count.")
+
+
 class Config(_Section):
     ingest: IngestOptions = Field(default_factory=IngestOptions)
     llm: LLMSettings = Field(default_factory=LLMSettings)
@@ -113,6 +122,7 @@ class Config(_Section):
     hierarchy: HierarchySettings = Field(default_factory=HierarchySettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     map: MapSettings = Field(default_factory=MapSettings)
+    engine: EngineSettings = Field(default_factory=EngineSettings)
     seed: int = Field(0, description="Seed for every random choice (k-means, sampling, UMAP).")
 
     @property
