@@ -174,3 +174,20 @@ def _invalid(report: IngestReport, options: IngestOptions, error: RecordError, p
 
 
 SKIP_INVALID_HINT = "fix the record, or pass --skip-invalid (ingest.skip_invalid) to skip malformed records and count them"
+
+
+def read_file(file_path: Path, name: str, options: IngestOptions, report: IngestReport, *, refuse_mixed_accounts: bool = True) -> Iterator[Conversation]:
+    """One file of an input read on its own, with its own dedupe and id checks, its records named `name` as
+    `read_conversations` names them (the path inside the directory): for engines that read the files of a
+    directory in parallel and merge what they read (engines/ray_engine.py). Raises UnknownFormat for a file
+    without records, like `read_conversations` does before skipping it in a directory."""
+    formats: list[str] = []
+    unit: list[str] = []
+    try:
+        counted = _Counted(_read_file(file_path, name, options, formats, unit))
+        yield from accepted(counted, report, options, str(file_path), lambda: unit[0], Seen(), refuse_mixed_accounts=refuse_mixed_accounts)
+        if counted.n == 0:
+            raise UnknownFormat("file has no records", path=str(file_path))
+    finally:
+        for fmt in formats:
+            report.add_format(fmt)
