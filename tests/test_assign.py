@@ -247,8 +247,11 @@ def test_python_api_assign(runs, tmp_path):
     cli_clusters = {(c["id"], c["name"], c["size"]) for c in RunStore(runs["new"]).read_json("aggregates")["clusters"]}
     assert {(c["id"], c["name"], c["size"]) for c in result.aggregates["clusters"]} == cli_clusters
     assert any(r["status"] == "appeared" for r in load_run(runs["run"]).compare(result)["clusters"])
-    with pytest.raises(TypeError, match="file or directory"):
-        load_run(runs["run"]).assign([{"text": "hello"}], tmp_path / "x")
+    # the same conversations held in memory (record dicts): the same release; the input is written nowhere
+    in_memory = [json.loads(line) for line in runs["new_input"].read_text().splitlines()]
+    from_records = load_run(runs["run"]).assign(in_memory, tmp_path / "api-records")
+    assert {(c["id"], c["name"], c["size"]) for c in from_records.aggregates["clusters"]} == cli_clusters
+    assert from_records.store.manifest["input"].startswith("<") and not any(p.suffix == ".jsonl" for p in from_records.run_dir.rglob("*"))
 
 
 def test_no_map_positions_from_a_run_that_published_none(tmp_path):

@@ -330,19 +330,17 @@ class Result:
         assert isinstance(other, Result)  # checked above: exactly one of other and split_at
         return compare_runs(self._run(), other._run(), **options)
 
-    def assign(self, new_input: str | os.PathLike, out: str | os.PathLike, *, threshold: float | None = None,
+    def assign(self, new_input: Any, out: str | os.PathLike, *, threshold: float | None = None,
                **overrides: Any) -> "Result":
-        """Place new conversations (a file or directory) into this run's clusters without rebuilding the
-        hierarchy (`convoscope assign`, docs/analyses.md): facets and embeddings with this run's settings,
-        each conversation in its nearest base cluster or in "Unassigned (new topic)" below `threshold`,
-        published under the same privacy gates. `overrides`: dotted ingest.* / llm.* settings, e.g.
+        """Place new conversations into this run's clusters without rebuilding the hierarchy (`convoscope
+        assign`, docs/analyses.md): facets and embeddings with this run's settings, each conversation in its
+        nearest base cluster or in "Unassigned (new topic)" below `threshold`, published under the same
+        privacy gates. new_input: what `Pipeline.fit` takes (a path, record dicts, a DataFrame or a pyarrow
+        Table; in-memory data is never written anywhere). `overrides`: dotted ingest.* / llm.* settings, e.g.
         **{"ingest.skip_invalid": True}. Compare the two with `result.compare(new)`."""
         from convoscope.assign import assign
 
-        if not isinstance(new_input, (str, os.PathLike)):
-            raise TypeError("assign reads new conversations from a file or directory (the stages re-read it); "
-                            f"write them as JSONL first, not {type(new_input).__name__}")
-        store = assign(self._root.root, Path(new_input), Path(out), threshold=threshold, config_overrides=overrides or None,
+        store = assign(self._root.root, _input(new_input), Path(out), threshold=threshold, config_overrides=overrides or None,
                        show_progress=False)
         return Result(store.root)
 

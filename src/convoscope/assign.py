@@ -43,7 +43,8 @@ from rich.console import Console
 
 from convoscope.config import Config
 from convoscope.context import RunContext
-from convoscope.errors import ConfigError, ConvoscopeError, InputError
+from convoscope.errors import ConfigError, ConvoscopeError
+from convoscope.ingest import MemorySource
 from convoscope.neighbours import cosine_knn
 from convoscope.policy import NAME_WITHHELD
 from convoscope.stages.rows import analysed_rows, distinct_per_group
@@ -244,10 +245,11 @@ def _place(ctx: RunContext, source: RunStore, upstream: str, threshold: float, t
     return fp, fp
 
 
-def assign(run_dir: str | Path, new_input: str | Path, out_dir: str | Path, *, threshold: float | None = None,
+def assign(run_dir: str | Path, new_input: str | Path | MemorySource, out_dir: str | Path, *, threshold: float | None = None,
            config_overrides: dict[str, Any] | None = None, show_progress: bool = True, console: Console | None = None) -> RunStore:
-    """Place the conversations of `new_input` into the finished run `run_dir`'s clusters and write a run
-    directory `out_dir` with the usual published aggregates (module docstring). Returns its store."""
+    """Place the conversations of `new_input` (a file or directory, or conversations held in memory) into the
+    finished run `run_dir`'s clusters and write a run directory `out_dir` with the usual published aggregates
+    (module docstring). Returns its store."""
     source = _finished_run(run_dir)
     out = Path(out_dir)
     run_root = (source.parent.root if source.parent is not None else source.root).resolve()
@@ -255,9 +257,9 @@ def assign(run_dir: str | Path, new_input: str | Path, out_dir: str | Path, *, t
         raise ConvoscopeError(f"{out}: NEW_RUN must be a new directory, not the run {run_dir} itself or a directory inside it")
     if (out / "manifest.json").exists() and "assigned_from" not in RunStore(out).manifest:
         raise ConvoscopeError(f"{out}: already holds a run made by `convoscope run`; choose another --out for the assigned data")
-    new_input = Path(new_input)
-    if not new_input.exists():
-        raise InputError("no such file or directory", path=str(new_input))
+    from convoscope.pipeline import resolve_input
+
+    input_path, input_label, memory = resolve_input(new_input)
     if threshold is not None and not -1.0 <= threshold <= 1.0:
         raise ConfigError(f"--threshold {threshold}: a cosine similarity, between -1 and 1")
     config = assign_config(source, config_overrides)
@@ -268,11 +270,11 @@ def assign(run_dir: str | Path, new_input: str | Path, out_dir: str | Path, *, t
     # one process writes a run directory at a time (store.RunLock); taken after the checks above, so
     # a mistaken --out (RUN itself, a normal run) is refused without being touched
     with RunLock(out, console=console or Console(stderr=True)):
-        return _assign_into(source, new_input, out, config, threshold, threshold_source, show_progress, console)
+        return _assign_into(source, input_path, input_label, memory, out, config, threshold, threshold_source, show_progress, console)
 
 
-def _assign_into(source: RunStore, new_input: Path, out: Path, config: Config, threshold: float, threshold_source: str,
-                 show_progress: bool, console: Console | None) -> RunStore:
+def _assign_into(source: RunStore, input_path: Path, input_label: str, memory: MemorySource | None, out: Path, config: Config,
+                 threshold: float, threshold_source: str, show_progress: bool, console: Console | None) -> RunStore:
     from convoscope.pipeline import open_run
     from convoscope.stages.aggregates import run_aggregates
     from convoscope.stages.embed import run_embed
@@ -283,7 +285,7 @@ def _assign_into(source: RunStore, new_input: Path, out: Path, config: Config, t
 
     assigned_from = {"run": str(source.root.resolve()), "threshold": threshold, "threshold_source": threshold_source,
                      "facet": config.facets.hierarchy_facets[0]}
-    with open_run(new_input, str(new_input.resolve()), out, config, console=console, show_progress=show_progress,
+    with open_run(input_path, input_label, out, config, console=console, show_progress=show_progress, memory=memory,
                   manifest={"hierarchy_facets": config.facets.hierarchy_facets, "assigned_from": assigned_from}) as ctx:
         fp = run_ingest(ctx)
         fp, selected = run_screen(ctx, fp)

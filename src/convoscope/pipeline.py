@@ -62,17 +62,7 @@ def run_pipeline(input_path: str | Path | MemorySource, out_dir: str | Path, con
     """Run (or resume) every stage into `out_dir`. The input is a file or directory, or conversations held in
     memory (`ingest.MemorySource`, from the Python API: never written anywhere); `components` are injected
     models (convoscope.components) that replace our defaults."""
-    memory = input_path if isinstance(input_path, MemorySource) else None
-    if memory is not None:
-        input_path = Path(memory.label)
-        input_label = memory.label
-    else:
-        input_path = Path(input_path)
-        if not input_path.exists():
-            from convoscope.errors import InputError
-
-            raise InputError("no such file or directory", path=str(input_path))
-        input_label = str(input_path.resolve())
+    input_path, input_label, memory = resolve_input(input_path)
     with open_run(input_path, input_label, out_dir, config, console=console, show_progress=show_progress, components=components,
                   memory=memory, manifest={"components": components.describe() if components is not None else None}) as ctx:
         fp = run_stage(INGEST, ctx, input_fingerprint(ctx))
@@ -89,6 +79,19 @@ def run_pipeline(input_path: str | Path | MemorySource, out_dir: str | Path, con
         sub = ctx.store.facet_store(facet)
         sub.update_manifest(stage_seconds=sub.stage_seconds())
     return ctx.store
+
+
+def resolve_input(source: str | Path | MemorySource) -> tuple[Path, str, MemorySource | None]:
+    """(path, label for the manifest, in-memory source or None) of an input: a file or directory that must
+    exist, or conversations held in memory (labelled, never written anywhere)."""
+    if isinstance(source, MemorySource):
+        return Path(source.label), source.label, source
+    path = Path(source)
+    if not path.exists():
+        from convoscope.errors import InputError
+
+        raise InputError("no such file or directory", path=str(path))
+    return path, str(path.resolve()), None
 
 
 @contextmanager
