@@ -112,6 +112,9 @@ def run(
     include_raw_text: bool = typer.Option(False, "--include-raw-text", help="Also store raw conversation text in the run directory (never in the explorer). Off by default."),
     min_accounts: Optional[int] = typer.Option(None, "--min-accounts", help="Privacy threshold: distinct accounts per published cluster (default 5)."),
     min_conversations: Optional[int] = typer.Option(None, "--min-conversations", help="Privacy threshold: conversations per published cluster (default 15)."),
+    privacy: Optional[str] = typer.Option(None, "--privacy", help="thresholds (default: account and cell gates) or dp (differential privacy at the account level, with --epsilon and --delta)."),
+    epsilon: Optional[float] = typer.Option(None, "--epsilon", help="With --privacy dp: the run's privacy budget epsilon per account (default 1)."),
+    delta: Optional[float] = typer.Option(None, "--delta", help="With --privacy dp: the run's delta (default 1e-6)."),
     engine: Optional[str] = typer.Option(None, "--engine", help="Where the per-conversation stages run: local (default) or ray (docs/scale.md)."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="With --engine ray: the cluster to join (e.g. auto, ray://HEAD:10001); default: a local Ray."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
@@ -124,7 +127,7 @@ def run(
                       "facets.screener": screener, "llm.max_cost_usd": max_cost, "llm.cache": False if no_cache else None,
                       "embedding.cache": False if no_cache else None, "llm.cache_dir": str(cache_dir) if cache_dir else None,
                       "privacy.include_raw_text": True if include_raw_text else None, "privacy.min_accounts": min_accounts,
-                      "privacy.min_conversations": min_conversations, "engine.kind": engine, "engine.ray_address": ray_address,
+                      "privacy.min_conversations": min_conversations, "privacy.mode": privacy, "privacy.epsilon": epsilon, "privacy.delta": delta, "engine.kind": engine, "engine.ray_address": ray_address,
                       "facets.hierarchy_facets": [f.strip() for f in hierarchies.split(",") if f.strip()] if hierarchies else None})
     cfg = _load(config, overrides)
     result = Pipeline(cfg, console=err, progress=not quiet).fit(input, out=out_dir)  # the Python API (docs/api.md)

@@ -96,6 +96,9 @@ class PrivacySettings(_Section):
     min_audit_score: int = Field(3, ge=1, le=5, description="LLM mode: the privacy auditor's lowest passing rating (1 identifies individuals ... 5 fully general).")
     scrub_identifiers: bool = Field(True, description="Mask e-mails, phone numbers, card numbers, IPs and URLs before any model sees the text.")
     include_raw_text: bool = Field(False, description="Store raw conversation text in the run directory (table raw_text; never in the explorer, report or analyses). Off by default.")
+    mode: Literal["thresholds", "dp"] = Field("thresholds", description="thresholds: the account and cell gates above; dp: differential privacy at the account level with the (epsilon, delta) below (docs/privacy.md).")
+    epsilon: float = Field(1.0, gt=0.0, le=50.0, description="dp mode: the whole run's privacy-loss budget epsilon, per account.")
+    delta: float = Field(1e-6, gt=0.0, lt=1e-2, description="dp mode: the whole run's delta (the chance the epsilon bound fails); keep it well below 1 / accounts.")
 
 
 class MapSettings(_Section):
