@@ -87,6 +87,14 @@ class HierarchySettings(_Section):
     neighbourhood_size: int = Field(40, ge=5, description="LLM mode: clusters per neighbourhood when proposing parents.")
 
 
+class NamingSettings(_Section):
+    taxonomy: str | None = Field(None, description=(
+        "Extractive mode: label clusters with the clearly closest entry of a taxonomy ('default': the bundled one of common "
+        "assistant tasks, CC0; or a TOML file of [[task]] label/description entries), keeping phrases as detail. Off by default."))
+    taxonomy_min_similarity: float = Field(0.35, ge=-1.0, le=1.0, description="Lowest cosine of a cluster centroid to a taxonomy entry for its label.")
+    taxonomy_margin: float = Field(0.03, ge=0.0, le=2.0, description="... and how far ahead of the runner-up entry it must be.")
+
+
 class PrivacySettings(_Section):
     min_accounts: int = Field(5, ge=1, description="A cluster is published only with at least this many distinct accounts.")
     min_conversations: int = Field(15, ge=1, description="... and at least this many conversations.")
@@ -123,6 +131,7 @@ class Config(_Section):
     embedding: EmbeddingSettings = Field(default_factory=EmbeddingSettings)
     cluster: ClusterSettings = Field(default_factory=ClusterSettings)
     hierarchy: HierarchySettings = Field(default_factory=HierarchySettings)
+    naming: NamingSettings = Field(default_factory=NamingSettings)
     privacy: PrivacySettings = Field(default_factory=PrivacySettings)
     map: MapSettings = Field(default_factory=MapSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
