@@ -181,6 +181,7 @@ def read_file(file_path: Path, name: str, options: IngestOptions, report: Ingest
     `read_conversations` names them (the path inside the directory): for engines that read the files of a
     directory in parallel and merge what they read (engines/ray_engine.py). Raises UnknownFormat for a file
     without records, like `read_conversations` does before skipping it in a directory."""
+    report._pooling = options.missing_accounts == "pool"
     formats: list[str] = []
     unit: list[str] = []
     try:
