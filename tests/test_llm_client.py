@@ -399,3 +399,58 @@ def test_cache_opening_retries_while_another_process_switches_it_to_wal(tmp_path
     refusals["left"] = 10**6  # locked for good: the error surfaces after the timeout, not forever
     with pytest.raises(sqlite3.OperationalError, match="locked"):
         sqlite_wal.connect_wal(tmp_path / "d.sqlite", timeout=0.2)
+
+
+# -- prompt caching ------------------------------------------------------------------------------------
+
+
+LONG_SYSTEM = "Summarise the conversation for a privacy-preserving analysis. " * 200  # ~3,000 tokens of static prefix
+
+
+def test_anthropic_prompt_caching_breakpoint_usage_and_price(tmp_path):
+    requests = [ask(f"conversation {i}", system=LONG_SYSTEM, json_schema=SCHEMA) for i in range(5)]
+    with FakeAnthropicServer() as server:
+        s = settings(f"anthropic:claude-3-5-haiku-20241022@{server.url}", tmp_path, cache=False, max_concurrency=1)
+        _, client = run_many(s, requests)
+        _, short_client = run_many(s, [ask(f"conversation {i}", system="Be brief.") for i in range(2)])
+    assert server.requests[0]["system"] == [{"type": "text", "text": LONG_SYSTEM, "cache_control": {"type": "ephemeral"}}]
+    assert server.requests[-1]["system"] == "Be brief."  # far below the model's 2,048-token minimum: no breakpoint
+    total = client.usage_summary()["total"]
+    prefix = total["cache_write_tokens"]
+    assert prefix > 2048 and total["cache_read_tokens"] == 4 * prefix  # written once, read by the next four
+    assert total["input_tokens"] > 5 * prefix  # input_tokens counts every prompt token, cached or not
+    fresh = total["input_tokens"] - 5 * prefix
+    expected = (fresh * 0.80 + prefix * 1.00 + 4 * prefix * 0.08 + total["output_tokens"] * 4.00) / 1e6
+    assert total["cost_usd"] == pytest.approx(expected)
+    assert client.usage_summary()["tasks"]["facets"]["cache_read_tokens"] == 4 * prefix
+    assert short_client.usage_summary()["total"]["cache_read_tokens"] == 0
+
+
+def test_openai_cached_tokens_are_read_and_priced(tmp_path):
+    requests = [ask(f"conversation {i}", system=LONG_SYSTEM) for i in range(3)]
+    with FakeOpenAIServer() as server:
+        s = settings(f"openai:gpt-4o-mini@{server.url}", tmp_path, cache=False, max_concurrency=1)
+        _, client = run_many(s, requests)
+    total = client.usage_summary()["total"]
+    assert total["cache_write_tokens"] == 0 and total["cache_read_tokens"] >= 2 * 1024 and total["cache_read_tokens"] % 128 == 0
+    fresh = total["input_tokens"] - total["cache_read_tokens"]
+    assert total["cost_usd"] == pytest.approx((fresh * 0.15 + total["cache_read_tokens"] * 0.075 + total["output_tokens"] * 0.60) / 1e6)
+
+
+def test_cost_cap_reserves_cache_writes_at_their_price(tmp_path):
+    """A Claude cache write costs 1.25x input: reservations assume it, so the cap holds with caching on."""
+    cap = 0.02  # each request: ~3,000 prefix tokens, at most $0.0034 if all written to the cache
+
+    async def go(s):
+        client = build_client(s, progress=False)
+        try:
+            with pytest.raises(BudgetExceeded):
+                await client.complete_many([ask(f"conversation {i}", system=LONG_SYSTEM + str(i), max_tokens=100) for i in range(40)])
+            return client.usage_summary()["total"]
+        finally:
+            await client.aclose()
+
+    with FakeAnthropicServer(cache_min_tokens=0) as server:  # every prefix differs: every request writes the cache
+        total = asyncio.run(go(settings(f"anthropic:claude-3-5-haiku@{server.url}", tmp_path, cache=False, max_concurrency=4, max_cost_usd=cap)))
+    assert 0 < server.request_count < 40 and total["cache_write_tokens"] > 0
+    assert total["cost_usd"] <= cap

@@ -12,11 +12,11 @@ from email.utils import formatdate
 import pytest
 
 from convoscope.errors import ConfigError
-from convoscope.llm import CallPlan, ChatMessage, LLMRequest, LLMSettings, build_client, estimate
+from convoscope.llm import CallPlan, ChatMessage, LLMRequest, LLMSettings, Usage, build_client, estimate
 from convoscope.llm.limits import TokenBucket, backoff_delay, parse_retry_after
 from convoscope.llm.parse import extract_json, parse_structured
 from convoscope.llm.settings import BackendSpec, parse_spec
-from convoscope.llm.usage import PriceTable
+from convoscope.llm.usage import ModelPrice, PriceTable
 from convoscope.model import Conversation
 
 SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}, "score": {"type": "integer", "minimum": 1, "maximum": 5}}, "required": ["name", "score"]}
@@ -121,11 +121,31 @@ def test_token_bucket_paces_requests():
 
 
 def test_price_table_prefix_match_and_overrides():
-    prices = PriceTable({"my-model": (1.0, 2.0)})
-    assert prices.lookup("claude-3-5-haiku-20241022") == (0.80, 4.00)
-    assert prices.lookup("gpt-4o-mini-2024-07-18") == (0.15, 0.60)
+    prices = PriceTable({"my-model": (1.0, 2.0), "my-cached-model": (1.0, 2.0, 0.3, 1.1)})
+    haiku = prices.lookup("claude-3-5-haiku-20241022")
+    assert (haiku.input, haiku.output) == (0.80, 4.00)
+    assert (prices.lookup("gpt-4o-mini-2024-07-18").input, prices.lookup("gpt-4o-mini-2024-07-18").output) == (0.15, 0.60)
     assert prices.cost("my-model", 1_000_000, 500_000) == 2.0
     assert prices.lookup("mystery") is None and prices.cost("mystery", 10, 10) == 0
+    assert prices.lookup("my-cached-model") == ModelPrice(1.0, 2.0, 0.3, 1.1)
+
+
+def test_prices_of_cached_tokens_and_batches():
+    prices = PriceTable({})
+    # Claude 3.5 Haiku: $0.80/M in, $4/M out; a cache write 1.25x the input price, a read 0.1x
+    usage = Usage(input_tokens=1_000_000, output_tokens=100_000, cache_read_tokens=600_000, cache_write_tokens=200_000)
+    live = 0.2 * 0.80 + 0.6 * 0.08 + 0.2 * 1.00 + 0.1 * 4.00
+    assert prices.cost_of("claude-3-5-haiku-latest", usage) == pytest.approx(live)
+    assert prices.cost_of("claude-3-5-haiku-latest", usage, batch=True) == pytest.approx(live / 2)
+    # OpenAI: cached input at the model's discount (gpt-4o: half, gpt-4.1: a quarter), no write surcharge
+    read = Usage(input_tokens=1_000_000, output_tokens=0, cache_read_tokens=1_000_000)
+    assert prices.cost_of("gpt-4o-2024-08-06", read) == pytest.approx(1.25)
+    assert prices.cost_of("gpt-4.1-mini", read) == pytest.approx(0.10)
+    assert prices.cost_of("gpt-4o", Usage(1_000_000, 0, 0, 1_000_000)) == pytest.approx(2.50)
+    # the reservation for --max-cost prices every input token as a cache write, the dearer case for Claude
+    assert prices.worst_case("claude-3-5-haiku", 1_000_000, 100_000) == pytest.approx(1.00 + 0.40)
+    assert prices.worst_case("claude-3-5-haiku", 1_000_000, 100_000, batch=True) == pytest.approx(0.70)
+    assert prices.cost_of(None, usage) == 0.0  # local backends
 
 
 def _conversations(n: int, words: int = 100) -> list[Conversation]:

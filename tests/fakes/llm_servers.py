@@ -24,6 +24,14 @@ Faults (applied to the next requests in arrival order, see `FakeHTTPServer`):
 `latency=` delays every request; `api_key=` makes any other key a 401; `models=` makes other models 404.
 Counters: `request_count`, `requests` (bodies), `request_headers`, `max_in_flight`.
 
+Prompt caching as the real APIs report it: OpenAI caches a prompt prefix (the system message and the
+response schema here) once the prompt reaches 1024 tokens, in 128-token steps, and reports
+`usage.prompt_tokens_details.cached_tokens` (part of `prompt_tokens`); Anthropic caches tools + system
+when the system prompt carries a `cache_control` breakpoint and that prefix reaches the model's minimum
+(2048 tokens for the Haiku 3.x models, 4096 for Haiku 4.5 and Opus 4.5, else 1024), reporting
+`cache_creation_input_tokens` the first time and `cache_read_input_tokens` after (apart from
+`input_tokens`). `cache_min_tokens=` overrides the minimum. A prefix seen before is cached.
+
 Run standalone (for benchmarks): `python tests/fakes/llm_servers.py openai --latency 0.05` prints the URL.
 """
 
@@ -101,10 +109,20 @@ class _FakeLLMServer(FakeHTTPServer):
         latency: float = 0.0,
         api_key: str | None = None,
         models: set[str] | None = None,
+        cache_min_tokens: int | None = None,
     ):
         super().__init__(latency=latency, api_key=api_key)
         self.responder = responder or default_responder
         self.models = models  # None: every model exists
+        self.cache_min_tokens = cache_min_tokens  # None: the vendor's rule
+        self._cached_prefixes: set[str] = set()
+
+    def _cache_lookup(self, prefix: Any) -> bool:
+        """Whether this exact prefix was seen before (then it is read from the cache); remembers it."""
+        key = hashlib.blake2b(json.dumps(prefix, sort_keys=True).encode(), digest_size=16).hexdigest()
+        seen = key in self._cached_prefixes
+        self._cached_prefixes.add(key)
+        return seen
 
     def __enter__(self) -> "_FakeLLMServer":
         super().__enter__()
@@ -131,14 +149,23 @@ class FakeOpenAIServer(_FakeLLMServer):
 
     def _chat(self, body: dict[str, Any]) -> dict[str, Any]:
         text = self.responder(body)
-        prompt_tokens = approx_tokens(body.get("messages", []))
+        messages = body.get("messages", [])
+        prompt_tokens = approx_tokens(messages)
         completion_tokens = approx_tokens(text)
+        system = [m for m in messages[:1] if m.get("role") == "system"]
+        prefix = [body.get("model"), system, body.get("response_format")]
+        prefix_tokens = approx_tokens(system) + (approx_tokens(body["response_format"]) if body.get("response_format") else 0)
+        minimum = self.cache_min_tokens if self.cache_min_tokens is not None else 1024
+        cached = 0
+        if system and prompt_tokens >= minimum and prefix_tokens >= minimum and self._cache_lookup(prefix):
+            cached = min(prompt_tokens, prefix_tokens) // 128 * 128
         return {
             "id": f"chatcmpl-fake-{self.request_count}",
             "object": "chat.completion",
             "model": body.get("model"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens},
+            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens,
+                      "prompt_tokens_details": {"cached_tokens": cached}},
         }
 
     def _embeddings(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -170,6 +197,18 @@ class FakeAnthropicServer(_FakeLLMServer):
             return json_reply(404, {"type": "error", "error": {"type": "not_found_error", "message": f"model: {body.get('model')}"}})
         if method != "POST" or path.rstrip("/") != "/v1/messages":
             return json_reply(404, {"type": "error", "error": {"type": "not_found_error", "message": f"no route {method} {path}"}})
+        return json_reply(200, self.message(body, f"msg_fake_{self.request_count}"))
+
+    def cache_minimum(self, model: str) -> int:
+        if self.cache_min_tokens is not None:
+            return self.cache_min_tokens
+        for prefix, minimum in (("claude-3-haiku", 2048), ("claude-3-5-haiku", 2048), ("claude-haiku-4-5", 4096), ("claude-opus-4-5", 4096)):
+            if model.startswith(prefix):
+                return minimum
+        return 1024
+
+    def message(self, body: dict[str, Any], message_id: str) -> dict[str, Any]:
+        """The Messages API answer to one request body (live, or one item of a batch)."""
         text = self.responder(body)
         content: list[dict[str, Any]] = [{"type": "text", "text": text}]
         stop_reason = "end_turn"
@@ -181,18 +220,21 @@ class FakeAnthropicServer(_FakeLLMServer):
             if isinstance(value, dict):
                 content = [{"type": "tool_use", "id": f"toolu_fake_{self.request_count}", "name": body["tool_choice"]["name"], "input": value}]
                 stop_reason = "tool_use"
-        return json_reply(
-            200,
-            {
-                "id": f"msg_fake_{self.request_count}",
-                "type": "message",
-                "role": "assistant",
-                "model": body.get("model"),
-                "content": content,
-                "stop_reason": stop_reason,
-                "usage": {"input_tokens": approx_tokens([body.get("system", ""), body.get("messages", [])]), "output_tokens": approx_tokens(text)},
-            },
-        )
+        system = body.get("system", "")
+        system_text = system if isinstance(system, str) else "".join(block.get("text", "") for block in system)
+        breakpoint_set = isinstance(system, list) and bool(system) and "cache_control" in system[-1]
+        prefix_tokens = approx_tokens(body.get("tools", [])) + approx_tokens(system_text) if body.get("tools") else approx_tokens(system_text)
+        rest_tokens = approx_tokens(body.get("messages", []))
+        read = write = 0
+        if breakpoint_set and prefix_tokens >= self.cache_minimum(str(body.get("model"))):
+            if self._cache_lookup([body.get("model"), body.get("tools"), system_text]):
+                read = prefix_tokens
+            else:
+                write = prefix_tokens
+        usage = {"input_tokens": prefix_tokens + rest_tokens - read - write, "output_tokens": approx_tokens(text),
+                 "cache_creation_input_tokens": write, "cache_read_input_tokens": read}
+        return {"id": message_id, "type": "message", "role": "assistant", "model": body.get("model"), "content": content,
+                "stop_reason": stop_reason, "stop_sequence": None, "usage": usage}
 
 
 if __name__ == "__main__":

@@ -186,7 +186,7 @@ class Client:
                 completion = await self._send(route, stats, attempt_request)
             except _GaveUp as exc:
                 return LLMResponse("", usage=total, failed=True, error=str(exc))
-            total = Usage(total.input_tokens + completion.usage.input_tokens, total.output_tokens + completion.usage.output_tokens)
+            total = total + completion.usage
             if request.json_schema is None:
                 return LLMResponse(completion.text, usage=total)
             result = parse_structured(completion.text, request.json_schema)

@@ -21,7 +21,7 @@ def approx_tokens(text: str) -> int:
 _SCHEMA_TOKENS: dict[int, tuple[Any, int]] = {}  # id(schema) -> (schema, tokens): stages reuse one schema object
 
 
-def _schema_tokens(schema: dict[str, Any]) -> int:
+def schema_tokens(schema: dict[str, Any]) -> int:
     entry = _SCHEMA_TOKENS.get(id(schema))
     if entry is None or entry[0] is not schema:  # holding the schema keeps its id from being reused
         entry = (schema, approx_tokens(json.dumps(schema)))
@@ -34,7 +34,7 @@ def _schema_tokens(schema: dict[str, Any]) -> int:
 def approx_request_tokens(request: LLMRequest) -> int:
     """Input tokens of a request, estimated before it is sent (budget reservation, token bucket)."""
     text = (request.system or "") + "".join(m.content for m in request.messages)
-    schema = _schema_tokens(request.json_schema) if request.json_schema is not None else 0
+    schema = schema_tokens(request.json_schema) if request.json_schema is not None else 0
     return approx_tokens(text) + schema + 4 * (len(request.messages) + 1)  # + per-message framing
 
 

@@ -40,9 +40,10 @@ class LLMSettings(BaseModel):
         None, description="Cache directory; unset: $CONVOSCOPE_CACHE_DIR, else $XDG_CACHE_HOME/convoscope, else ~/.cache/convoscope."
     )
     max_cost_usd: float | None = Field(None, gt=0, description="Spending cap for one run; a request that could cross it is not sent.")
-    prices: dict[str, tuple[float, float]] = Field(
+    prices: dict[str, tuple[float, float] | tuple[float, float, float] | tuple[float, float, float, float]] = Field(
         default_factory=dict,
-        description="Model -> (USD per 1M input tokens, USD per 1M output tokens); merged over the built-in table.",
+        description="Model -> [USD per 1M input tokens, per 1M output tokens, optionally per 1M cache-read and cache-write "
+        "input tokens (default: the vendor's rule)]; merged over the built-in table.",
     )
     local_context_tokens: int = Field(8192, ge=512, description="Context window for in-process models (llamacpp, vllm).")
 

@@ -31,26 +31,84 @@ BUILTIN_PRICES: dict[str, tuple[float, float]] = {
     "o3": (2.00, 8.00),
     "o4-mini": (1.10, 4.40),
 }
+# Prompt caching, as multiples of the input price. Anthropic: a 5-minute cache write costs 1.25x, a
+# read 0.1x, for every model. OpenAI: no write surcharge; cached input at the model's listed discount.
+ANTHROPIC_CACHE = (0.10, 1.25)  # (read, write)
+OPENAI_CACHE_READ: dict[str, float] = {"gpt-4o": 0.5, "gpt-4o-mini": 0.5, "gpt-4.1": 0.25, "gpt-5": 0.1, "o3": 0.25, "o4-mini": 0.25}
+# Both vendors' batch interfaces bill every token at half the list price; cache multipliers stack on it.
+BATCH_DISCOUNT = 0.5
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    """USD per 1M tokens."""
+
+    input: float
+    output: float
+    cache_read: float
+    cache_write: float
+
+    @classmethod
+    def of(cls, model: str, entry: tuple[float, ...]) -> "ModelPrice":
+        """From a table entry (input, output[, cache_read[, cache_write]]); missing cache prices follow the vendor's rule."""
+        input_price, output_price = entry[0], entry[1]
+        if model.startswith("claude"):
+            read, write = ANTHROPIC_CACHE[0] * input_price, ANTHROPIC_CACHE[1] * input_price
+        else:
+            discounts = [name for name in OPENAI_CACHE_READ if model.startswith(name)]
+            read = (OPENAI_CACHE_READ[max(discounts, key=len)] if discounts else 1.0) * input_price
+            write = input_price
+        if len(entry) > 2:
+            read = entry[2]
+        if len(entry) > 3:
+            write = entry[3]
+        return cls(input_price, output_price, read, write)
+
+
+FREE = ModelPrice(0.0, 0.0, 0.0, 0.0)
 
 
 class PriceTable:
-    def __init__(self, overrides: dict[str, tuple[float, float]]):
+    def __init__(self, overrides: dict[str, tuple[float, ...]]):
         self._prices = {**BUILTIN_PRICES, **overrides}
+        self._resolved: dict[str | None, ModelPrice | None] = {None: FREE}
 
-    def lookup(self, model: str | None) -> tuple[float, float] | None:
+    def lookup(self, model: str | None) -> ModelPrice | None:
         """None for an unknown model; model None means a local backend, which costs nothing."""
-        if model is None:
-            return (0.0, 0.0)
-        if model in self._prices:
-            return self._prices[model]
-        matches = [name for name in self._prices if model.startswith(name)]
-        return self._prices[max(matches, key=len)] if matches else None
+        if model not in self._resolved:
+            assert model is not None
+            matches = [name for name in self._prices if model.startswith(name)]
+            name = model if model in self._prices else (max(matches, key=len) if matches else None)
+            self._resolved[model] = ModelPrice.of(name, self._prices[name]) if name is not None else None
+        return self._resolved[model]
 
-    def cost(self, model: str | None, input_tokens: int, output_tokens: int) -> float:
+    def cost(self, model: str | None, input_tokens: int, output_tokens: int, *, batch: bool = False) -> float:
+        """Plain input and output tokens (no prompt cache), as `estimate` counts them."""
+        return self.cost_of(model, Usage(input_tokens, output_tokens), batch=batch)
+
+    def cost_of(self, model: str | None, usage: Usage, *, batch: bool = False) -> float:
         price = self.lookup(model)
         if price is None:
             return 0.0
-        return (input_tokens * price[0] + output_tokens * price[1]) / 1_000_000
+        fresh = max(0, usage.input_tokens - usage.cache_read_tokens - usage.cache_write_tokens)
+        dollars = (
+            fresh * price.input
+            + usage.cache_read_tokens * price.cache_read
+            + usage.cache_write_tokens * price.cache_write
+            + usage.output_tokens * price.output
+        ) / 1_000_000
+        return dollars * (BATCH_DISCOUNT if batch else 1.0)
+
+    def worst_case(self, model: str | None, input_tokens: int, max_tokens: int, *, batch: bool = False) -> float:
+        """The most a request can cost: every input token at the dearer of the input and cache-write prices."""
+        price = self.lookup(model)
+        if price is None:
+            return 0.0
+        dollars = (input_tokens * max(price.input, price.cache_write) + max_tokens * price.output) / 1_000_000
+        return dollars * (BATCH_DISCOUNT if batch else 1.0)
+
+
+_TASK_FIELDS = ("calls", "cached_calls", "failed", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
 
 
 @dataclass
@@ -61,8 +119,11 @@ class RoleUsage:
     failed: int = 0
     requests: int = 0  # answered backend requests, schema re-asks included
     retries: int = 0
-    input_tokens: int = 0
+    input_tokens: int = 0  # cache reads and writes included
     output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    batch_requests: int = 0  # requests answered through a batch interface (billed at the batch price)
     cost_usd: float = 0.0
     price_known: bool = True
 
@@ -84,20 +145,24 @@ class UsageLedger:
     tasks: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def record_task(self, task: str, usage: Usage, *, cached: bool, failed: bool) -> None:
-        row = self.tasks.setdefault(task, {"calls": 0, "cached_calls": 0, "failed": 0, "input_tokens": 0, "output_tokens": 0})
+        row = self.tasks.get(task)
+        if row is None:
+            row = self.tasks[task] = dict.fromkeys(_TASK_FIELDS, 0)
         row["calls"] += 1
         row["cached_calls"] += int(cached)
         row["failed"] += int(failed)
         row["input_tokens"] += usage.input_tokens
         row["output_tokens"] += usage.output_tokens
+        row["cache_read_tokens"] += usage.cache_read_tokens
+        row["cache_write_tokens"] += usage.cache_write_tokens
 
     def role(self, role: str, backend: str) -> RoleUsage:
         if role not in self.roles:
             self.roles[role] = RoleUsage(backend=backend)
         return self.roles[role]
 
-    def reserve(self, model: str | None, input_tokens: int, max_tokens: int) -> float:
-        worst = self.prices.cost(model, input_tokens, max_tokens)
+    def reserve(self, model: str | None, input_tokens: int, max_tokens: int, *, batch: bool = False) -> float:
+        worst = self.prices.worst_case(model, input_tokens, max_tokens, batch=batch)
         if self.max_cost_usd is not None and (self.halted or self.spent_usd + self.reserved_usd + worst > self.max_cost_usd):
             self.halted = True
             raise BudgetExceeded(
@@ -110,11 +175,14 @@ class UsageLedger:
     def release(self, reserved: float) -> None:
         self.reserved_usd = max(0.0, self.reserved_usd - reserved)
 
-    def record(self, role: RoleUsage, model: str | None, usage: Usage) -> None:
-        cost = self.prices.cost(model, usage.input_tokens, usage.output_tokens)
+    def record(self, role: RoleUsage, model: str | None, usage: Usage, *, batch: bool = False) -> None:
+        cost = self.prices.cost_of(model, usage, batch=batch)
         role.requests += 1
+        role.batch_requests += int(batch)
         role.input_tokens += usage.input_tokens
         role.output_tokens += usage.output_tokens
+        role.cache_read_tokens += usage.cache_read_tokens
+        role.cache_write_tokens += usage.cache_write_tokens
         role.cost_usd += cost
         role.price_known = self.prices.lookup(model) is not None
         self.spent_usd += cost
@@ -123,7 +191,8 @@ class UsageLedger:
         roles = {name: asdict(r) for name, r in self.roles.items()}
         totals = {
             key: sum(r[key] for r in roles.values())
-            for key in ("calls", "cached_calls", "failed", "requests", "retries", "input_tokens", "output_tokens", "cost_usd")
+            for key in ("calls", "cached_calls", "failed", "requests", "batch_requests", "retries", "input_tokens", "output_tokens",
+                        "cache_read_tokens", "cache_write_tokens", "cost_usd")
         }
         notes = [f"unknown price for {r['backend']}: its cost is counted as 0" for r in roles.values() if not r["price_known"]]
         return {"roles": roles, "total": totals, "tasks": {k: dict(v) for k, v in self.tasks.items()},

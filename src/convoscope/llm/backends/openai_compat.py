@@ -32,6 +32,19 @@ def with_prefill(text: str, prefill: str | None) -> str:  # pragma: no cover - t
     return text
 
 
+def answer_of(data: dict[str, Any]) -> Completion:
+    """A Chat Completions response (live, or one batch output line's body) as a Completion. OpenAI caches
+    prompt prefixes of 1024 tokens and more by itself; `prompt_tokens` includes the cached part."""
+    try:
+        text = data["choices"][0]["message"]["content"] or ""
+        usage_data = data.get("usage") or {}
+        cached = int((usage_data.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+        usage = Usage(int(usage_data.get("prompt_tokens", 0)), int(usage_data.get("completion_tokens", 0)), cache_read_tokens=cached)
+    except (KeyError, IndexError, TypeError, ValueError):
+        raise TransientError("the server sent an unexpected response shape") from None
+    return Completion(text, usage)
+
+
 class OpenAICompatBackend:
     local = False
 
@@ -64,13 +77,7 @@ class OpenAICompatBackend:
     async def complete(self, request: LLMRequest) -> Completion:
         key_env = "OPENAI_API_KEY" if self._headers else None
         data = await post_json(self._http.client(), self.url, self._headers, self.request_body(request), key_env=key_env, model=self.spec.model)
-        try:
-            text = data["choices"][0]["message"]["content"] or ""
-            usage_data = data.get("usage") or {}
-            usage = Usage(int(usage_data.get("prompt_tokens", 0)), int(usage_data.get("completion_tokens", 0)))
-        except (KeyError, IndexError, TypeError, ValueError):
-            raise TransientError("the server sent an unexpected response shape") from None
-        return Completion(text, usage)
+        return answer_of(data)
 
     async def aclose(self) -> None:
         return None
