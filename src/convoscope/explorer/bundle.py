@@ -33,6 +33,9 @@ _RUN_KEYS = ("mode", "facet", "conversations", "accounts", "levels", "min_accoun
              "embedding_model", "time_range", "time_unit", "level_sizes", "account_ids")
 _CLUSTER_KEYS = ("id", "level", "parent", "kind", "name", "description", "size", "accounts", "share",
                  "children", "x", "y")
+# The privacy guarantee a release states (issue 16): configuration, not data; copied through this allow-list.
+_GUARANTEE_TEXT_KEYS = ("mode", "unit")
+_GUARANTEE_NUM_KEYS = ("epsilon", "delta", "min_accounts", "min_conversations")
 
 
 def _asset(name: str) -> str:
@@ -90,6 +93,24 @@ def _clean_cluster(c: dict[str, Any], facet_kinds: dict[str, str]) -> dict[str, 
         out["timeline"] = [[str(p[0]), int(p[1])] for p in tl
                            if isinstance(p, (list, tuple)) and len(p) == 2 and _num(p[1]) is not None]
     return out
+
+
+def _clean_guarantee(agg: dict[str, Any]) -> dict[str, Any] | None:
+    """The release's `privacy_guarantee` object (top level, or under `run`), allow-listed: mode and unit
+    as short clean text, epsilon / delta / thresholds as finite numbers. None when the release states none."""
+    g = agg.get("privacy_guarantee")
+    if not isinstance(g, dict):
+        g = (agg.get("run") or {}).get("privacy_guarantee")
+    if not isinstance(g, dict):
+        return None
+    out: dict[str, Any] = {}
+    for k in _GUARANTEE_TEXT_KEYS:
+        if isinstance(g.get(k), str):
+            out[k] = clean_text(g[k])[:40]
+    for k in _GUARANTEE_NUM_KEYS:
+        if _num(g.get(k)) is not None:
+            out[k] = g[k]
+    return out or None
 
 
 def _b64(a: np.ndarray) -> str:
@@ -167,8 +188,9 @@ def build_payload(run_dir: Path) -> dict[str, Any]:
         "x": _b64(qx[order]), "y": _b64(qy[order]),
         "levels": [_b64(c[order]) for c in level_cols],
     }
-    return {
+    payload = {
         "version": PAYLOAD_VERSION,
+        "hierarchy": clean_text(_str(run.get("facet") or "request"))[:60],
         "run": run,
         "levels": levels,
         "facets": facets,
@@ -178,6 +200,37 @@ def build_payload(run_dir: Path) -> dict[str, Any]:
         "clusters": clusters,
         "points": pts,
     }
+    guarantee = _clean_guarantee(agg)
+    if guarantee is not None:
+        payload["privacy_guarantee"] = guarantee
+    return payload
+
+
+def hierarchy_dirs(run_dir: Path, facet: str | None = None) -> list[tuple[str, Path]]:
+    """(facet, directory) of every hierarchy of a run, the primary first; only `facet`'s when given (an
+    unknown facet is a clear error naming the run's). Missing aggregates fail later, in `load_published`."""
+    store = RunStore(Path(run_dir))
+    names = [facet] if facet is not None else (store.facets() if store.parent is None else [None])
+    out = []
+    for name in names:
+        sub = store.for_facet(name)
+        label = name or sub.manifest.get("facet") or (store.facets()[0] if store.parent is None else "request")
+        out.append((str(label), sub.root))
+    return out
+
+
+def build_run_payload(run_dir: Path, facet: str | None = None) -> dict[str, Any]:
+    """The page's data: one hierarchy's payload (`build_payload`), or, for a run with several hierarchies
+    and no `facet`, {"version", "hierarchies": [payload, ...]} (primary first) for the page's switcher."""
+    dirs = hierarchy_dirs(run_dir, facet)
+    payloads = []
+    for name, root in dirs:
+        p = build_payload(root)
+        p["hierarchy"] = clean_text(name)[:60]
+        payloads.append(p)
+    if len(payloads) == 1:
+        return payloads[0]
+    return {"version": PAYLOAD_VERSION, "hierarchies": payloads}
 
 
 def payload_json(payload: dict[str, Any]) -> bytes:
@@ -205,9 +258,10 @@ def _page(data_tag: str, title: str) -> str:
     })
 
 
-def build_explorer_html(run_dir: Path) -> str:
-    """One self-contained HTML page (data, script and style inlined; no network access)."""
-    payload = build_payload(Path(run_dir))
+def build_explorer_html(run_dir: Path, facet: str | None = None) -> str:
+    """One self-contained HTML page (data, script and style inlined; no network access): every hierarchy
+    of the run, with a switcher, or only `facet`'s."""
+    payload = build_run_payload(Path(run_dir), facet)
     data = payload_json(payload).decode("utf-8")
     tag = f'<script type="application/json" id="explorer-data">{data}</script>'
     return _page(tag, f"convoscope explorer — {Path(run_dir).resolve().name}")
@@ -219,11 +273,13 @@ def build_served_html(run_dir: Path, data_url: str = "data.json") -> str:
     return _page(tag, f"convoscope explorer — {Path(run_dir).resolve().name}")
 
 
-def write_explorer(run_dir: Path, output: Path | None = None) -> Path:
-    """Write the self-contained explorer page; default `<run_dir>/explorer.html`. Returns the path."""
+def write_explorer(run_dir: Path, output: Path | None = None, facet: str | None = None) -> Path:
+    """Write the self-contained explorer page (all hierarchies, or only `facet`'s); default
+    `<run_dir>/explorer.html`, or `explorer.html` in the facet's hierarchy directory. Returns the path."""
     run_dir = Path(run_dir)
-    out = Path(output) if output is not None else run_dir / "explorer.html"
-    html = build_explorer_html(run_dir)
+    html = build_explorer_html(run_dir, facet)
+    default_dir = hierarchy_dirs(run_dir, facet)[0][1] if facet is not None else run_dir
+    out = Path(output) if output is not None else default_dir / "explorer.html"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial")
     tmp.write_text(html, encoding="utf-8")

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from convoscope.explorer.bundle import build_payload, build_served_html, payload_json
+from convoscope.explorer.bundle import build_run_payload, build_served_html, payload_json
 
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
@@ -66,12 +66,12 @@ def host_allowed(header: str | None, names: frozenset[str], port: int) -> bool:
 
 
 def make_server(run_dir: Path, port: int = 8765, host: str = "127.0.0.1",
-                allow_hosts: Iterable[str] = ()) -> ThreadingHTTPServer:
-    """A ready (not yet serving) HTTP server for the run; port 0 picks a free port. Requests whose
-    Host header is not in `allowed_host_names(host, allow_hosts)` get 403."""
+                allow_hosts: Iterable[str] = (), facet: str | None = None) -> ThreadingHTTPServer:
+    """A ready (not yet serving) HTTP server for the run (every hierarchy, or only `facet`'s); port 0
+    picks a free port. Requests whose Host header is not in `allowed_host_names(host, allow_hosts)` get 403."""
     run_dir = Path(run_dir)
     page = build_served_html(run_dir).encode("utf-8")
-    data = payload_json(build_payload(run_dir))
+    data = payload_json(build_run_payload(run_dir, facet))
     data_gz = gzip.compress(data, compresslevel=6)
     names = allowed_host_names(host, allow_hosts)
 
@@ -128,10 +128,10 @@ def make_server(run_dir: Path, port: int = 8765, host: str = "127.0.0.1",
 
 
 def serve(run_dir: Path, port: int = 8765, host: str = "127.0.0.1", open_browser: bool = True,
-          allow_hosts: Iterable[str] = ()) -> None:
-    """Serve the explorer for `run_dir` until interrupted (Ctrl-C)."""
+          allow_hosts: Iterable[str] = (), facet: str | None = None) -> None:
+    """Serve the explorer for `run_dir` (every hierarchy, or only `facet`'s) until interrupted (Ctrl-C)."""
     allow_hosts = list(allow_hosts)
-    srv = make_server(Path(run_dir), port=port, host=host, allow_hosts=allow_hosts)
+    srv = make_server(Path(run_dir), port=port, host=host, allow_hosts=allow_hosts, facet=facet)
     h, p = srv.server_address[:2]
     shown = "localhost" if h in ("127.0.0.1", "::1") or _host_name(host) in _WILDCARD_BINDS else _host_name(h)
     url = f"http://{shown}:{p}/"

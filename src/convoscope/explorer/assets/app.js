@@ -57,6 +57,9 @@
   }
 
   let D, C, byId, N, PX, PY, LV, FIN, LEVELS, TOTAL, bounds, centroid;
+  // a run with several hierarchies (one per summarised facet) ships them all; the page shows one at a time
+  let HIER = [], hi = -1;
+  const hierName = (h) => String(h.hierarchy || (h.run && h.run.facet) || 'request');
   function prepare(data) {
     D = data; C = data.clusters; LEVELS = data.levels; byId = new Map();
     C.forEach((c, i) => { c.idx = i; byId.set(c.id, i); });
@@ -220,10 +223,13 @@
     const f = C[i].facets[fn], g = A.catTot[fn]; if (!f || !g || !g.tot || !g.by[val]) return null;
     let size = 0; for (const k in f) size += f[k];
     if (!size) return null;
-    const listed = f[val] !== undefined, obs = listed ? f[val] : (f.other || 0);  // not listed: ≤ "other" (upper bound)
+    // not listed: merged into "other" by the privacy rule (only an upper bound is known), or none at all
+    const listed = f[val] !== undefined || !f.other, obs = f[val] !== undefined ? f[val] : (f.other || 0);
     const overall = g.by[val] / g.tot, exp = size * overall, ratio = (obs / size) / overall;
     return { ratio, obs, listed, exp, size, overall, few: Math.max(obs, exp) < MIN_FEW, lr: Math.log2(Math.max(ratio, 1e-9)) };
   }
+  // a count the privacy rule merged into "other" is withheld: say so, with the bound, never "≤0"
+  const obsText = (r) => r.listed ? fmtInt(r.obs) : 'withheld (at most ' + fmtInt(r.obs) + ', merged into "other")';
   function change(i) {
     if (!A.halves || !A.halves.h[i]) return null;
     const [a, b] = A.halves.h[i], [T1, T2] = A.halves.T;
@@ -277,7 +283,7 @@
         g.append(el('span', { class: cls, text: v }),
           el('span', { class: cls, title: 'share ' + fmtPct(r.obs / r.size) + ' vs ' + fmtPct(r.overall) + ' overall',
             // a language merged into "other" by the privacy rule has only an upper bound: so has its ratio
-            text: (r.few ? 'too few' : 'ratio ' + (r.listed ? '' : '≤') + fmtRatio(r.ratio)) + ' · ' + (r.listed ? '' : '≤') + fmtInt(r.obs) + ' of ' + fmtInt(r.size) + ', expected ' + fmtNum(r.exp, 1) }));
+            text: (r.few ? 'too few' : 'ratio ' + (r.listed ? '' : '≤ ') + fmtRatio(r.ratio)) + ' · ' + obsText(r) + ' of ' + fmtInt(r.size) + ', expected ' + fmtNum(r.exp, 1) }));
       }
       out.push(g);
     }
@@ -319,7 +325,7 @@
     const a = analysisOf(mode, i);
     if (!a) return 'no data';
     if (mode === 'change') return changeText(a) + ' · ' + fmtInt(a.a) + ' → ' + fmtInt(a.b);
-    if (k === 'div') return a.few ? 'too few (' + (a.listed ? '' : '≤') + fmtInt(a.obs) + ', expected ' + fmtNum(a.exp, 1) + ')' : fmtRatio(a.ratio);
+    if (k === 'div') return a.few ? 'too few (' + obsText(a) + ', expected ' + fmtNum(a.exp, 1) + ')' : (a.listed ? '' : '≤ ') + fmtRatio(a.ratio);
     return 'flag ' + fmtPct(a.rate, 0) + ' · concern ' + fmtNum(a.concern) + (a.cls && a.cls !== 'agree' ? ' · ' + (a.cls === 'miss' ? 'likely miss' : 'likely false alarm') : '');
   }
   function filterMatch(i) {
@@ -378,6 +384,12 @@
     if (hasConcern()) for (const b of A.bools) ga.append(el('option', { value: 'flagcmp:' + b, text: 'Concerning vs flag rate (' + facetLabel(b) + ')' }));
     if (ga.children.length) col.append(ga);
     srt.append(el('option', { value: 'colour', text: 'Colour value' }));
+  }
+  function bindControls() {  // once: fillControls runs again when the hierarchy changes
+    const col = $('colour'), fil = $('filter'), srt = $('sort'), hs = $('hier');
+    hs.replaceChildren(...HIER.map((h, k) => el('option', { value: k, text: hierName(h) })));
+    $('hier-wrap').hidden = HIER.length < 2;
+    hs.addEventListener('change', () => switchHierarchy(+hs.value));
     col.addEventListener('change', () => { S.colour = col.value; changed({ colours: true, tree: S.sort === 'colour' }); });
     fil.addEventListener('change', () => { S.filter = fil.value; changed({ colours: true, tree: true }); });
     $('filter-min').addEventListener('input', () => { const v = parseFloat($('filter-min').value); if (isFinite(v)) { S.fmin = clamp(v, 0, 100); changed({ colours: true, tree: true }); } });
@@ -388,6 +400,47 @@
       if (e.key === 'Enter') { clearTimeout(t); S.q = $('search').value; runSearch(); const first = sortedHits()[0]; if (first !== undefined) select(first, { reveal: true, center: true }); else changed({ colours: true, tree: true }); }
       if (e.key === 'Escape') { $('search').value = ''; S.q = ''; runSearch(); changed({ colours: true, tree: true }); }
     });
+  }
+  function useHierarchy(k) {
+    // everything derived from one hierarchy's data is rebuilt; listeners stay (bindControls)
+    hi = k; view = null; pointCol = null; labels = []; A = null; focusIdx = -1; expanded.clear();
+    prepare(HIER[k]);
+    $('hier').value = String(k);
+    renderBanner(); renderGuarantee(); fillControls();
+    if (buf) resize();
+  }
+  function switchHierarchy(k) {
+    if (k === hi || !HIER[k]) return;
+    useHierarchy(k);
+    // cluster ids and the map belong to the hierarchy: the selection and the view start afresh;
+    // colour, filter and sort stay when the new hierarchy offers them, and the search runs again
+    const h = home(); S.sel = -1; S.k = 1; S.cx = h.cx; S.cy = h.cy;
+    syncControls(); runSearch();
+    changed({ colours: true, tree: true, panel: true });
+  }
+  // The release's privacy guarantee, in words: differential privacy when the aggregates state it,
+  // else the thresholds the run applied (not a formal guarantee).
+  const fmtParam = (x) => (x !== 0 && Math.abs(x) < 1e-3) ? x.toExponential() : String(x);
+  function guarantee() {
+    const g = D.privacy_guarantee || {}, r = D.run || {};
+    if (g.mode === 'dp' && typeof g.epsilon === 'number') {
+      const unit = g.unit || 'account', params = 'ε = ' + fmtParam(g.epsilon) + (typeof g.delta === 'number' ? ', δ = ' + fmtParam(g.delta) : '');
+      return { mode: 'dp', short: 'Differential privacy: ' + params + ' per ' + unit,
+        long: 'Differential privacy (' + params + ', unit: ' + unit + '): what this release can reveal about any one ' + unit +
+          ' is bounded by these parameters, whatever else an analyst knows.' };
+    }
+    const ma = typeof g.min_accounts === 'number' ? g.min_accounts : r.min_accounts;
+    const mc = typeof g.min_conversations === 'number' ? g.min_conversations : r.min_conversations;
+    if (typeof ma !== 'number') return { mode: 'unknown', short: 'Privacy: not stated in this release', long: 'This release does not state its privacy rule.' };
+    const who = r.account_ids === 'absent' ? 'conversations (no account ids)' : 'accounts';
+    return { mode: 'threshold', short: 'Privacy: thresholds (≥ ' + ma + ' ' + (r.account_ids === 'absent' ? 'conversations' : 'accounts') + ' a cluster), not a formal guarantee',
+      long: 'Threshold mode: a cluster is published only with ≥ ' + ma + ' ' + who + (typeof mc === 'number' ? ' and ≥ ' + mc + ' conversations' : '') +
+        '; breakdown values and time buckets held by too few accounts are merged into "other" or left out. ' +
+        'This limits what a small group reveals, but it is not a formal (differential-privacy) guarantee.' };
+  }
+  function renderGuarantee() {
+    const g = guarantee(), box = $('guarantee');
+    box.textContent = g.short; box.title = g.long; box.dataset.mode = g.mode;
   }
   function syncControls() {
     const setSel = (s, v) => { if ([...s.options].some((o) => o.value === v)) s.value = v; else { s.selectedIndex = 0; } return s.value; };
@@ -413,6 +466,7 @@
     clearTimeout(hashTimer);
     hashTimer = setTimeout(() => {
       const p = new URLSearchParams();
+      if (hi > 0) p.set('h', hierName(D));
       if (S.sel >= 0) p.set('c', C[S.sel].id);
       if (S.colour !== 'top') p.set('colour', S.colour);
       if (S.filter) { p.set('filter', S.filter); if (S.filter.startsWith('cat:')) p.set('fmin', String(S.fmin)); }
@@ -428,6 +482,8 @@
   function readHash() {
     const h = location.hash.replace(/^#/, '');
     const p = new URLSearchParams(h);
+    const k = Math.max(0, HIER.findIndex((x) => hierName(x) === p.get('h')));
+    if (k !== hi) useHierarchy(k);
     S.sel = p.has('c') && byId.has(p.get('c')) ? byId.get(p.get('c')) : -1;
     S.colour = p.get('colour') || 'top';
     S.filter = p.get('filter') || '';
@@ -672,8 +728,11 @@
       const tops = C.filter((c) => c.parentIdx < 0).sort((a, b) => (a.kind === 'other') - (b.kind === 'other') || b.size - a.size);
       kids.push(el('h3', { text: 'Top-level clusters' }));
       kids.push(el('ul', { class: 'children' }, ...tops.map((c) => el('li', null, clusterLink(c.idx), el('span', { class: 'num', text: fmtInt(c.size) + ' · ' + fmtPct(c.share) })))));
+      kids.push(el('h3', { text: 'Privacy' }));
+      kids.push(el('p', { class: 'guarantee-long', id: 'panel-guarantee', text: guarantee().long }));
       kids.push(el('h3', { text: 'Run' }));
-      const rows = [['mode', r.mode], ['summarised facet', r.facet], ['embedding model', r.embedding_model],
+      const rows = [['hierarchy', HIER.length > 1 ? hierName(D) + ' (' + (hi + 1) + ' of ' + HIER.length + ': ' + HIER.map(hierName).join(', ') + ')' : null],
+        ['mode', r.mode], ['summarised facet', r.facet], ['embedding model', r.embedding_model],
         ['time range', r.time_range ? r.time_range.map((t) => String(t).slice(0, 10)).join(' – ') : null],
         ['privacy thresholds', r.min_accounts !== undefined ? 'clusters need ≥ ' + r.min_accounts + ' accounts and ≥ ' + r.min_conversations + ' conversations' : null],
         ['withheld', D.withheld && D.withheld.clusters !== undefined ? fmtInt(D.withheld.clusters) + ' clusters, ' + fmtInt(D.withheld.conversations) + ' conversations' : null]];
@@ -711,15 +770,26 @@
 
   // ---------------------------------------------------------------- map
   const canvas = $('map'), ctx = canvas.getContext('2d');
+  const FONT = getComputedStyle(document.documentElement).getPropertyValue('--font').trim() || 'sans-serif';
   let cssW = 1, cssH = 1, dpr = 1, img = null, buf = null, s0 = 1;
   let pointCol = null, pointEmph = null, labels = [];
-  // the home view frames the central 99% of points, so a few outliers do not shrink the map
+  // the home view frames the 1st-99th percentile box of the points, so a few outliers do not shrink the map
   let view = null;
   function viewBox() {
     if (view) return view;
     if (N < 50) return (view = bounds.slice());
     const q = (arr, a, b) => { const s = Float32Array.from(arr).sort(); return [s[Math.floor(a * (s.length - 1))], s[Math.ceil(b * (s.length - 1))]]; };
-    const [x0, x1] = q(PX, 0.005, 0.995), [y0, y1] = q(PY, 0.005, 0.995);
+    let [x0, x1] = q(PX, 0.01, 0.99), [y0, y1] = q(PY, 0.01, 0.99);
+    // grow the box to the points just outside it (within 15% of its size): the edge of a cluster stays in
+    // view, a far outlier does not
+    const mx = (x1 - x0) * 0.15, my = (y1 - y0) * 0.15;
+    let a = x0, b = x1, c = y0, d = y1;
+    for (let i = 0; i < N; i++) {
+      const x = PX[i], y = PY[i];
+      if (x < x0 - mx || x > x1 + mx || y < y0 - my || y > y1 + my) continue;
+      if (x < a) a = x; if (x > b) b = x; if (y < c) c = y; if (y > d) d = y;
+    }
+    [x0, x1, y0, y1] = [a, b, c, d];
     const px = (x1 - x0) * 0.03, py = (y1 - y0) * 0.03;
     return (view = [x0 - px, x1 + px, y0 - py, y1 + py]);
   }
@@ -797,6 +867,20 @@
     ctx.putImageData(img, 0, 0);
   }
 
+  // Labels: highest priority first (selected, search hits, coarser level, bigger cluster); each takes the
+  // first of a few spots around its centroid that lies wholly inside the map and overlaps no label placed
+  // before it, else it is not drawn. A centroid off the map has no label (no pile-up on the edges).
+  function obstacles() {  // the map's own widgets (legend, zoom buttons, status line) are not drawn over
+    const m = canvas.getBoundingClientRect(), out = [];
+    for (const id of ['legend', 'map-status']) {
+      const r = $(id).getBoundingClientRect();
+      if (r.width && r.height) out.push([r.left - m.left, r.top - m.top, r.right - m.left, r.bottom - m.top]);
+    }
+    const z = canvas.parentElement.querySelector('.zoom-btns').getBoundingClientRect();
+    if (z.width) out.push([z.left - m.left, z.top - m.top, z.right - m.left, z.bottom - m.top]);
+    return out;
+  }
+  const overlaps = (a, b) => !(a[2] <= b[0] || a[0] >= b[2] || a[3] <= b[1] || a[1] >= b[3]);
   function drawLabels() {
     ctx.save(); ctx.scale(dpr, dpr);
     const deep = deepestLevel(), q = S.q.trim();
@@ -809,36 +893,43 @@
     }
     const pri = (i) => (i === S.sel ? -1e12 : 0) + (searchHits.has(i) ? -1e11 : 0) + C[i].level * 1e9 - C[i].size;
     cands.sort((a, b) => pri(a) - pri(b));
-    const placed = []; labels = [];
-    const anySel = S.sel >= 0;
+    const placed = obstacles(); labels = [];
+    const anySel = S.sel >= 0, EDGE = 2, PAD = 3;
     for (const i of cands) {
-      const c = C[i], sy = toScreen(centroid[i][0], centroid[i][1])[1];
-      let sx = toScreen(centroid[i][0], centroid[i][1])[0];
-      if (sx < -50 || sy < -20 || sx > cssW + 50 || sy > cssH + 20) continue;
+      const c = C[i], [sx, sy] = toScreen(centroid[i][0], centroid[i][1]);
+      if (sx < 0 || sy < 0 || sx > cssW || sy > cssH) continue;
       const isTopOfView = c.level < deep;
       const fs = c.level === 0 ? (deep > 0 ? 13 : 14) : 12;
-      ctx.font = (c.level < deep ? '600 ' : (c.level === 0 ? '650 ' : '550 ')) + fs + 'px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif';
-      let text = c.name.length > 42 ? c.name.slice(0, 40) + '…' : c.name;
-      const w = ctx.measureText(text).width, h = fs + 4;
-      sx = clamp(sx, w / 2 + 4, Math.max(w / 2 + 4, cssW - w / 2 - 4));  // keep the label inside the map
-      // try the centroid, then just above / below it
-      let box = null, ly = sy;
-      for (const dy of (i === S.sel ? [0] : [0, -(h + 2), h + 2])) {
-        const bx = [sx - w / 2 - 3, sy + dy - h / 2, sx + w / 2 + 3, sy + dy + h / 2];
-        if (i === S.sel || !placed.some((b) => !(bx[2] < b[0] || bx[0] > b[2] || bx[3] < b[1] || bx[1] > b[3]))) { box = bx; ly = sy + dy; break; }
+      const font = (c.level < deep ? '600 ' : (c.level === 0 ? '650 ' : '550 ')) + fs + 'px ' + FONT;
+      ctx.font = font;
+      const text = c.name.length > 42 ? c.name.slice(0, 40) + '…' : c.name;
+      const w = ctx.measureText(text).width + 2 * PAD, h = fs + 6;
+      // on the centroid, above, below, right, left; then slid inward (still touching the centroid) at an edge
+      const spots = [[0, 0], [0, -(h + 1)], [0, h + 1], [w / 2 + 4, 0], [-(w / 2 + 4), 0]];
+      const inward = clamp(sx, EDGE + w / 2, cssW - EDGE - w / 2) - sx;
+      if (inward && Math.abs(inward) <= w / 2) spots.push([inward, 0]);
+      let box = null;
+      for (const [dx, dy] of spots) {
+        const bx = [sx + dx - w / 2, sy + dy - h / 2, sx + dx + w / 2, sy + dy + h / 2];
+        if (bx[0] < EDGE || bx[1] < EDGE || bx[2] > cssW - EDGE || bx[3] > cssH - EDGE) continue;
+        if (placed.some((b) => overlaps(bx, b))) continue;
+        box = bx; break;
       }
       if (!box) continue;
-      placed.push(box); labels.push({ i, box });
+      placed.push(box); labels.push({ i, box, text, font });
+      const lx = (box[0] + box[2]) / 2, ly = (box[1] + box[3]) / 2;
       const dimmed = (anySel && i !== S.sel && !isAncestorOrSelf(i, S.sel)) || (S.filter && !filterMatchTree(i)) || (q && !searchRel.has(i));
       ctx.globalAlpha = dimmed ? 0.45 : (isTopOfView ? 0.8 : 1);
       if (searchHits.has(i) && q) { ctx.fillStyle = '#ffe680'; ctx.fillRect(box[0], box[1], box[2] - box[0], box[3] - box[1]); }
       if (i === S.sel) { ctx.fillStyle = '#1d1f23'; ctx.fillRect(box[0], box[1], box[2] - box[0], box[3] - box[1]); }
       ctx.textAlign = 'center'; ctx.textBaseline = 'middle';
-      ctx.lineJoin = 'round'; ctx.lineWidth = 3.5; ctx.strokeStyle = 'rgba(255,255,255,0.9)';
-      if (i !== S.sel) ctx.strokeText(text, sx, ly);
+      // the halo: a white outline under the text keeps it readable over dense points
+      ctx.lineJoin = 'round'; ctx.lineWidth = 4; ctx.strokeStyle = 'rgba(255,255,255,0.92)';
+      if (i !== S.sel) ctx.strokeText(text, lx, ly);
       ctx.fillStyle = i === S.sel ? '#ffffff' : (c.kind === 'other' ? '#555' : '#1d1f23');
-      ctx.fillText(text, sx, ly);
+      ctx.fillText(text, lx, ly);
     }
+    ctx.globalAlpha = 1;
     ctx.restore();
   }
   function isAncestorOrSelf(a, i) { if (i < 0) return false; if (a === i) return true; return ancestors(i).includes(a); }
@@ -890,9 +981,8 @@
   function frame() {
     raf = 0;
     if (pending.colours || !pointCol) recolour();
+    $('map-status').textContent = fmtInt(N) + ' conversations · labels to level ' + deepestLevel() + ' · zoom ×' + S.k.toFixed(1);
     drawPoints(); drawLabels();
-    const deep = deepestLevel();
-    $('map-status').textContent = fmtInt(N) + ' conversations · labels to level ' + deep + ' · zoom ×' + S.k.toFixed(1);
     pending = {};
     if (!ready) { ready = true; window.__explorerReady = performance.now(); document.body.dataset.ready = '1'; }
   }
@@ -988,15 +1078,15 @@
   async function boot() {
     try {
       const data = await loadData();
-      prepare(data);
-      renderBanner();
-      fillControls();
-      readHash();
+      HIER = Array.isArray(data.hierarchies) && data.hierarchies.length ? data.hierarchies : [data];
+      bindControls();
+      readHash();  // picks the hierarchy (h=NAME) and prepares it
       syncControls();
       runSearch();
       if (S.sel >= 0) for (const a of ancestors(S.sel)) expanded.add(a);
       renderTree(); renderPanel();
       resize();
+      legendOpen = cssH >= 450;  // a short map (narrow window) starts with the legend folded
       new ResizeObserver(() => resize()).observe(canvas);
       pending.colours = true;
       if (S.sel >= 0) { const li = treeEl.querySelector('li[data-idx="' + S.sel + '"]'); if (li) li.scrollIntoView({ block: 'nearest' }); }
@@ -1011,6 +1101,11 @@
     select: (id) => select(byId.has(id) ? byId.get(id) : -1, { reveal: true, center: true }),
     screenOf: (id) => { const i = byId.get(id); return i === undefined || !centroid[i] ? null : toScreen(centroid[i][0], centroid[i][1]); },
     labelsShown: () => labels.map((l) => C[l.i].id),
+    labelBoxes: () => labels.map((l) => ({ id: C[l.i].id, box: l.box, text: l.text, font: l.font })),
+    mapSize: () => [cssW, cssH],
+    onScreenShare: () => { let k = 0; for (let i = 0; i < N; i++) { const [x, y] = toScreen(PX[i], PY[i]); if (x >= 0 && y >= 0 && x <= cssW && y <= cssH) k++; } return N ? k / N : 0; },
+    hierarchy: () => hierName(D),
+    guarantee: () => guarantee(),
     clusters: () => C.map((c) => ({ id: c.id, level: c.level, name: c.name })),
     timeDraw: (k) => { if (k) S.k = k; const t = performance.now(); drawPoints(); drawLabels(); return performance.now() - t; },
   };
