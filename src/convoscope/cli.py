@@ -88,6 +88,7 @@ def _print_run_summary(store) -> None:
 
 
 FacetOpt = typer.Option(None, "--facet", help="Which hierarchy, when the run built several (default: the primary one).")
+ExplorerFacetOpt = typer.Option(None, "--facet", help="Only this hierarchy, when the run built several (default: all of them, with a switcher).")
 
 
 @app.command()
@@ -255,20 +256,20 @@ def report(
 def explore(
     run_dir: Path = typer.Argument(..., help="Run directory."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="HTML file to write (default: RUN/explorer.html, or the facet's directory)."),
-    facet: Optional[str] = FacetOpt,
+    facet: Optional[str] = ExplorerFacetOpt,
 ) -> None:
     """Write the explorer: one self-contained, offline HTML file (map, tree, cluster panel, search).
-    A run with several hierarchies gets one page per hierarchy unless --facet or --output picks one."""
+    A run with several hierarchies gets one page with a switcher between them; --facet writes only that one."""
     from convoscope.explorer import write_explorer
     from convoscope.store import RunStore
 
     store = RunStore(run_dir)
-    facets = [facet] if (facet or output) else store.facets()
-    for name in facets:
+    names = [facet] if facet else store.facets()
+    for name in names:
         store.for_facet(name).require_finished()
-        path = write_explorer(store.for_facet(name).root, output)
-        label = f" (hierarchy on '{name or store.facets()[0]}')" if len(store.facets()) > 1 else ""
-        err.print(f"explorer written to {path} ({path.stat().st_size / 1e6:.1f} MB){label}")
+    path = write_explorer(store.root, output, facet=facet)
+    label = f" (hierarchy on '{facet}')" if facet else (f" (hierarchies: {', '.join(names)})" if len(names) > 1 else "")
+    err.print(f"explorer written to {escape(str(path))} ({path.stat().st_size / 1e6:.1f} MB){escape(label)}")
 
 
 @app.command()
@@ -278,17 +279,19 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to bind (default: this machine only). A name or address other than loopback is also accepted in the Host header."),
     allow_host: Optional[list[str]] = typer.Option(None, "--allow-host", help="Also answer requests whose Host header names this (repeatable), e.g. the machine's name when binding 0.0.0.0."),
     no_browser: bool = typer.Option(False, "--no-browser", help="Do not open a browser."),
-    facet: Optional[str] = FacetOpt,
+    facet: Optional[str] = ExplorerFacetOpt,
 ) -> None:
-    """Serve the explorer from the run directory (for runs too large to inline).
+    """Serve the explorer from the run directory (for runs too large to inline); every hierarchy of the run
+    (with a switcher), or only --facet's.
     Only requests addressed to localhost (or to --host / --allow-host names) are answered, against DNS rebinding."""
     from convoscope.explorer import serve as serve_explorer
     from convoscope.store import RunStore
 
-    store = RunStore(run_dir).for_facet(facet)
-    store.require_finished()
+    store = RunStore(run_dir)
+    for name in ([facet] if facet else store.facets()):
+        store.for_facet(name).require_finished()
     serve_explorer(store.root, port=port, host=host, open_browser=not no_browser,
-                   allow_hosts=allow_host or ())
+                   allow_hosts=allow_host or (), facet=facet)
 
 
 @app.command()
