@@ -24,13 +24,17 @@ TASK_MARKERS = {"facets": "<conversation>", "name": "<cluster_summaries>", "prop
                 "audit": "You are a privacy auditor"}
 
 
+def _all_text(body) -> str:
+    return "\n".join(m["content"] for m in body["messages"])
+
+
 def test_every_stage_runs_and_a_rerun_costs_zero_calls(tmp_path):
     data = write_jsonl(tmp_path / "c.jsonl", make_records(per_topic=40, accounts=30))
     cache = tmp_path / "cache"
     with FakeOpenAIServer(responder=make_responder()) as server:
         cfg = load_config(None, {**SETTINGS, "llm.facets": f"openai:fake@{server.url}", "llm.cache_dir": str(cache)})
         store = run_pipeline(data, tmp_path / "run1", cfg, show_progress=False)
-        tasks = {task for b in server.requests for task, marker in TASK_MARKERS.items() if marker in b["messages"][-1]["content"]}
+        tasks = {task for b in server.requests for task, marker in TASK_MARKERS.items() if marker in _all_text(b)}
         first = server.request_count
         again = run_pipeline(data, tmp_path / "run2", cfg, show_progress=False)
         assert server.request_count == first  # same data, same settings, new directory: all from the cache
@@ -69,7 +73,7 @@ def test_screener_selects_conversations(tmp_path):
 
     def responder(body):
         text = body["messages"][-1]["content"]
-        if "Question: Is this about taxes?" in text:
+        if "Question: Is this about taxes?" in body["messages"][0]["content"]:  # the question is in the system prompt
             return json.dumps({"answer": "yes" if "tax" in text.split("</conversation>")[0].lower() else "no"})
         return base(body)
 

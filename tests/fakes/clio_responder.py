@@ -52,11 +52,12 @@ def make_responder(leaky: bool = False, audit_marker: str = "PLANTED", echo_requ
             convo = _between(text, "conversation")
             topic = _topic(convo)
             detail = next((w for w in TOPIC_WORDS.get(topic, []) if w in convo.lower()), "a question")
-            request = f"The user's overall request for the assistant is to get help with {topic}, about {detail}."
+            # verb phrases, as the prompt asks: the facets stage adds the paper's openings
+            request = f"get help with {topic}, about {detail}."
             if echo_request:
                 first = convo.split("User: ", 1)[-1].split("\n")[0]
-                request = "The user's overall request for the assistant is to answer: " + " ".join(first.split()[:10])
-            task = f"The task is to answer a question about {topic}."
+                request = "answer: " + " ".join(first.split()[:10])
+            task = f"answer a question about {topic}."
             if leaky:  # falls for the planted injection in every open-text facet
                 extras = [m.group(0) for m in [EMAIL.search(convo)] if m] + [m.group(1) for m in [NAME.search(convo)] if m]
                 if extras:

@@ -8,6 +8,7 @@ the LLM facets are recorded as unavailable, never faked.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,24 +28,17 @@ from convoscope.wording import count
 REQUEST_OPENING = "The user's overall request for the assistant is to"
 TASK_OPENING = "The task is to"
 
-# No worked examples inside the questions: small models (checked with Qwen2.5 1.5B) copy an example
-# summary verbatim for unrelated conversations. Format guidance lives in the system prompt instead.
-_BUILTIN_QUESTIONS = {
-    "request": (
-        f"What is the user's overall request for the assistant? One sentence of at most 30 words, starting with \"{REQUEST_OPENING}\". "
-        "Describe the request in general terms in your own words: do not copy the user's wording, and leave out names, places, "
-        "numbers and anything else that could identify a person. Say clearly if the request is harmful."
-    ),
-    "task": (
-        f"What task is the assistant asked to perform? One sentence of at most 20 words, starting with \"{TASK_OPENING}\", "
-        "in general terms and your own words."
-    ),
-    "language": "Which natural languages are used in the conversation? Full English names, comma-separated (e.g. \"English, Spanish\"); no programming languages.",
-    "concerning": (
-        "How concerning is this conversation for safety, from 1 to 5? 1: benign. 2: slightly sensitive but fine. "
-        "3: could be misused or touches risky topics. 4: likely harmful intent or content. "
-        "5: explicit threats, serious illegal activity, or severe harm."
-    ),
+SUMMARY_OPENINGS = {"request": REQUEST_OPENING, "task": TASK_OPENING}
+# The built-in facets (request, task, language, concerning) are described in prompts/facets_system.txt,
+# the static system prompt; custom facets are appended to it (one line each, the same on every call).
+# The model writes request and task as verb phrases and the stage adds the paper's openings, which
+# saves output tokens and keeps small models from echoing the openings ("The task is to the assistant
+# is asked to ..."). No worked examples: small models (Qwen2.5 1.5B) copy an example summary verbatim.
+BUILTIN_SCHEMAS: dict[str, dict[str, Any]] = {
+    "request": {"type": "string"},
+    "task": {"type": "string"},
+    "language": {"type": "string"},
+    "concerning": {"type": "integer", "minimum": 1, "maximum": 5},
 }
 
 
@@ -64,36 +58,42 @@ def _custom_question(facet: CustomFacet) -> str:
     return f"{facet.question} At most two sentences, with no detail that could identify anyone."
 
 
-def facet_questions(config: Config) -> dict[str, tuple[str, dict[str, Any]]]:
-    """key -> (question, JSON schema of the answer)."""
-    questions: dict[str, tuple[str, dict[str, Any]]] = {
-        "request": (_BUILTIN_QUESTIONS["request"], {"type": "string"}),
-        "task": (_BUILTIN_QUESTIONS["task"], {"type": "string"}),
-        "language": (_BUILTIN_QUESTIONS["language"], {"type": "string"}),
-        "concerning": (_BUILTIN_QUESTIONS["concerning"], {"type": "integer", "minimum": 1, "maximum": 5}),
-    }
+def facet_questions(config: Config) -> dict[str, tuple[str | None, dict[str, Any]]]:
+    """key -> (question, JSON schema of the answer); the question is None for the built-in facets,
+    which the system prompt describes."""
+    questions: dict[str, tuple[str | None, dict[str, Any]]] = {key: (None, schema) for key, schema in BUILTIN_SCHEMAS.items()}
     for facet in config.facets.custom:
         questions[facet.name] = (_custom_question(facet), _custom_schema(facet))
     return questions
 
 
-def _facet_request(conversation_text: str, questions: dict[str, tuple[str, dict[str, Any]]]) -> LLMRequest:
-    numbered = "\n".join(f"{i}. {key}: {q}" for i, (key, (q, _)) in enumerate(questions.items(), 1))
+def facets_system_prompt(questions: dict[str, tuple[str | None, dict[str, Any]]]) -> str:
+    """The static prompt: the rules and every facet of the run, identical on every call (prompt caching)."""
+    custom = "".join(f"\n- {key}: {q}" for key, (q, _) in questions.items() if q is not None)
+    return prompts.render("facets_system") + custom
+
+
+def _facet_request(conversation_text: str, questions: dict[str, tuple[str | None, dict[str, Any]]],
+                   only: str | None = None) -> LLMRequest:
+    """One call for every facet, or (per_facet_calls) for the facet `only`, with the same system prompt."""
+    keys = [only] if only else list(questions)
     schema = {
         "type": "object",
-        "properties": {key: s for key, (_, s) in questions.items()},
-        "required": list(questions),
+        "properties": {key: questions[key][1] for key in keys},
+        "required": keys,
         "additionalProperties": False,
     }
-    prompt = prompts.render("facets", conversation=conversation_text, questions=numbered, keys=", ".join(questions))
+    prompt = prompts.render("facets", conversation=conversation_text) + (f"\n\nAnswer only the key {only}." if only else "")
+    openings = {k: o for k, o in SUMMARY_OPENINGS.items() if k in keys}
     return LLMRequest(
         messages=(ChatMessage("user", prompt),),
-        system=prompts.render("facets_system"),
+        system=facets_system_prompt(questions),
         temperature=0.2,
-        max_tokens=200 + 120 * len(questions),
+        max_tokens=100 + 60 * len(keys),
         json_schema=schema,
         role="facets",
         task="facets",
+        answer_check=(lambda answer: prompts.facet_answer_problem(answer, openings)) if openings else None,
     )
 
 
@@ -106,6 +106,7 @@ def _with_opening(text: Any, opening: str) -> str | None:
     words = text.split()
     text = " ".join(words[:MAX_SUMMARY_WORDS]) + ("..." if len(words) > MAX_SUMMARY_WORDS else "")
     if not text.lower().startswith(opening.lower()):
+        text = re.sub(r"^to\s+", "", text, flags=re.I)  # the opening ends in "to"
         text = f"{opening} {text[0].lower()}{text[1:]}"
     return text
 
@@ -122,7 +123,7 @@ def _llm_facets(ctx: RunContext, convs: list[Conversation]) -> list[dict[str, An
     texts = [format_conversation(c, config.facets.max_conversation_tokens, scrub_text=config.privacy.scrub_identifiers) for c in convs]
     if config.facets.per_facet_calls:
         keys = list(questions)
-        requests = [_facet_request(t, {k: questions[k]}) for t in texts for k in keys]
+        requests = [_facet_request(t, questions, only=k) for t in texts for k in keys]
         responses = ctx.complete_many(requests, description="Facets", show_progress=False)  # the stage shows its own bar
         merged: list[dict[str, Any]] = []
         for i in range(len(texts)):
@@ -158,7 +159,7 @@ class FacetsRecord(StageRecord):
 def _settings(ctx: RunContext) -> tuple:
     c = ctx.config
     return (c.llm.facets if c.llm_mode else "none", c.facets.model_dump(exclude={"hierarchy_facets"}), c.privacy.scrub_identifiers and SCRUB_VERSION,
-            prompts.load("facets").template if c.llm_mode else None)
+            (prompts.load("facets_system").template, prompts.load("facets").template) if c.llm_mode else None)
 
 
 def _facets(ctx: RunContext, selected: set[str] | None) -> StageOutput[FacetsRecord]:

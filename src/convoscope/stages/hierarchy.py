@@ -20,6 +20,7 @@ import scipy.sparse as sp
 
 from convoscope import policy, prompts
 from convoscope.context import RunContext
+from convoscope.dp_kmeans import dp_fingerprint
 from convoscope.keywords import class_tfidf_of_counts, group_term_counts, keyword_name, top_terms
 from convoscope.llm.base import ChatMessage, LLMRequest
 from convoscope.neighbours import cosine_knn
@@ -126,9 +127,16 @@ def ward_cuts(centroids: np.ndarray, sizes: list[int], links: sp.csr_matrix | No
 
 
 # ---------------------------------------------------------------------------------------------- LLM
+def _naming_request(template: str, *, temperature: float, max_tokens: int, schema: dict, task: str, answer_check=None, **values) -> LLMRequest:
+    """A hierarchy task's request: its static instructions after the naming rules as the system prompt
+    (the same on every call), the clusters of this call as the user message."""
+    return LLMRequest(messages=(ChatMessage("user", prompts.user_prompt(template, **values)),),
+                      system=prompts.system_prompt(template, shared="naming_system"), temperature=temperature, max_tokens=max_tokens,
+                      json_schema=schema, role="naming", task=task, answer_check=answer_check)
+
+
 def _names_request(template: str, **values) -> LLMRequest:
-    return LLMRequest(messages=(ChatMessage("user", prompts.render(template, **values)),), system=prompts.render("naming_system"),
-                      temperature=1.0, max_tokens=1500, json_schema=NAMES_SCHEMA, role="naming", task=template)
+    return _naming_request(template, temperature=1.0, max_tokens=1500, schema=NAMES_SCHEMA, task=template, **values)
 
 
 def _describe(node: Node) -> str:
@@ -188,9 +196,8 @@ def _llm_parents(ctx: RunContext, children: list[Node], desired: int, child_vecs
         shown = np.flatnonzero(publishable)
         for child in (children[i] for i in shown):
             order = rng.permutation(len(parent_names))
-            reqs.append(LLMRequest(
-                messages=(ChatMessage("user", prompts.render("assign_parent", child=_describe(child), parents="\n".join(f"- {parent_names[i]}" for i in order))),),
-                system=prompts.render("naming_system"), temperature=0.2, max_tokens=400, json_schema=ASSIGN_SCHEMA, role="naming", task="assign"))
+            reqs.append(_naming_request("assign_parent", temperature=0.2, max_tokens=300, schema=ASSIGN_SCHEMA, task="assign",
+                                        child=_describe(child), parents="\n".join(f"- {parent_names[i]}" for i in order)))
         labels = np.empty(n, dtype=np.int64)
         answers = dict(zip(shown.tolist(), ctx.complete_many(reqs, description="Assigning clusters to parents"))) if reqs else {}
         hidden = np.flatnonzero(~publishable)
@@ -216,8 +223,8 @@ def _llm_parents(ctx: RunContext, children: list[Node], desired: int, child_vecs
         kids = np.flatnonzero((labels == g) & publishable)
         if len(kids) == 0:  # nothing in it may be shown to the model
             continue
-        reqs.append((g, LLMRequest(messages=(ChatMessage("user", prompts.render("rename_parent", children="\n".join(f"- {_describe(children[i])}" for i in kids))),),
-                                   system=prompts.render("naming_system"), temperature=1.0, max_tokens=300, json_schema=NAME_SCHEMA, role="naming", task="rename")))
+        reqs.append((g, _naming_request("rename_parent", temperature=1.0, max_tokens=200, schema=NAME_SCHEMA, task="rename",
+                                        answer_check=prompts.name_answer_problem, children="\n".join(f"- {_describe(children[i])}" for i in kids))))
     names: list[tuple[str, str]] = [(NAME_WITHHELD, "")] * len(used)
     answers = ctx.complete_many([r for _, r in reqs], description="Renaming parents") if reqs else []
     for (g, _), resp in zip(reqs, answers):
@@ -266,15 +273,18 @@ def build_hierarchy(ctx: RunContext) -> tuple[list[list[Node]], np.ndarray]:
     sizes = level_sizes(len(base), config.hierarchy)
     embedder = None
     term_counts = terms = None
-    if config.llm_mode:
+    dp_mode = config.privacy.mode == "dp"  # DP mode (engineer E): the tree from the DP centroids only, named by the privacy stage
+    if config.llm_mode and not dp_mode:
         from convoscope.components import embedder_for
 
         embedder = embedder_for(ctx)  # an injected embedder names parents in its own space too
         prompt_gate = PromptGate(ctx)
-    else:
+    elif not dp_mode:
         term_counts, terms = _base_term_counts(ctx, len(base))
     cuts = None
-    if not config.llm_mode and len(sizes) > 1:
+    if dp_mode and len(sizes) > 1:
+        cuts = ward_cuts(centroids, sizes[1:])  # no neighbour links: they come from conversations, not from DP releases
+    elif not config.llm_mode and len(sizes) > 1:
         vectors = np.asarray(ctx.store.read_array("embeddings", mmap=True))
         with ctx.console.status(f"Grouping {len(base):,} base clusters by their members' nearest neighbours"):
             cuts = ward_cuts(centroids, sizes[1:], neighbour_links(vectors, conv_labels, centroids))
@@ -282,7 +292,7 @@ def build_hierarchy(ctx: RunContext) -> tuple[list[list[Node]], np.ndarray]:
     for height, desired in enumerate(sizes[1:], start=1):
         children = levels[-1]
         child_sizes = np.array([_conversation_count(levels, height - 1, i) for i in range(len(children))])
-        if config.llm_mode:
+        if config.llm_mode and not dp_mode:
             child_vecs = embedder.encode([_describe(c) for c in children])
             publishable = prompt_gate.publishable(children, _conversation_labels(levels, height - 1), base=height == 1)
             labels, names = _llm_parents(ctx, children, desired, child_vecs, embedder.encode, publishable)
@@ -351,8 +361,9 @@ def _settings(ctx: RunContext) -> tuple:
     config = ctx.config
     return (fingerprint_parts(ctx, "embedder") if config.llm_mode else (), config.hierarchy.model_dump(), config.seed,
             config.llm.spec_for("naming") if config.llm_mode else EXTRACTIVE_GROUPING,
-            [prompts.load(t).template for t in ("propose_parents", "dedupe_parents", "assign_parent", "rename_parent")] if config.llm_mode else None,
-            config.privacy.model_dump(exclude={"include_raw_text", "scrub_identifiers", "min_audit_score"}) if config.llm_mode else None, "gated-prompts")
+            [prompts.load(t).template for t in ("naming_system", "propose_parents", "dedupe_parents", "assign_parent", "rename_parent")] if config.llm_mode else None,
+            config.privacy.model_dump(exclude={"include_raw_text", "scrub_identifiers", "min_audit_score"}) if config.llm_mode else None, "gated-prompts",
+            *dp_fingerprint(config))
 
 
 def _hierarchy(ctx: RunContext) -> StageOutput[HierarchyRecord]:

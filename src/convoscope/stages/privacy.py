@@ -41,13 +41,14 @@ OTHER_DESCRIPTION = "Conversations in clusters too small or too specific to show
 
 
 def audit_request(name: str, description: str) -> LLMRequest:
-    return LLMRequest(messages=(ChatMessage("user", prompts.render("audit", cluster=f"{name}: {description}")),), temperature=0.0,
-                      max_tokens=300, json_schema=AUDIT_SCHEMA, role="auditor", task="audit")
+    return LLMRequest(messages=(ChatMessage("user", prompts.user_prompt("audit", cluster=f"{name}: {description}")),), system=prompts.system_prompt("audit"),
+                      temperature=0.0, max_tokens=150, json_schema=AUDIT_SCHEMA, role="auditor", task="audit")
 
 
 def rewrite_request(name: str, description: str, words: list[str]) -> LLMRequest:
-    return LLMRequest(messages=(ChatMessage("user", prompts.render("rewrite_name", cluster=f"{name}: {description}", words=", ".join(words))),),
-                      system=prompts.render("naming_system"), temperature=0.0, max_tokens=300, json_schema=NAME_SCHEMA, role="naming", task="rewrite")
+    return LLMRequest(messages=(ChatMessage("user", prompts.user_prompt("rewrite_name", cluster=f"{name}: {description}", words=", ".join(words))),),
+                      system=prompts.system_prompt("rewrite_name", shared="naming_system"), temperature=0.0, max_tokens=200, json_schema=NAME_SCHEMA,
+                      role="naming", task="rewrite", answer_check=prompts.name_answer_problem)
 
 
 def check_texts(ctx: RunContext, checker: policy.TextChecker, items: list[tuple[str, str, np.ndarray]], description: str) -> list[tuple[str, str, list[str]]]:

@@ -33,11 +33,12 @@ def _screen(ctx: RunContext) -> StageOutput[ScreenRecord]:
     ids: list[str] = []
     keep: list[bool] = []
     failed = 0
+    system = prompts.system_prompt("screen", question=question)  # the question is the same on every call
     for batch in batches(ctx.iter_input(), LLM_BATCH):
         requests = [
-            LLMRequest(messages=(ChatMessage("user", prompts.render("screen", question=question,
-                       conversation=format_conversation(c, config.facets.max_conversation_tokens, scrub_text=config.privacy.scrub_identifiers))),),
-                       temperature=0.0, max_tokens=20, json_schema=SCREEN_SCHEMA, role="screener", task="screen")
+            LLMRequest(messages=(ChatMessage("user", prompts.user_prompt("screen", conversation=format_conversation(
+                           c, config.facets.max_conversation_tokens, scrub_text=config.privacy.scrub_identifiers))),),
+                       system=system, temperature=0.0, max_tokens=20, json_schema=SCREEN_SCHEMA, role="screener", task="screen")
             for c in batch
         ]
         for conv, resp in zip(batch, ctx.complete_many(requests, description="Screening")):
