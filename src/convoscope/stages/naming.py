@@ -36,14 +36,10 @@ FACET_CRITERIA = {
 
 def _name_request(members: list[str], contrast: list[str], facet: str) -> LLMRequest:
     criteria = FACET_CRITERIA.get(facet, f"The name should describe the shared '{facet}' of the conversations.")
-    prompt = prompts.render(
-        "name_cluster",
-        members="\n".join(f"- {s}" for s in members),
-        contrast="\n".join(f"- {s}" for s in contrast) or "(none)",
-        criteria=criteria,
-    )
-    return LLMRequest(messages=(ChatMessage("user", prompt),), system=prompts.render("naming_system"), temperature=1.0,
-                      max_tokens=300, json_schema=NAME_SCHEMA, role="naming", task="name")
+    prompt = prompts.user_prompt("name_cluster", members="\n".join(f"- {s}" for s in members),
+                                 contrast="\n".join(f"- {s}" for s in contrast) or "(none)")
+    return LLMRequest(messages=(ChatMessage("user", prompt),), system=prompts.system_prompt("name_cluster", shared="naming_system", criteria=criteria),
+                      temperature=1.0, max_tokens=200, json_schema=NAME_SCHEMA, role="naming", task="name", answer_check=prompts.name_answer_problem)
 
 
 def llm_cluster_names(ctx: RunContext, labels: np.ndarray, centroids: np.ndarray, vectors: np.ndarray, summaries: list[str],
