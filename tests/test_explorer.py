@@ -184,3 +184,114 @@ def test_server_serves_page_and_data_only(run_dir: Path) -> None:
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+DP_GUARANTEE = {"mode": "dp", "epsilon": 1.0, "delta": 1e-6, "unit": "account"}
+
+
+def make_multi_run(tmp_dir: Path, n_points: int = 1200, outliers: int = 0) -> Path:
+    """A run with two hierarchies: the primary (request, threshold mode) and `task` (hierarchies/task, names
+    prefixed "Task · ", a differential-privacy guarantee). `outliers` far-away points join the primary's
+    "other" bucket (for the home view)."""
+    root = make_run(tmp_dir, n_points=n_points, levels=3, seed=0)
+    sub = make_run(root / "hierarchies" / "task", n_points=n_points, levels=2, seed=5, n_top=4, hostile_name=False)
+    task = RunStore(sub)
+    task.update_manifest(parent_run="../..", facet="task")
+    agg = task.read_json("aggregates")
+    for c in agg["clusters"]:
+        c["name"] = "Task · " + c["name"]
+    agg["run"]["facet"] = "task"
+    agg["privacy_guarantee"] = dict(DP_GUARANTEE)
+    task.write_json("aggregates", agg)
+    store = RunStore(root)
+    store.update_manifest(hierarchy_facets=["request", "task"])
+    if outliers:
+        import pyarrow as pa
+
+        pts = store.read_table("points")
+        far = {"x": [1000.0 + i for i in range(outliers)], "y": [-1000.0 - i for i in range(outliers)]}
+        extra = {k: pa.array(far[k] if k in far else (["other-L0"] if k == "level_0" else [None]) * outliers, pts.schema.field(k).type)
+                 for k in pts.column_names}
+        store.write_table("points", pa.concat_tables([pts, pa.table(extra, schema=pts.schema)]))
+    return root
+
+
+@pytest.fixture(scope="module")
+def multi_run(tmp_path_factory) -> Path:
+    return make_multi_run(tmp_path_factory.mktemp("multi"))
+
+
+def test_one_page_for_all_hierarchies(multi_run: Path) -> None:
+    from convoscope.explorer.bundle import build_run_payload
+
+    out = write_explorer(multi_run)
+    assert out == multi_run / "explorer.html"
+    data = embedded_payload(out.read_text())
+    assert [h["hierarchy"] for h in data["hierarchies"]] == ["request", "task"]
+    primary, task = data["hierarchies"]
+    assert primary == build_payload(multi_run) | {"hierarchy": "request"}
+    assert all(c["name"].startswith("Task · ") for c in task["clusters"])
+    assert not any(c["name"].startswith("Task · ") for c in primary["clusters"])
+    # --facet: only that hierarchy, written in its directory
+    one = write_explorer(multi_run, facet="task")
+    assert one == multi_run / "hierarchies" / "task" / "explorer.html"
+    single = embedded_payload(one.read_text())
+    assert "hierarchies" not in single and single["hierarchy"] == "task" and single["points"]["n"] == task["points"]["n"]
+    assert build_run_payload(multi_run, "request")["hierarchy"] == "request"
+    from convoscope.errors import ConvoscopeError
+
+    with pytest.raises(ConvoscopeError, match="no hierarchy for facet 'nope'.*request, task"):
+        build_run_payload(multi_run, "nope")
+    # nothing internal of either hierarchy reaches the page
+    html = out.read_text()
+    for planted in (PLANTED_CONV_PREFIX, PLANTED_ACCOUNT_PREFIX, PLANTED_WITHHELD_NAME, PLANTED_TEXT, "078-05-1120"):
+        assert planted not in html, planted
+
+
+def test_cli_explore_writes_one_page_with_every_hierarchy(multi_run: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from convoscope.cli import app
+
+    out = tmp_path / "all.html"
+    res = CliRunner().invoke(app, ["explore", str(multi_run), "--output", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "hierarchies: request, task" in " ".join(res.output.split())
+    assert [h["hierarchy"] for h in embedded_payload(out.read_text())["hierarchies"]] == ["request", "task"]
+    res = CliRunner().invoke(app, ["explore", str(multi_run), "--facet", "task"])
+    assert res.exit_code == 0, res.output
+    assert embedded_payload((multi_run / "hierarchies" / "task" / "explorer.html").read_text())["hierarchy"] == "task"
+
+
+def test_served_data_holds_every_hierarchy(multi_run: Path) -> None:
+    srv = make_server(multi_run, port=0)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{srv.server_address[1]}/data.json") as r:
+            data = json.loads(r.read())
+        assert [h["hierarchy"] for h in data["hierarchies"]] == ["request", "task"]
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_privacy_guarantee_is_allow_listed(tmp_path: Path) -> None:
+    run = make_run(tmp_path, n_points=300, levels=2, seed=3)
+    assert "privacy_guarantee" not in build_payload(run)  # threshold mode: the page words it from run.min_accounts
+    store = RunStore(run)
+    agg = store.read_json("aggregates")
+    agg["privacy_guarantee"] = DP_GUARANTEE | {"note": PLANTED_TEXT, "accounts_seen": [PLANTED_ACCOUNT_PREFIX + "1"],
+                                               "unit": "account\u202e" + "x" * 100, "epsilon_spent": {"ids": PLANTED_CONV_PREFIX}}
+    store.write_json("aggregates", agg)
+    got = build_payload(run)["privacy_guarantee"]
+    assert set(got) == {"mode", "epsilon", "delta", "unit"}
+    assert got["mode"] == "dp" and got["epsilon"] == 1.0 and got["delta"] == 1e-6
+    assert "\u202e" not in got["unit"] and len(got["unit"]) <= 40
+    html = build_explorer_html(run)
+    for planted in (PLANTED_TEXT, PLANTED_ACCOUNT_PREFIX, PLANTED_CONV_PREFIX):
+        assert planted not in html
+    # stated under `run` (where a release may put it) works the same
+    agg.pop("privacy_guarantee")
+    agg["run"]["privacy_guarantee"] = {"mode": "dp", "epsilon": 2, "delta": float("nan")}
+    store.write_json("aggregates", agg)
+    assert build_payload(run)["privacy_guarantee"] == {"mode": "dp", "epsilon": 2}

@@ -335,3 +335,167 @@ def test_classifier_comparison(chromium, html_url: str) -> None:
         assert rec.errors == []
     finally:
         page.close()
+
+
+# ---- one run with two hierarchies (threshold and DP), a few far outliers; one page load per view ---------
+
+@pytest.fixture(scope="module")
+def multi_url(tmp_path_factory) -> str:
+    from test_explorer import make_multi_run
+
+    run = make_multi_run(tmp_path_factory.mktemp("bmulti"), n_points=2000, outliers=6)
+    return write_explorer(run).resolve().as_uri()
+
+
+@pytest.fixture(scope="module")
+def multi_page(chromium, multi_url: str):
+    page, rec = open_page(chromium, multi_url)
+    yield page, rec
+    page.close()
+
+
+LABEL_GEOMETRY_JS = """() => {
+  const E = window.__explorer, [w, h] = E.mapSize(), boxes = E.labelBoxes(), c = document.createElement('canvas').getContext('2d');
+  const m = document.getElementById('map').getBoundingClientRect(), widgets = [];
+  for (const sel of ['#legend', '.zoom-btns', '#map-status']) {
+    const r = document.querySelector(sel).getBoundingClientRect();
+    if (r.width) widgets.push([r.left - m.left, r.top - m.top, r.right - m.left, r.bottom - m.top]);
+  }
+  return { w, h, widgets, boxes: boxes.map((b) => { c.font = b.font;
+    return { ...b, textWidth: c.measureText(b.text).width, centre: E.screenOf(b.id) }; }) };
+}"""
+
+
+def check_labels(page) -> int:
+    """Rendered labels: each box holds its text, lies inside the map, overlaps no other label and none of
+    the map's widgets, and sits at a cluster whose centre is on the map. Returns how many there are."""
+    g = page.evaluate(LABEL_GEOMETRY_JS)
+    boxes = g["boxes"]
+    hit = lambda a, b: not (a[2] <= b[0] or a[0] >= b[2] or a[3] <= b[1] or a[1] >= b[3])  # noqa: E731
+    for j, b in enumerate(boxes):
+        x0, y0, x1, y1 = b["box"]
+        assert x1 - x0 >= b["textWidth"], b
+        assert 0 <= x0 and x1 <= g["w"] and 0 <= y0 and y1 <= g["h"], (b, g["w"], g["h"])
+        cx, cy = b["centre"]
+        assert 0 <= cx <= g["w"] and 0 <= cy <= g["h"], b
+        for other in boxes[j + 1:]:
+            assert not hit(b["box"], other["box"]), (b, other)
+        for wd in g["widgets"]:
+            assert not hit(b["box"], wd), (b, wd)
+    return len(boxes)
+
+
+def test_labels_placed_without_overlap(multi_page) -> None:
+    page, rec = multi_page
+    page.evaluate("location.hash = ''")
+    page.wait_for_timeout(100)
+    assert check_labels(page) >= 4
+    # zoomed in (finer levels, many more candidates) and panned so that part of the map is off-screen:
+    # labels whose cluster is off the map are hidden, none is pushed onto the edge
+    top = page.locator("#tree > li[role=treeitem]").first.get_attribute("data-id")
+    sx, sy = page.evaluate("(id) => window.__explorer.screenOf(id)", top)
+    box = page.locator("#map").bounding_box()
+    page.mouse.move(box["x"] + sx, box["y"] + sy)
+    for _ in range(2):
+        page.mouse.wheel(0, -500)
+        page.wait_for_timeout(50)
+    page.wait_for_timeout(150)
+    assert page.evaluate("window.__explorer.state.k") > 2
+    n_zoomed = check_labels(page)
+    assert n_zoomed >= 4
+    levels = page.evaluate("window.__explorer.labelsShown().map((id) => window.__explorer.clusters().find((c) => c.id === id).level)")
+    assert max(levels) >= 1
+    page.mouse.move(box["x"] + box["width"] * 0.8, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] / 2, steps=4)
+    page.mouse.up()
+    page.wait_for_timeout(150)
+    check_labels(page)
+    # clusters whose centre left the map have no label (before the fix they were clamped to the edge)
+    off = page.evaluate("""() => { const E = window.__explorer, [w, h] = E.mapSize();
+        return E.clusters().filter((c) => { const p = E.screenOf(c.id); return p && (p[0] < 0 || p[0] > w || p[1] < 0 || p[1] > h); }).map((c) => c.id); }""")
+    assert off and not set(off) & set(page.evaluate("window.__explorer.labelsShown()"))
+    assert rec.errors == []
+
+
+def test_home_view_ignores_outliers(multi_page) -> None:
+    page, rec = multi_page
+    page.evaluate("location.hash = ''")
+    page.keyboard.press("Escape")
+    page.click("#zoom-reset")
+    page.wait_for_timeout(100)
+    share = page.evaluate("window.__explorer.onScreenShare()")
+    assert 0.97 <= share < 1.0  # the 6 far outliers are off the map, the rest is on it
+    # and the bulk fills the map instead of shrinking to a dot next to the outliers
+    spread = page.evaluate("""() => { const E = window.__explorer, [w, h] = E.mapSize(), xs = [], ys = [];
+        for (const c of E.clusters()) { if (c.level !== 0) continue; const p = E.screenOf(c.id); if (p) { xs.push(p[0]); ys.push(p[1]); } }
+        return Math.max((Math.max(...xs) - Math.min(...xs)) / w, (Math.max(...ys) - Math.min(...ys)) / h); }""")
+    assert spread > 0.4, spread
+    assert rec.errors == []
+
+
+def test_facet_switcher(multi_page, chromium, multi_url: str) -> None:
+    page, rec = multi_page
+    assert page.locator("#hier").is_visible()
+    assert page.eval_on_selector_all("#hier option", "os => os.map(o => o.textContent)") == ["request", "task"]
+    top_names = lambda p: p.eval_on_selector_all("#tree > li", "ls => ls.map(l => l.getAttribute('aria-label'))")  # noqa: E731
+    assert not any(n.startswith("Task · ") for n in top_names(page))
+    page.select_option("#hier", label="task")
+    page.wait_for_function("() => location.hash.includes('h=task')", timeout=5000)
+    names = top_names(page)
+    assert len(names) == 5 and all(n.startswith("Task · ") for n in names)  # 4 top clusters and "other"
+    assert page.evaluate("window.__explorer.hierarchy()") == "task"
+    shown = page.evaluate("window.__explorer.labelBoxes().map((b) => b.text)")
+    assert shown and all(t.startswith("Task · ") for t in shown)
+    assert page.evaluate(NONBLANK_JS) > 500
+    # selecting works in the other hierarchy, and a link reopens it there
+    page.locator("#tree > li[role=treeitem]").first.locator(":scope > .row .name").click()
+    assert panel_title(page).startswith("Task · ")
+    page.wait_for_function("() => location.hash.includes('c=')", timeout=5000)
+    page2, rec2 = open_page(chromium, page.url)
+    try:
+        assert page2.input_value("#hier") == "1" and panel_title(page2) == panel_title(page)
+        assert rec2.errors == []
+    finally:
+        page2.close()
+    page.select_option("#hier", label="request")
+    assert not any(n.startswith("Task · ") for n in top_names(page))
+    assert rec.errors == []
+
+
+def test_guarantee_is_stated(multi_page) -> None:
+    page, rec = multi_page
+    page.select_option("#hier", label="request")
+    page.keyboard.press("Escape")
+    page.evaluate("window.__explorer.select('')")  # nothing selected: the overview
+    head = page.locator("#guarantee").inner_text()
+    assert "thresholds" in head and "5 accounts" in head and "not a formal guarantee" in head
+    text = page.locator("#panel-guarantee").inner_text()
+    assert "5 accounts" in text and "15 conversations" in text and "not a formal (differential-privacy) guarantee" in text
+    page.select_option("#hier", label="task")
+    assert page.locator("#guarantee").inner_text() == "Differential privacy: ε = 1, δ = 1e-6 per account"
+    assert "ε = 1, δ = 1e-6, unit: account" in page.locator("#panel-guarantee").inner_text()
+    page.select_option("#hier", label="request")
+    assert rec.errors == []
+
+
+def test_narrow_layout(chromium, multi_url: str) -> None:
+    page = chromium.new_page(viewport={"width": 800, "height": 800})
+    rec = Recorder(page)
+    try:
+        page.goto(multi_url)
+        page.wait_for_function("() => window.__explorerReady", timeout=15000)
+        assert page.evaluate("[document.documentElement.scrollWidth, document.body.scrollWidth]") == [800, 800]
+        for sel in ("#map", ".tree-pane", "#panel", "#search", "#colour", "#filter", "#sort", "#hier", "#guarantee", ".brand"):
+            b = page.locator(sel).bounding_box()
+            assert b and b["x"] >= 0 and b["x"] + b["width"] <= 800 and b["y"] >= 0 and b["y"] + b["height"] <= 800, (sel, b)
+        for sel in ("#map", ".tree-pane", "#panel"):  # key panels keep a usable size
+            b = page.locator(sel).bounding_box()
+            assert b["width"] >= 300 and b["height"] >= 200, (sel, b)
+        assert page.evaluate("(() => { const t = document.querySelector('.top'); return t.scrollWidth <= t.clientWidth; })()")
+        assert check_labels(page) >= 3
+        page.locator("#tree > li[role=treeitem]").first.locator(":scope > .row .name").click()
+        assert panel_title(page)
+        assert rec.errors == []
+    finally:
+        page.close()
