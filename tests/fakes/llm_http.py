@@ -5,6 +5,8 @@ keep-alive connections cost nothing (the overhead benchmark runs 256)."""
 from __future__ import annotations
 
 import asyncio
+import email.parser
+import email.policy
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -137,8 +139,11 @@ class FakeHTTPServer:
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             try:
-                parsed = orjson.loads(body) if body else {}
-            except orjson.JSONDecodeError:
+                if headers.get("content-type", "").startswith("multipart/form-data"):
+                    parsed = multipart_fields(headers["content-type"], body)
+                else:
+                    parsed = orjson.loads(body) if body else {}
+            except (orjson.JSONDecodeError, ValueError):
                 return json_reply(400, {"error": {"message": "body is not JSON"}})
             self.requests.append(parsed)
             self.request_headers.append(headers)
@@ -164,6 +169,19 @@ class FakeHTTPServer:
 
     def error_body(self, status: int, message: str) -> dict[str, Any]:
         return {"error": {"message": message, "code": status}}
+
+
+def multipart_fields(content_type: str, body: bytes) -> dict[str, Any]:
+    """A multipart/form-data body as {field: str, or bytes for a file}, parsed by the standard library."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(f"content-type: {content_type}\r\n\r\n".encode() + body)
+    if not message.is_multipart():
+        raise ValueError("not a multipart body")
+    fields: dict[str, Any] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True) or b""
+        fields[str(name)] = payload if part.get_filename() else payload.decode()
+    return fields
 
 
 def json_reply(status: int, body: Any, headers: dict[str, str] | None = None) -> Reply:

@@ -32,6 +32,14 @@ when the system prompt carries a `cache_control` breakpoint and that prefix reac
 `cache_creation_input_tokens` the first time and `cache_read_input_tokens` after (apart from
 `input_tokens`). `cache_min_tokens=` overrides the minimum. A prefix seen before is cached.
 
+Batch interfaces over the same HTTP: Anthropic Message Batches (`POST /v1/messages/batches`, `GET
+.../{id}`, `GET .../{id}/results` JSONL) and the OpenAI Batch API (`POST /v1/files` multipart
+purpose=batch, `POST /v1/batches`, `GET /v1/batches/{id}`, `GET /v1/files/{id}/content` for the output
+and error files). Items are answered by the same responder and prompt cache as live requests, when the
+batch ends at its `batch_polls`-th status poll (never while `hold_batches` is set). `fail_next_items(n,
+kind=)` makes the next items come back errored ("errored": a server error; "invalid": refused) or
+expired. Counters: `batch_creates`, `batches` (id -> items, polls, results).
+
 Run standalone (for benchmarks): `python tests/fakes/llm_servers.py openai --latency 0.05` prints the URL.
 """
 
@@ -42,6 +50,7 @@ import json
 import math
 import re
 import sys
+from collections import deque
 from pathlib import Path
 from typing import Any, Callable
 
@@ -116,6 +125,36 @@ class _FakeLLMServer(FakeHTTPServer):
         self.models = models  # None: every model exists
         self.cache_min_tokens = cache_min_tokens  # None: the vendor's rule
         self._cached_prefixes: set[str] = set()
+        # batch interfaces: a batch ends at its `batch_polls`-th status poll (never while `hold_batches`)
+        self.batch_polls = 1
+        self.hold_batches = False
+        self.batch_creates = 0
+        self.batches: dict[str, dict[str, Any]] = {}  # id -> {"items": [(custom_id, body)], "polls", "results"}
+        self._item_faults: deque[str] = deque()
+        self.files: dict[str, bytes] = {}  # OpenAI files (batch input, output and error JSONL)
+
+    def fail_next_items(self, n: int = 1, *, kind: str = "errored") -> None:
+        """The next n batch items processed come back as `kind`: "errored" (a server error, worth
+        resubmitting), "invalid" (refused as an invalid request) or "expired"."""
+        self._item_faults.extend(kind for _ in range(n))
+
+    def _new_batch(self, prefix: str, items: list[tuple[str, dict[str, Any]]]) -> str:
+        self.batch_creates += 1
+        batch_id = f"{prefix}{self.batch_creates:04d}"
+        self.batches[batch_id] = {"items": items, "polls": 0, "results": None}
+        return batch_id
+
+    def _poll(self, batch_id: str) -> dict[str, Any]:
+        """Count a status poll; the batch ends (its items are answered, in order) at the `batch_polls`-th."""
+        batch = self.batches[batch_id]
+        batch["polls"] += 1
+        if batch["results"] is None and not self.hold_batches and batch["polls"] >= self.batch_polls:
+            batch["results"] = [(custom_id, self._item_faults.popleft() if self._item_faults else None, body) for custom_id, body in batch["items"]]
+            batch["results"] = [(c, fault, None if fault else self.batch_answer(body)) for c, fault, body in batch["results"]]
+        return batch
+
+    def batch_answer(self, body: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
 
     def _cache_lookup(self, prefix: Any) -> bool:
         """Whether this exact prefix was seen before (then it is read from the cache); remembers it."""
@@ -139,6 +178,9 @@ class FakeOpenAIServer(_FakeLLMServer):
     def route(self, method: str, path: str, headers: dict[str, str], body: dict[str, Any]) -> Reply:
         if self.api_key is not None and headers.get("authorization") != f"Bearer {self.api_key}":
             return json_reply(401, {"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error", "code": "invalid_api_key"}})
+        path = path.rstrip("/")
+        if path.startswith(("/v1/files", "/v1/batches")):
+            return self._batch_route(method, path, body)
         if self.models is not None and body.get("model") not in self.models:
             return json_reply(404, {"error": {"message": f"The model `{body.get('model')}` does not exist.", "code": "model_not_found"}})
         if method == "POST" and path.rstrip("/") == "/v1/chat/completions":
@@ -146,6 +188,80 @@ class FakeOpenAIServer(_FakeLLMServer):
         if method == "POST" and path.rstrip("/") == "/v1/embeddings":
             return json_reply(200, self._embeddings(body))
         return json_reply(404, {"error": {"message": f"no route {method} {path}"}})
+
+    # -- the Batch API: /v1/files (purpose=batch JSONL), /v1/batches, /v1/files/{id}/content --------------
+
+    def _batch_route(self, method: str, path: str, body: dict[str, Any]) -> Reply:
+        if method == "POST" and path == "/v1/files":
+            if body.get("purpose") != "batch" or not isinstance(body.get("file"), bytes):
+                return json_reply(400, {"error": {"message": "expected purpose=batch and a file", "code": "invalid_request"}})
+            file_id = f"file-{len(self.files) + 1:04d}"
+            self.files[file_id] = body["file"]
+            return json_reply(200, {"id": file_id, "object": "file", "bytes": len(body["file"]), "purpose": "batch", "filename": "input.jsonl"})
+        if method == "POST" and path == "/v1/batches":
+            content = self.files.get(str(body.get("input_file_id")))
+            if content is None or body.get("endpoint") != "/v1/chat/completions" or body.get("completion_window") != "24h":
+                return json_reply(400, {"error": {"message": "bad batch request", "code": "invalid_request"}})
+            lines = [json.loads(line) for line in content.splitlines() if line.strip()]
+            if any(line.get("method") != "POST" or line.get("url") != "/v1/chat/completions" for line in lines):
+                batch_id = self._new_batch("batch_", [])
+                self.batches[batch_id]["failed"] = True
+            else:
+                batch_id = self._new_batch("batch_", [(line["custom_id"], line["body"]) for line in lines])
+            return json_reply(200, self._batch_object(batch_id))
+        match = re.fullmatch(r"/v1/batches/([\w-]+)", path)
+        if method == "GET" and match and match.group(1) in self.batches:
+            self._poll(match.group(1))
+            return json_reply(200, self._batch_object(match.group(1)))
+        match = re.fullmatch(r"/v1/files/([\w-]+)/content", path)
+        if method == "GET" and match and match.group(1) in self.files:
+            return 200, {"content-type": "application/octet-stream"}, self.files[match.group(1)]
+        return json_reply(404, {"error": {"message": f"no route {method} {path}"}})
+
+    def _batch_object(self, batch_id: str) -> dict[str, Any]:
+        batch = self.batches[batch_id]
+        total = len(batch["items"])
+        status, output_file, error_file, completed, failed = "in_progress" if batch["polls"] else "validating", None, None, 0, 0
+        if batch.get("failed"):
+            status = "failed" if batch["polls"] else "validating"
+        elif batch["results"] is not None:
+            status = "completed"
+            if "files" not in batch:
+                good = [(c, a) for c, fault, a in batch["results"] if fault is None]
+                bad = [(c, fault) for c, fault, _ in batch["results"] if fault is not None]
+                batch["files"] = (self._store_lines(batch_id, "out", [self._output_line(c, a) for c, a in good]),
+                                  self._store_lines(batch_id, "err", [self._error_line(c, fault) for c, fault in bad]))
+            output_file, error_file = batch["files"]
+            failed = sum(1 for _, fault, _ in batch["results"] if fault is not None)
+            completed = total - failed
+        errors = {"object": "list", "data": [{"code": "invalid_request", "message": "line 1: bad url", "line": 1}]} if batch.get("failed") else None
+        return {"id": batch_id, "object": "batch", "endpoint": "/v1/chat/completions", "errors": errors, "input_file_id": "file-in",
+                "completion_window": "24h", "status": status, "output_file_id": output_file, "error_file_id": error_file,
+                "request_counts": {"total": total, "completed": completed, "failed": failed}}
+
+    def _store_lines(self, batch_id: str, kind: str, lines: list[dict[str, Any]]) -> str | None:
+        if not lines:
+            return None  # the real API leaves the file id null when there is nothing to put in it
+        file_id = f"file-{batch_id}-{kind}"
+        self.files[file_id] = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+        return file_id
+
+    @staticmethod
+    def _output_line(custom_id: str, answer: dict[str, Any]) -> dict[str, Any]:
+        return {"id": f"batch_req_{custom_id[:8]}", "custom_id": custom_id, "response": {"status_code": 200, "request_id": "req_fake", "body": answer}, "error": None}
+
+    @staticmethod
+    def _error_line(custom_id: str, fault: str) -> dict[str, Any]:
+        if fault == "expired":
+            return {"id": "batch_req_x", "custom_id": custom_id, "response": None,
+                    "error": {"code": "batch_expired", "message": "This request could not be executed before the completion window expired."}}
+        status = 400 if fault == "invalid" else 500
+        return {"id": "batch_req_x", "custom_id": custom_id,
+                "response": {"status_code": status, "request_id": "req_fake", "body": {"error": {"message": "injected fault", "type": "server_error"}}},
+                "error": None}
+
+    def batch_answer(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self._chat(body)
 
     def _chat(self, body: dict[str, Any]) -> dict[str, Any]:
         text = self.responder(body)
@@ -193,11 +309,64 @@ class FakeAnthropicServer(_FakeLLMServer):
             return json_reply(401, {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}})
         if "anthropic-version" not in headers:
             return json_reply(400, {"type": "error", "error": {"type": "invalid_request_error", "message": "anthropic-version header is required"}})
+        path = path.rstrip("/")
+        if path.startswith("/v1/messages/batches"):
+            return self._batch_route(method, path, body)
         if self.models is not None and body.get("model") not in self.models:
             return json_reply(404, {"type": "error", "error": {"type": "not_found_error", "message": f"model: {body.get('model')}"}})
-        if method != "POST" or path.rstrip("/") != "/v1/messages":
+        if method != "POST" or path != "/v1/messages":
             return json_reply(404, {"type": "error", "error": {"type": "not_found_error", "message": f"no route {method} {path}"}})
         return json_reply(200, self.message(body, f"msg_fake_{self.request_count}"))
+
+    # -- Message Batches: POST /v1/messages/batches, GET .../{id}, GET .../{id}/results (JSONL) -----------
+
+    def _batch_route(self, method: str, path: str, body: dict[str, Any]) -> Reply:
+        if method == "POST" and path == "/v1/messages/batches":
+            requests = body.get("requests")
+            if not isinstance(requests, list) or not requests or any(
+                not re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", str(r.get("custom_id"))) or "params" not in r for r in requests
+            ):
+                return json_reply(400, {"type": "error", "error": {"type": "invalid_request_error", "message": "bad requests"}})
+            if len({r["custom_id"] for r in requests}) != len(requests):
+                return json_reply(400, {"type": "error", "error": {"type": "invalid_request_error", "message": "custom_id must be unique"}})
+            return json_reply(200, self._batch_object(self._new_batch("msgbatch_", [(r["custom_id"], r["params"]) for r in requests])))
+        match = re.fullmatch(r"/v1/messages/batches/(\w+)(/results)?", path)
+        if method == "GET" and match and match.group(1) in self.batches:
+            batch_id = match.group(1)
+            if match.group(2) is None:
+                self._poll(batch_id)
+                return json_reply(200, self._batch_object(batch_id))
+            results = self.batches[batch_id]["results"]
+            if results is None:
+                return json_reply(400, {"type": "error", "error": {"type": "invalid_request_error", "message": "batch has not ended"}})
+            lines = [{"custom_id": c, "result": self._result(fault, answer)} for c, fault, answer in results]
+            return 200, {"content-type": "application/binary"}, b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+        return json_reply(404, {"type": "error", "error": {"type": "not_found_error", "message": f"no route {method} {path}"}})
+
+    @staticmethod
+    def _result(fault: str | None, answer: dict[str, Any] | None) -> dict[str, Any]:
+        if fault is None:
+            return {"type": "succeeded", "message": answer}
+        if fault == "expired":
+            return {"type": "expired"}
+        kind = "invalid_request_error" if fault == "invalid" else "api_error"
+        return {"type": "errored", "error": {"type": "error", "error": {"type": kind, "message": "injected fault"}}}
+
+    def _batch_object(self, batch_id: str) -> dict[str, Any]:
+        batch = self.batches[batch_id]
+        results = batch["results"]
+        counts = {"processing": len(batch["items"]), "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0}
+        if results is not None:
+            counts["processing"] = 0
+            for _, fault, _ in results:
+                counts[{None: "succeeded", "expired": "expired"}.get(fault, "errored")] += 1
+        ended = results is not None
+        return {"id": batch_id, "type": "message_batch", "processing_status": "ended" if ended else "in_progress", "request_counts": counts,
+                "ended_at": "2026-01-01T00:00:00Z" if ended else None, "created_at": "2026-01-01T00:00:00Z", "expires_at": "2026-01-02T00:00:00Z",
+                "cancel_initiated_at": None, "results_url": f"{self.url}/v1/messages/batches/{batch_id}/results" if ended else None}
+
+    def batch_answer(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self.message(body, f"msg_fake_batch_{self.batch_creates}")
 
     def cache_minimum(self, model: str) -> int:
         if self.cache_min_tokens is not None:

@@ -8,6 +8,7 @@ import asyncio
 import logging
 import socket
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Callable, Generic, Sequence, TypeVar
 
 import httpx
@@ -17,10 +18,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from convoscope.errors import BudgetExceeded, ConfigError, LLMFatalError
 from convoscope.llm.backends import Backend, Completion, TransientError, make_backend
 from convoscope.llm.base import ChatMessage, LLMRequest, LLMResponse, Usage
+from convoscope.llm.batch import BatchAPI, BatchState, ItemResult, PollSettings, run_batches
 from convoscope.llm.cache import ResponseCache, cache_key
 from convoscope.llm.limits import TokenBucket, approx_request_tokens, backoff_delay
 from convoscope.llm.parse import ParseResult, parse_structured
-from convoscope.llm.settings import ROLES, BackendSpec, LLMSettings, parse_spec
+from convoscope.llm.settings import BATCH_ROLES, ROLES, BackendSpec, LLMSettings, parse_spec
 from convoscope.llm.usage import PriceTable, RoleUsage, UsageLedger
 
 log = logging.getLogger("convoscope.llm")
@@ -98,14 +100,23 @@ class _Route:
     def price_model(self) -> str | None:
         return None if self.backend.local else self.spec.model
 
+    @property
+    def batches(self) -> BatchAPI | None:
+        return getattr(self.backend, "batches", None)
+
+
+BATCH_KINDS = ("anthropic", "openai")  # backends with a batch interface (`backend.batches`)
+
 
 class _GaveUp(Exception):
     """Retries exhausted on a transient error: the item fails, the run goes on."""
 
 
 class Client:
-    def __init__(self, settings: LLMSettings, routes: dict[str, _Route], http: HttpPool, *, progress: bool = True):
+    def __init__(self, settings: LLMSettings, routes: dict[str, _Route], http: HttpPool, *, progress: bool = True, run_dir: Path | None = None):
         self.settings = settings
+        self.run_dir = run_dir  # where batch ids are kept (resume); set by the run's context when it has one
+        self._batch_state: BatchState | None = None
         self._routes = routes
         self._http = http
         self._progress = progress
@@ -119,17 +130,25 @@ class Client:
     # -- the LLMClient interface -------------------------------------------------------------
 
     async def complete(self, request: LLMRequest) -> LLMResponse:
+        route, stats, key, hit = self._lookup(request)
+        if hit is not None:
+            return hit
+        return self._finish(stats, request, key, await self._answer(route, stats, request))
+
+    def _lookup(self, request: LLMRequest) -> tuple[_Route, RoleUsage, str | None, LLMResponse | None]:
+        """The request's route and role counters, its cache key, and the cached answer if there is one."""
         route = self._route(request.role)
         stats = self._ledger.role(request.role, str(route.spec))
         stats.calls += 1
         key = cache_key(route.spec.kind, route.spec.model, request) if self._cache else None
-        task = request.task or request.role
         if key is not None and (hit := self._cache.get(key)) is not None:
             stats.cached_calls += 1
-            self._ledger.record_task(task, hit.usage, cached=True, failed=False)
-            return LLMResponse(hit.text, hit.parsed, hit.usage, cached=True)
-        response = await self._answer(route, stats, request)
-        self._ledger.record_task(task, response.usage, cached=False, failed=response.failed)
+            self._ledger.record_task(request.task or request.role, hit.usage, cached=True, failed=False)
+            return route, stats, key, LLMResponse(hit.text, hit.parsed, hit.usage, cached=True)
+        return route, stats, key, None
+
+    def _finish(self, stats: RoleUsage, request: LLMRequest, key: str | None, response: LLMResponse) -> LLMResponse:
+        self._ledger.record_task(request.task or request.role, response.usage, cached=False, failed=response.failed)
         if response.failed:
             stats.failed += 1
         elif key is not None:
@@ -147,16 +166,113 @@ class Client:
         raises; BudgetExceeded lets the requests in flight finish (they are paid for), then raises.
         `show_progress=False` when the caller already shows progress (one live display at a time)."""
         results: list[LLMResponse | None] = [None] * len(requests)
+        batched = [i for i, r in enumerate(requests) if self._batched(r)]
         with (self._progress_bar(description, len(requests)) if show_progress else _NoProgress()) as advance:
 
             async def run(index: int, request: LLMRequest) -> None:
                 results[index] = await self.complete(request)
-                advance()
+                advance(1)
 
-            tasks = [asyncio.create_task(run(i, r)) for i, r in enumerate(requests)]
+            batched_set = set(batched)
+            tasks = [asyncio.create_task(run(i, r)) for i, r in enumerate(requests) if i not in batched_set]
+            if batched:
+                tasks.append(asyncio.create_task(self._complete_batched(requests, batched, results, advance)))
             if tasks:
                 await self._settle(tasks)
         return results  # type: ignore[return-value]  # every slot is filled once _settle returns
+
+    # -- batch interfaces ---------------------------------------------------------------------------
+
+    def _batched(self, request: LLMRequest) -> bool:
+        return self.settings.batch and request.role in BATCH_ROLES and self._route(request.role).batches is not None
+
+    async def _complete_batched(
+        self, requests: Sequence[LLMRequest], indices: list[int], results: list[LLMResponse | None], advance: Callable[[int], None]
+    ) -> None:
+        """Cached answers from the cache, the rest through the backend's batch API (per backend), then the
+        same parsing, validation, answer_check, cache and usage as live calls. An answer that misses its
+        schema is re-asked live with feedback; items that still have no answer after the resubmissions fail."""
+        waiting: dict[str, list[tuple[int, RoleUsage]]] = {}  # custom id -> the slots it answers (duplicates share one)
+        by_route: dict[str, tuple[_Route, dict[str, LLMRequest]]] = {}
+        for index in indices:
+            request = requests[index]
+            route, stats, key, hit = self._lookup(request)
+            if hit is not None:
+                results[index] = hit
+                advance(1)
+                continue
+            custom_id = key or cache_key(route.spec.kind, route.spec.model, request)  # keyed: means nothing without the secret key
+            waiting.setdefault(custom_id, []).append((index, stats))
+            by_route.setdefault(str(route.spec), (route, {}))[1].setdefault(custom_id, request)
+        for backend_name, (route, items) in by_route.items():
+            await self._run_route_batches(route, backend_name, items, waiting, requests, results, advance)
+
+    async def _run_route_batches(
+        self,
+        route: _Route,
+        backend_name: str,
+        items: dict[str, LLMRequest],
+        waiting: dict[str, list[tuple[int, RoleUsage]]],
+        requests: Sequence[LLMRequest],
+        results: list[LLMResponse | None],
+        advance: Callable[[int], None],
+    ) -> None:
+        api = route.batches
+        assert api is not None
+        reserved: list[float] = []
+        follow_ups: list[asyncio.Task[None]] = []
+
+        def reserve(custom_ids: list[str], submitting: bool) -> None:
+            """The worst case of a submission (or of resumed batches) at batch prices, before anything is sent."""
+            input_tokens = sum(approx_request_tokens(items[c]) for c in custom_ids)
+            output_tokens = sum(items[c].max_tokens for c in custom_ids)
+            reserved.append(self._ledger.reserve(route.price_model, input_tokens, output_tokens, batch=True))
+            if submitting:
+                self.requests_sent += len(custom_ids)
+
+        def collect(answers: dict[str, ItemResult]) -> None:
+            for custom_id, result in answers.items():
+                assert result.completion is not None
+                slots = waiting[custom_id]
+                self._ledger.record(slots[0][1], route.price_model, result.completion.usage, batch=True)
+                follow_ups.append(asyncio.create_task(self._settle_batched(route, custom_id, items[custom_id], result, slots, results, advance)))
+
+        if self._batch_state is None:
+            self._batch_state = BatchState(self.run_dir)
+        poll = PollSettings(self.settings.batch_poll_s, self.settings.batch_poll_max_s, self.settings.max_retries,
+                            self.settings.batch_resubmits, self.settings.batch_max_items)
+        try:
+            final = await run_batches(api, backend_name, items, self._batch_state, poll, collect, reserve, lambda n: None)
+        finally:
+            for amount in reserved:
+                self._ledger.release(amount)
+        if follow_ups:
+            await asyncio.gather(*follow_ups)
+        for custom_id in items:
+            slots = waiting[custom_id]
+            if any(results[i] is not None for i, _ in slots):
+                continue
+            result = final.get(custom_id) or ItemResult(error="no batch result")
+            for index, stats in slots:
+                results[index] = self._finish(stats, requests[index], None, LLMResponse("", failed=True, error=result.error or "no batch answer"))
+                advance(1)
+
+    async def _settle_batched(
+        self, route: _Route, custom_id: str, request: LLMRequest, result: ItemResult,
+        slots: list[tuple[int, RoleUsage]], results: list[LLMResponse | None], advance: Callable[[int], None],
+    ) -> None:
+        """One batch answer through the live path's validation (and live re-asks when it misses its schema)."""
+        assert result.completion is not None
+        first_index, stats = slots[0]
+        response = await self._answer(route, stats, request, first=result.completion)
+        key = custom_id if self._cache is not None else None
+        response = self._finish(stats, request, key, response)
+        for n, (index, slot_stats) in enumerate(slots):
+            results[index] = response
+            if n:  # a duplicate request in the same call: answered once, counted as served by that answer
+                self._ledger.record_task(request.task or request.role, response.usage, cached=True, failed=response.failed)
+                slot_stats.cached_calls += 1
+            advance(1)
 
     async def aclose(self) -> None:
         for backend in {id(r.backend): r.backend for r in self._routes.values()}.values():
@@ -177,13 +293,14 @@ class Client:
             raise ConfigError(f"this step needs an LLM but llm.{_setting_for(role)} is 'none'; configure a backend")
         return self._routes[role]
 
-    async def _answer(self, route: _Route, stats: RoleUsage, request: LLMRequest) -> LLMResponse:
+    async def _answer(self, route: _Route, stats: RoleUsage, request: LLMRequest, *, first: Completion | None = None) -> LLMResponse:
+        """The answer with schema re-asks; `first`: the first attempt's answer when it came from a batch."""
         total = Usage()
         attempt_request = request
         attempts = 1 + (self.settings.schema_retries if request.json_schema is not None else 0)
-        for _ in range(attempts):
+        for attempt in range(attempts):
             try:
-                completion = await self._send(route, stats, attempt_request)
+                completion = first if attempt == 0 and first is not None else await self._send(route, stats, attempt_request)
             except _GaveUp as exc:
                 return LLMResponse("", usage=total, failed=True, error=str(exc))
             total = total + completion.usage
@@ -249,7 +366,8 @@ class Client:
             return
         if isinstance(failure, BudgetExceeded):
             # The ledger now refuses every new request, so what is left finishes quickly.
-            await asyncio.wait(pending)
+            if pending:
+                await asyncio.wait(pending)
         else:
             for task in pending:
                 task.cancel()
@@ -271,8 +389,8 @@ def _setting_for(role: str) -> str:
 
 
 class _NoProgress:
-    def __enter__(self) -> Callable[[], None]:
-        return lambda: None
+    def __enter__(self) -> Callable[[int], None]:
+        return lambda n: None
 
     def __exit__(self, *exc: object) -> None:
         return None
@@ -290,11 +408,11 @@ class _RichProgress:
         )
         self._task = self._bar.add_task(description, total=total, rate="-")
 
-    def __enter__(self) -> Callable[[], None]:
+    def __enter__(self) -> Callable[[int], None]:
         self._bar.start()
 
-        def advance() -> None:
-            self._bar.advance(self._task)
+        def advance(n: int) -> None:
+            self._bar.advance(self._task, n)
             speed = self._bar.tasks[0].speed
             self._bar.update(self._task, rate=f"{speed:.1f}" if speed else "-")
 
@@ -304,9 +422,9 @@ class _RichProgress:
         self._bar.stop()
 
 
-def build_client(settings: LLMSettings, *, progress: bool = True) -> Client:
+def build_client(settings: LLMSettings, *, progress: bool = True, run_dir: Path | None = None) -> Client:
     """A client serving every role whose spec is not 'none'. Roles sharing a spec share a backend
-    (one loaded local model, one connection pool)."""
+    (one loaded local model, one connection pool). `run_dir`: where batch mode keeps its batch ids."""
     http = HttpPool(settings)
     backends: dict[BackendSpec, Backend] = {}
     routes: dict[str, _Route] = {}
@@ -314,7 +432,11 @@ def build_client(settings: LLMSettings, *, progress: bool = True) -> Client:
         spec = parse_spec(settings.spec_for(role))
         if spec is None:
             continue
+        if settings.batch and role in BATCH_ROLES and spec.kind not in BATCH_KINDS:
+            # in-process engines batch by themselves already; a silent fallback would hide the price difference
+            raise ConfigError(f"--batch needs a hosted API with a batch interface (anthropic: or openai:), but the {role} backend is "
+                              f"'{spec}', which runs in this process; run it without --batch")
         if spec not in backends:
             backends[spec] = make_backend(spec, settings, http)
         routes[role] = _Route(spec, backends[spec])
-    return Client(settings, routes, http, progress=progress)
+    return Client(settings, routes, http, progress=progress, run_dir=run_dir)

@@ -13,6 +13,7 @@ from convoscope.errors import ConfigError
 
 BACKEND_KINDS = ("anthropic", "openai", "llamacpp", "vllm")
 ROLES = ("facets", "screener", "naming", "auditor")
+BATCH_ROLES = ("facets", "screener", "auditor")  # one call per conversation or cluster, none waiting on another
 
 
 class LLMSettings(BaseModel):
@@ -45,6 +46,16 @@ class LLMSettings(BaseModel):
         description="Model -> [USD per 1M input tokens, per 1M output tokens, optionally per 1M cache-read and cache-write "
         "input tokens (default: the vendor's rule)]; merged over the built-in table.",
     )
+    batch: bool = Field(
+        False,
+        description="Send the per-conversation calls (facets, screener) and the audits through the provider's batch API "
+        "(Anthropic Message Batches, OpenAI Batch API): half price, answers within 24 hours; batch ids are kept in the run "
+        "directory so an interrupted run resumes polling. Naming and the hierarchy stay live.",
+    )
+    batch_poll_s: float = Field(15.0, gt=0, description="First wait between batch status polls; grows by half each poll.")
+    batch_poll_max_s: float = Field(300.0, gt=0, description="Longest wait between batch status polls.")
+    batch_max_items: int | None = Field(None, ge=1, description="Most requests per batch (default: the provider's limit).")
+    batch_resubmits: int = Field(2, ge=0, description="Rounds of resubmitting batch items that expired or met a server error.")
     local_context_tokens: int = Field(8192, ge=512, description="Context window for in-process models (llamacpp, vllm).")
 
     @property

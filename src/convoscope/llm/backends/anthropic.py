@@ -19,8 +19,9 @@ import orjson
 
 from convoscope.errors import ConfigError
 from convoscope.llm.backends import Completion, TransientError
-from convoscope.llm.backends.http import post_json
+from convoscope.llm.backends.http import json_of, jsonl_lines, post_json, send
 from convoscope.llm.base import LLMRequest, Usage
+from convoscope.llm.batch import BatchStatus, ItemResult
 from convoscope.llm.limits import approx_tokens, schema_tokens
 from convoscope.llm.settings import BackendSpec
 
@@ -76,6 +77,7 @@ class AnthropicBackend:
         self._headers = {"anthropic-version": API_VERSION, **({"x-api-key": key} if key else {})}
         # a breakpoint is sent from half the model's minimum on: the prefix estimate (bytes / 4) is rough
         self._cache_from_tokens = cache_min_tokens(spec.model) // 2
+        self.batches = AnthropicBatches(self)
 
     def request_body(self, request: LLMRequest) -> dict[str, Any]:
         messages = [{"role": m.role, "content": m.content} for m in request.messages]
@@ -106,3 +108,65 @@ class AnthropicBackend:
 
     async def aclose(self) -> None:
         return None
+
+
+class AnthropicBatches:
+    """The Message Batches API: POST /v1/messages/batches with {"requests": [{custom_id, params}]}, GET
+    /v1/messages/batches/{id} until `processing_status` is "ended", then the JSONL at `results_url`
+    (one {custom_id, result: {type: succeeded|errored|canceled|expired, ...}} a line)."""
+
+    max_items = 100_000
+    max_bytes = 256 * 1024 * 1024
+
+    def __init__(self, backend: AnthropicBackend):
+        self._backend = backend
+        self.url = backend.url + "/batches"
+        self._results_url: dict[str, str] = {}
+
+    def entry(self, custom_id: str, request: LLMRequest) -> dict[str, Any]:
+        return {"custom_id": custom_id, "params": self._backend.request_body(request)}
+
+    async def _call(self, method: str, url: str, body: dict[str, Any] | None = None) -> Any:
+        backend = self._backend
+        return await send(backend._http.client(), method, url, backend._headers, body=body, key_env="ANTHROPIC_API_KEY",
+                          model=backend.spec.model, not_found="no Message Batches API here, or an unknown batch")
+
+    async def create(self, entries: list[dict[str, Any]]) -> str:
+        data = json_of(await self._call("POST", self.url, {"requests": entries}))
+        return _field(data, "id")
+
+    async def status(self, batch_id: str) -> BatchStatus:
+        data = json_of(await self._call("GET", f"{self.url}/{batch_id}"))
+        counts = data.get("request_counts") or {}
+        finished = sum(int(counts.get(k) or 0) for k in ("succeeded", "errored", "canceled", "expired"))
+        ended = _field(data, "processing_status") == "ended"
+        if ended:
+            self._results_url[batch_id] = data.get("results_url") or f"{self.url}/{batch_id}/results"
+        return BatchStatus(ended=ended, finished=finished)
+
+    async def results(self, batch_id: str) -> dict[str, ItemResult]:
+        url = self._results_url.get(batch_id) or f"{self.url}/{batch_id}/results"
+        out: dict[str, ItemResult] = {}
+        for line in jsonl_lines(await self._call("GET", url)):
+            custom_id, result = _field(line, "custom_id"), line.get("result") or {}
+            kind = result.get("type")
+            if kind == "succeeded":
+                try:
+                    out[custom_id] = ItemResult(answer_of(result["message"]))
+                except (KeyError, TransientError) as exc:
+                    out[custom_id] = ItemResult(retry=True, error=f"unreadable batch answer ({exc})")
+            elif kind == "errored":
+                error = (result.get("error") or {}).get("error") or result.get("error") or {}
+                error_type = str(error.get("type") or "error")
+                # a request the API refuses (invalid_request_error) would be refused again; other errors may pass
+                out[custom_id] = ItemResult(retry=error_type != "invalid_request_error", error=f"batch item errored: {error_type}")
+            else:  # canceled, expired
+                out[custom_id] = ItemResult(retry=True, error=f"batch item {kind}")
+        return out
+
+
+def _field(data: Any, name: str) -> str:
+    try:
+        return str(data[name])
+    except (KeyError, TypeError):
+        raise TransientError(f"the server sent an unexpected batch response (no {name})") from None

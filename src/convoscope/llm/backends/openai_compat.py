@@ -9,11 +9,13 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+import orjson
 
 from convoscope.errors import ConfigError
 from convoscope.llm.backends import Completion, TransientError
-from convoscope.llm.backends.http import post_json
+from convoscope.llm.backends.http import json_of, jsonl_lines, post_json, send
 from convoscope.llm.base import LLMRequest, Usage
+from convoscope.llm.batch import BatchStatus, ItemResult
 from convoscope.llm.settings import BackendSpec
 
 if TYPE_CHECKING:
@@ -60,6 +62,7 @@ class OpenAICompatBackend:
         if not key and self.official:
             raise ConfigError(f"OPENAI_API_KEY is not set (needed by '{spec}')")
         self._headers = {"authorization": f"Bearer {key}"} if key else {}
+        self.batches = OpenAIBatches(self)
 
     def request_body(self, request: LLMRequest) -> dict[str, Any]:
         messages: list[dict[str, str]] = [{"role": "system", "content": request.system}] if request.system else []
@@ -81,3 +84,78 @@ class OpenAICompatBackend:
 
     async def aclose(self) -> None:
         return None
+
+
+class OpenAIBatches:
+    """The OpenAI Batch API: the requests as a JSONL file (POST /v1/files, purpose=batch; one
+    {custom_id, method, url, body} a line), POST /v1/batches for /v1/chat/completions within 24h, GET
+    /v1/batches/{id} until it is completed, expired, cancelled or failed, then the output and error
+    files (GET /v1/files/{id}/content). Compatible servers without it answer 404: a clear error."""
+
+    max_items = 50_000
+    max_bytes = 200 * 1024 * 1024
+    ENDPOINT = "/v1/chat/completions"
+
+    def __init__(self, backend: OpenAICompatBackend):
+        self._backend = backend
+        self.root = backend.url.removesuffix("/chat/completions")
+        self._files: dict[str, tuple[str | None, str | None]] = {}  # batch id -> (output file, error file)
+
+    def entry(self, custom_id: str, request: LLMRequest) -> dict[str, Any]:
+        return {"custom_id": custom_id, "method": "POST", "url": self.ENDPOINT, "body": self._backend.request_body(request)}
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        backend = self._backend
+        return await send(backend._http.client(), method, self.root + path, backend._headers, key_env="OPENAI_API_KEY" if backend._headers else None,
+                          model=backend.spec.model, not_found="no OpenAI Batch API here (run without --batch), or an unknown batch or file", **kwargs)
+
+    async def create(self, entries: list[dict[str, Any]]) -> str:
+        jsonl = b"".join(orjson.dumps(e) + b"\n" for e in entries)
+        uploaded = json_of(await self._call("POST", "/files", data={"purpose": "batch"}, files={"file": ("convoscope-batch.jsonl", jsonl, "application/jsonl")}))
+        batch = json_of(await self._call("POST", "/batches", body={"input_file_id": _field(uploaded, "id"), "endpoint": self.ENDPOINT, "completion_window": "24h"}))
+        return _field(batch, "id")
+
+    async def status(self, batch_id: str) -> BatchStatus:
+        data = json_of(await self._call("GET", f"/batches/{batch_id}"))
+        counts = data.get("request_counts") or {}
+        finished = int(counts.get("completed") or 0) + int(counts.get("failed") or 0)
+        status = _field(data, "status")
+        if status == "failed":  # the input file failed validation: nothing ran
+            errors = (data.get("errors") or {}).get("data") or [{}]
+            first = errors[0]
+            return BatchStatus(ended=True, finished=finished, failure=f"{first.get('code', 'failed')}: {' '.join(str(first.get('message', '')).split())[:200]}")
+        ended = status in ("completed", "expired", "cancelled")
+        if ended:
+            self._files[batch_id] = (data.get("output_file_id"), data.get("error_file_id"))
+        return BatchStatus(ended=ended, finished=finished)
+
+    async def results(self, batch_id: str) -> dict[str, ItemResult]:
+        output_file, error_file = self._files.get(batch_id, (None, None))
+        out: dict[str, ItemResult] = {}
+        for file_id in (output_file, error_file):
+            if not file_id:
+                continue
+            for line in jsonl_lines(await self._call("GET", f"/files/{file_id}/content")):
+                out[_field(line, "custom_id")] = self._item(line)
+        return out  # items in neither file (a cancelled batch) are resubmitted by the caller
+
+    @staticmethod
+    def _item(line: dict[str, Any]) -> ItemResult:
+        response = line.get("response") or {}
+        status = int(response.get("status_code") or 0)
+        if status == 200 and not line.get("error"):
+            try:
+                return ItemResult(answer_of(response["body"]))
+            except (KeyError, TransientError) as exc:
+                return ItemResult(retry=True, error=f"unreadable batch answer ({exc})")
+        code = str((line.get("error") or {}).get("code") or (f"HTTP {status}" if status else "error"))
+        # a 4xx other than 408/409/429 would be refused again; expiry and server errors may pass next time
+        permanent = 400 <= status < 500 and status not in (408, 409, 429)
+        return ItemResult(retry=not permanent, error=f"batch item failed: {code}")
+
+
+def _field(data: Any, name: str) -> str:
+    try:
+        return str(data[name])
+    except (KeyError, TypeError):
+        raise TransientError(f"the server sent an unexpected batch response (no {name})") from None
