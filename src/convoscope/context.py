@@ -70,6 +70,8 @@ class RunContext:
             raise ConfigError("this step needs an LLM; pass --llm SPEC (e.g. anthropic:claude-3-5-haiku-latest)")
         if self._loop is None:
             self._loop = asyncio.new_event_loop()
+        if getattr(self.llm, "run_dir", False) is None:
+            self.llm.run_dir = self.store.root  # batch mode keeps its batch ids here, so a rerun resumes them
         return self._loop.run_until_complete(self.llm.complete_many(requests, description=description, show_progress=show_progress))
 
     def close(self) -> None:
