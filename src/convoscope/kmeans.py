@@ -38,3 +38,37 @@ def kmeans(vectors: np.ndarray, k: int, seed: int, sample_weight: np.ndarray | N
     # k-means can leave a cluster empty; renumber so every label in 0..k'-1 is used
     used, labels = np.unique(labels, return_inverse=True)
     return labels.reshape(-1)[inverse].astype(np.int64), centroids[used]
+
+
+# Rows k-means is fitted on when there are more: the rest are assigned to the fitted centroids block by
+# block. faiss samples at most 256 points per centroid for the same reason; at 100 conversations per
+# cluster a sample of this size still sees every cluster's region (NMI on the labelled sets: docs/benchmarks.md).
+FIT_SAMPLE_ROWS = 50_000
+ASSIGN_BLOCK_ROWS = 16_384
+
+
+def assign_blocks(vectors: np.ndarray, centroids: np.ndarray, block: int = ASSIGN_BLOCK_ROWS) -> np.ndarray:
+    """Index of each row's nearest unit centroid (largest dot product), computed block by block, so
+    `vectors` may be a float16 memory map of any length: memory is one float32 block and its similarities."""
+    centroids_t = np.ascontiguousarray(np.asarray(centroids, dtype=np.float32).T)
+    labels = np.empty(len(vectors), dtype=np.int64)
+    for start in range(0, len(vectors), block):
+        rows = np.asarray(vectors[start:start + block], dtype=np.float32)
+        labels[start:start + len(rows)] = np.argmax(rows @ centroids_t, axis=1)
+    return labels
+
+
+def kmeans_on_sample(vectors: np.ndarray, k: int, seed: int, fit_rows: int = FIT_SAMPLE_ROWS) -> tuple[np.ndarray, np.ndarray]:
+    """`kmeans` for any number of rows (a float16 memory map included): up to `fit_rows` rows it is
+    `kmeans` itself; above, `kmeans` is fitted on a seeded sample of `fit_rows` rows and every row is
+    then assigned to its nearest fitted centroid (`assign_blocks`). Same labels and centroids for the
+    same input and seed."""
+    n = len(vectors)
+    if n <= fit_rows:
+        return kmeans(np.asarray(vectors, dtype=np.float32), k, seed)
+    sample = np.sort(np.random.default_rng(seed).choice(n, size=fit_rows, replace=False))
+    _, centroids = kmeans(np.asarray(vectors[sample], dtype=np.float32), k, seed)
+    labels = assign_blocks(vectors, centroids)
+    # a centroid no row is nearest to is dropped, so every label in 0..k'-1 is used (as `kmeans` does)
+    used, labels = np.unique(labels, return_inverse=True)
+    return labels.reshape(-1).astype(np.int64), centroids[used]

@@ -355,6 +355,19 @@ class RunStore:
                 np.save(fh, array, allow_pickle=False)
         return key
 
+    @contextmanager
+    def array_writer(self, name: str, shape: tuple[int, ...], dtype: Any) -> Iterator[np.ndarray]:
+        """Write an array block by block: yields a writable memory map of the final `.npy` (a standard
+        file, read back by `read_array`), which gets its name only when the block exits without error,
+        so a large artifact never has to be in memory at once and a crash leaves no complete-looking file."""
+        with _atomic_path(self._file(f"array:{name}")) as tmp:
+            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+            try:
+                yield array
+                array.flush()
+            finally:
+                del array  # our mapping; renaming a mapped file is safe on POSIX
+
     def read_array(self, name: str, mmap: bool = True) -> np.ndarray:
         return np.load(self._file(f"array:{name}"), mmap_mode="r" if mmap else None, allow_pickle=False)
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 from convoscope.components import cluster_with, custom_clusterer, fingerprint_parts
 from convoscope.context import RunContext
 from convoscope.hierarchy_levels import choose_k
-from convoscope.kmeans import kmeans
+from convoscope.kmeans import kmeans_on_sample
 from convoscope.stage_runner import Stage, StageOutput, StageRecord, optional_field, run_stage
 
 
@@ -24,22 +24,31 @@ class ClusterRecord(StageRecord):
 
 
 def _settings(ctx: RunContext) -> tuple:
-    return ctx.config.cluster.model_dump(), ctx.config.seed, *fingerprint_parts(ctx, "clusterer")
+    from convoscope.dp_kmeans import dp_fingerprint
+
+    return ctx.config.cluster.model_dump(), ctx.config.seed, *fingerprint_parts(ctx, "clusterer"), *dp_fingerprint(ctx.config)
 
 
 def _cluster(ctx: RunContext) -> StageOutput[ClusterRecord]:
     config = ctx.config
-    vectors = np.asarray(ctx.store.read_array("embeddings", mmap=False))
+    vectors = ctx.store.read_array("embeddings")  # memory-mapped float16: read block by block below
     clusterer = custom_clusterer(ctx)
     if clusterer is not None:  # injected (convoscope.components): its labels, our centroids
+        vectors = np.asarray(vectors, dtype=np.float32)
         with ctx.console.status(f"{type(clusterer).__name__}: clustering {len(vectors):,} conversations"):
             labels, centroids, noise = cluster_with(clusterer, vectors)
         k = len(centroids)
         record = ClusterRecord(k=int(k), rule=f"custom clusterer {type(clusterer).__name__}", noise_reassigned=noise)
+    elif config.privacy.mode == "dp":  # differential privacy mode: DP k-means (convoscope.dp_kmeans, engineer E)
+        from convoscope.dp_kmeans import dp_cluster
+
+        labels, centroids, rule = dp_cluster(ctx, np.asarray(vectors, dtype=np.float32))
+        k = len(centroids)
+        record = ClusterRecord(k=int(k), rule=rule)
     else:
         k = choose_k(len(vectors), config.cluster)
         with ctx.console.status(f"k-means: {len(vectors):,} conversations into {k} base clusters"):
-            labels, centroids = kmeans(vectors, k, config.seed)
+            labels, centroids = kmeans_on_sample(vectors, k, config.seed)
         record = ClusterRecord(k=int(k), rule=f"k = conversations / {config.cluster.conversations_per_cluster}, "
                                               f"within [{config.cluster.min_clusters}, {config.cluster.max_clusters}]")
     conv_ids = ctx.store.read_table("facets", columns=["conv_id"]).column("conv_id")

@@ -3,20 +3,41 @@
 LLM mode embeds the hierarchy facet's summary (privacy-preserving text). Extractive mode embeds the
 user's own messages, identifiers masked and cut to `facets.extractive_max_chars`; that text is
 re-read from the input whenever needed and never stored.
+
+The vectors go straight to a memory-mapped `.npy` in float16 (EMBEDDING_DTYPE), one batch at a
+time, so a million conversations never hold their vectors in memory (a float32 copy was 2 GB, and
+the stacking doubled it). The bundled USE model is encoded by one single-threaded worker process
+per core on large inputs (see `_use_worker_pool`).
 """
 
 from __future__ import annotations
 
+import os
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
 from convoscope.context import RunContext
-from convoscope.components import embedder_for, embedding_model
-from convoscope.embedders import VectorCache
+from convoscope.components import components_of, embedder_for, embedding_model
+from convoscope.embedders import UniversalSentenceEncoder, VectorCache
 from convoscope.analysis_text import analysis_texts
 from convoscope.scrub import SCRUB_VERSION
 from convoscope.stage_runner import Stage, StageOutput, StageRecord, run_stage
+
+# Unit vectors lose nothing that clustering sees in float16 (cosine similarities move by about 1e-3;
+# NMI on CLINC150 and BANKING77 unchanged, docs/benchmarks.md) and take half the disk and page cache.
+# Readers get float16 rows from `read_array("embeddings")`: convert blocks with `as_float32` before
+# matrix products (numpy has no fast float16 matmul).
+EMBEDDING_DTYPE = np.float16
+# Below this many rows the worker processes cost more to start (about 2 s each to load USE) than they save.
+POOL_MIN_ROWS = 20_000
+# Batches queued per worker: enough to keep every worker busy while the parent reads and scrubs text.
+POOL_BATCHES_AHEAD = 3
+POOLED_MODELS = ("use-multilingual", "use")
 
 
 @dataclass(frozen=True)
@@ -32,52 +53,147 @@ def _cache_dir(ctx: RunContext):
 
 def _settings(ctx: RunContext) -> tuple:
     config = ctx.config
-    return embedding_model(ctx), ctx.hierarchy_facet, config.facets.extractive_max_chars, config.privacy.scrub_identifiers and SCRUB_VERSION
+    return (embedding_model(ctx), ctx.hierarchy_facet, config.facets.extractive_max_chars,
+            config.privacy.scrub_identifiers and SCRUB_VERSION, np.dtype(EMBEDDING_DTYPE).name)
+
+
+def as_float32(rows: np.ndarray) -> np.ndarray:
+    """Rows of the embeddings artifact (float16, possibly memory-mapped) as a float32 array for arithmetic."""
+    return np.asarray(rows, dtype=np.float32)
+
+
+class _PendingBatch:
+    """One batch between the vector cache and the model: the cached rows, and the distinct texts to encode."""
+
+    def __init__(self, texts: list[str], cache: VectorCache | None):
+        self.texts = texts
+        self.cache = cache
+        self.vectors: list[np.ndarray | None] = cache.get_many(texts) if cache else [None] * len(texts)
+        # each distinct text is encoded once, so equal texts get bit-identical vectors (batch padding
+        # can otherwise perturb the last digits) and reruns from the cache cluster identically
+        self.distinct = list(dict.fromkeys(t for t, v in zip(texts, self.vectors) if v is None))
+
+    def finish(self, fresh: np.ndarray | None) -> np.ndarray:
+        """The batch's float32 vectors, given the encoded `distinct` texts (None when there were none)."""
+        if self.distinct:
+            assert fresh is not None
+            if self.cache:
+                self.cache.put_many(self.distinct, fresh)
+            by_text = dict(zip(self.distinct, fresh))
+            self.vectors = [by_text[t] if v is None else v for t, v in zip(self.texts, self.vectors)]
+        return np.vstack(self.vectors).astype(np.float32, copy=False)
+
+
+def embed_texts(embedder: Any, texts: list[str], cache: VectorCache | None = None) -> tuple[np.ndarray, int]:
+    """Float32 unit vectors of one batch of texts, in order, and how many distinct texts were encoded (the
+    rest came from `cache`). The unit of work of this stage, public for engines that spread the batches
+    over workers of their own."""
+    pending = _PendingBatch(texts, cache)
+    return pending.finish(embedder.encode(pending.distinct) if pending.distinct else None), len(pending.distinct)
+
+
+# -- worker processes (bundled USE model) -------------------------------------------------------------
+_worker_embedder: Any = None
+
+
+def _start_worker(spec: str) -> None:
+    global _worker_embedder
+    from convoscope.embedders import make_embedder
+
+    _worker_embedder = make_embedder(spec)
+    # One BLAS thread per process: USE multiplies small matrices (a few hundred tokens at a time), where a
+    # second thread mostly waits (on a busy 2-core machine 2 threads ran at a fifth of 1 thread's speed).
+    # The embedder has no setting for it yet; its lazily built numpy backend reads `threads` when first used.
+    model = getattr(_worker_embedder, "_model", None)
+    if model is not None and hasattr(model, "threads"):
+        model.threads = 1
+
+
+def _worker_encode(texts: list[str]) -> np.ndarray:
+    return _worker_embedder.encode(texts)
+
+
+def _use_worker_pool(ctx: RunContext, n_rows: int) -> int:
+    """Worker processes for this run's embedding: one per core for the bundled USE model (pure numpy,
+    fastest single-threaded) on inputs large enough to pay for starting them; 0 (encode in this process)
+    otherwise, and always for an injected embedder or a model with threads or a server of its own."""
+    cores = os.cpu_count() or 1
+    if components_of(ctx).embedder is not None or ctx.config.embedding.model not in POOLED_MODELS:
+        return 0
+    if cores < 2 or n_rows < POOL_MIN_ROWS:
+        return 0
+    return cores
+
+
+def _batches(texts: Iterable[str], size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for text in texts:
+        batch.append(text)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _embed(ctx: RunContext) -> StageOutput[EmbedRecord]:
     config = ctx.config
-    embedder = embedder_for(ctx)  # an injected one (convoscope.components), else the configured model
-    cache = VectorCache(_cache_dir(ctx), embedder.name) if config.embedding.cache else None
     n_rows = ctx.store.stage_record("facets")["rows"]
-    chunks: list[np.ndarray] = []
-    batch: list[str] = []
+    workers = _use_worker_pool(ctx, n_rows)
+    # the workers load the model; the name (the vector cache's key) is the class's
+    embedder = None if workers else embedder_for(ctx)  # an injected one (convoscope.components), else the configured model
+    name = UniversalSentenceEncoder.name if embedder is None else embedder.name
+    cache = VectorCache(_cache_dir(ctx), name) if config.embedding.cache else None
     computed = 0
+    written = 0
+    dims = 0
+    with ExitStack() as stack:
+        if cache:
+            stack.callback(cache.close)
+        if workers:
+            import multiprocessing
 
-    def flush() -> None:
-        nonlocal computed
-        vectors: list[np.ndarray | None] = cache.get_many(batch) if cache else [None] * len(batch)
-        missing = [i for i, v in enumerate(vectors) if v is None]
-        if missing:
-            # each distinct text is encoded once, so equal texts get bit-identical vectors (batch padding
-            # can otherwise perturb the last digits) and reruns from the cache cluster identically
-            distinct = list(dict.fromkeys(batch[i] for i in missing))
-            fresh = embedder.encode(distinct)
-            computed += len(distinct)
-            if cache:
-                cache.put_many(distinct, fresh)
-            by_text = dict(zip(distinct, fresh))
-            for i in missing:
-                vectors[i] = by_text[batch[i]]
-        chunks.append(np.vstack(vectors).astype(np.float32))
-        batch.clear()
+            # spawn, not fork: the parent holds threads (BLAS, the progress display) that fork would copy mid-state
+            pool = stack.enter_context(ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                                           initializer=_start_worker, initargs=(config.embedding.model,)))
+        out: np.ndarray | None = None
+        queue: deque[tuple[_PendingBatch, Future | None]] = deque()
 
-    with ctx.progress() as progress:
-        task = progress.add_task(f"Embedding ({embedder.name})", total=n_rows)
-        for text in analysis_texts(ctx):
-            batch.append(text)
-            if len(batch) == config.embedding.batch_size:
-                progress.advance(task, len(batch))
-                flush()
-        if batch:
-            progress.advance(task, len(batch))
-            flush()
-    if cache:
-        cache.close()
-    embeddings = np.vstack(chunks)
-    artifact = ctx.store.write_array("embeddings", embeddings)
-    return StageOutput([artifact], EmbedRecord(model=embedder.name, dims=int(embeddings.shape[1]), computed=computed,
-                                               reused=int(len(embeddings) - computed)))
+        def write(vectors: np.ndarray) -> None:
+            nonlocal out, written, dims
+            if out is None:
+                dims = int(vectors.shape[1])
+                out = stack.enter_context(ctx.store.array_writer("embeddings", (n_rows, dims), EMBEDDING_DTYPE))
+            if written + len(vectors) > n_rows:
+                raise RuntimeError(f"embed: more texts than the {n_rows:,} facets rows")
+            out[written:written + len(vectors)] = vectors
+            written += len(vectors)
+
+        def finish_oldest() -> None:
+            pending, future = queue.popleft()
+            write(pending.finish(future.result() if future is not None else None))
+            progress.advance(task, len(pending.texts))
+
+        with ctx.progress() as progress:
+            task = progress.add_task(f"Embedding ({name})", total=n_rows)
+            for batch in _batches(analysis_texts(ctx), config.embedding.batch_size):
+                if workers:
+                    pending = _PendingBatch(batch, cache)
+                    computed += len(pending.distinct)
+                    queue.append((pending, pool.submit(_worker_encode, pending.distinct) if pending.distinct else None))
+                    while len(queue) > workers * POOL_BATCHES_AHEAD:
+                        finish_oldest()
+                else:
+                    vectors, fresh = embed_texts(embedder, batch, cache)
+                    computed += fresh
+                    write(vectors)
+                    progress.advance(task, len(batch))
+            while queue:
+                finish_oldest()
+        if written != n_rows or out is None:
+            raise RuntimeError(f"embed: {written:,} texts for {n_rows:,} facets rows")
+    artifact = "array:embeddings"
+    return StageOutput([artifact], EmbedRecord(model=name, dims=dims, computed=computed, reused=int(n_rows - computed)))
 
 
 EMBED = Stage("embed", _settings, _embed)

@@ -52,13 +52,13 @@ def project_2d(vectors: np.ndarray, n_neighbors: int, min_dist: float, fit_sampl
     n = len(vectors)
     if n < 4:
         return np.zeros((n, 2), dtype=np.float32)
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import umap
 
         sample = np.arange(n) if n <= fit_sample else np.sort(np.random.default_rng(seed).choice(n, size=fit_sample, replace=False))
-        fitted = vectors[sample]
+        # float32 copies of the sample and of one block of the rest at a time: `vectors` may be a float16 memory map
+        fitted = np.ascontiguousarray(vectors[sample], dtype=np.float32)
         k = min(n_neighbors, len(fitted) - 1)
         # neighbours computed here (exact, each point its own first neighbour as UMAP expects)
         knn = cosine_knn(fitted, fitted, k)
@@ -72,7 +72,7 @@ def project_2d(vectors: np.ndarray, n_neighbors: int, min_dist: float, fit_sampl
         rest = np.setdiff1d(np.arange(n), sample)
         for start in range(0, len(rest), 20000):
             chunk = rest[start:start + 20000]
-            coords[chunk] = _place_rest(reducer, vectors[chunk], fitted, seed + start)
+            coords[chunk] = _place_rest(reducer, np.asarray(vectors[chunk], dtype=np.float32), fitted, seed + start)
     return coords
 
 
@@ -82,8 +82,10 @@ def _settings(ctx: RunContext) -> tuple:
 
 def _map(ctx: RunContext) -> StageOutput[MapRecord]:
     m = ctx.config.map
-    vectors = np.asarray(ctx.store.read_array("embeddings", mmap=False))
+    vectors = ctx.store.read_array("embeddings")  # memory-mapped float16
     reducer = custom_reducer(ctx)  # injected (convoscope.components), else our UMAP
+    if reducer is not None:
+        vectors = np.asarray(vectors, dtype=np.float32)
     with ctx.console.status(f"{type(reducer).__name__ if reducer is not None else 'UMAP'} map of {len(vectors):,} conversations"):
         coords = reduce_with(reducer, vectors) if reducer is not None else project_2d(vectors, m.n_neighbors, m.min_dist, m.fit_sample, ctx.config.seed)
     conv_ids = ctx.store.read_table("facets", columns=["conv_id"]).column("conv_id")
