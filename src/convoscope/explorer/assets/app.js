@@ -1060,6 +1060,7 @@
     tip.hidden = false;
     const tw = tip.offsetWidth, th = tip.offsetHeight;
     tip.style.left = Math.min(cssW - tw - 6, sx + 14) + 'px'; tip.style.top = Math.min(cssH - th - 6, sy + 14) + 'px';
+    window.__explorerHoverAt = performance.now();  // when the page last answered a hover (benchmarks/explorer.py)
   }
   function clickAt(e) {
     const r = canvas.getBoundingClientRect(), i = pick(e.clientX - r.left, e.clientY - r.top);
@@ -1077,14 +1078,18 @@
   // ---------------------------------------------------------------- boot
   async function boot() {
     try {
+      performance.mark('explorer:start');
       const data = await loadData();
+      performance.mark('explorer:data');  // parsed (the benchmark prints these steps)
       HIER = Array.isArray(data.hierarchies) && data.hierarchies.length ? data.hierarchies : [data];
       bindControls();
       readHash();  // picks the hierarchy (h=NAME) and prepares it
+      performance.mark('explorer:prepared');
       syncControls();
       runSearch();
       if (S.sel >= 0) for (const a of ancestors(S.sel)) expanded.add(a);
       renderTree(); renderPanel();
+      performance.mark('explorer:panes');
       resize();
       legendOpen = cssH >= 450;  // a short map (narrow window) starts with the legend folded
       new ResizeObserver(() => resize()).observe(canvas);
