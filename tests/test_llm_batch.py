@@ -202,3 +202,30 @@ def test_openai_batch_refused_at_validation_is_fatal(tmp_path, monkeypatch):
     monkeypatch.setattr(OpenAIBatches, "entry", lambda self, c, r: {**original(self, c, r), "url": "/v1/wrong"})
     with FakeOpenAIServer(responder=responder) as server, pytest.raises(LLMFatalError, match="refused: invalid_request"):
         run(settings("openai", server.url, tmp_path, cache=False), facets(2), tmp_path / "run")
+
+
+@pytest.mark.slow  # a whole run (embedding, UMAP): about a minute on a busy 2-core machine; the LLM part takes a second
+def test_pipeline_with_batch_mode_end_to_end(tmp_path):
+    """`--batch` on a whole run: facets (and the audits) through the batch API, naming and the hierarchy
+    live; the run directory keeps no open batch once the run is done; a rerun costs nothing."""
+    from fakes.clio_responder import make_responder
+    from fakes.corpus import make_records, write_jsonl
+
+    from convoscope.config import load_config
+    from convoscope.pipeline import run_pipeline
+
+    data = write_jsonl(tmp_path / "c.jsonl", make_records(per_topic=20, accounts=20))
+    with FakeOpenAIServer(responder=make_responder()) as server:
+        overrides = {"cluster.conversations_per_cluster": 10, "privacy.min_conversations": 5, "privacy.min_accounts": 3,
+                     "llm.facets": f"openai:gpt-4o-mini@{server.url}", "llm.batch": True, "llm.batch_poll_s": 0.01,
+                     "llm.cache_dir": str(tmp_path / "cache")}
+        store = run_pipeline(data, tmp_path / "run", load_config(None, overrides), show_progress=False)
+        sent = server.request_count
+        again = run_pipeline(data, tmp_path / "run2", load_config(None, overrides), show_progress=False)
+        assert server.request_count == sent
+    usage = store.manifest["llm_usage"]
+    conversations = store.read_table("facets").num_rows
+    assert usage["roles"]["facets"]["batch_requests"] == conversations and usage["roles"]["facets"]["failed"] == 0
+    assert usage["roles"].get("naming", {}).get("batch_requests", 0) == 0 and usage["roles"]["naming"]["requests"] > 0
+    assert server.batch_creates >= 1 and json.loads((tmp_path / "run" / STATE_FILE).read_text())["batches"] == {}
+    assert again.manifest["llm_usage"]["total"]["requests"] == 0
