@@ -87,7 +87,7 @@ def test_anthropic_headers_and_tool_use(tmp_path):
     first = next(r for r in server.requests if "tools" not in r)
     second = next(r for r in server.requests if "tools" in r)
     assert first["messages"] == [{"role": "user", "content": "cook?"}]
-    assert first["system"] == "sys" and first["max_tokens"] == 512
+    assert first["system"] == [{"type": "text", "text": "sys", "cache_control": {"type": "ephemeral"}}] and first["max_tokens"] == 512
     assert second["tool_choice"] == {"type": "tool", "name": "answer"} and second["tools"][0]["input_schema"] == SCHEMA
     headers = server.request_headers[0]
     assert headers["x-api-key"] == "ak-good" and headers["anthropic-version"] == "2023-06-01"
@@ -414,7 +414,7 @@ def test_anthropic_prompt_caching_breakpoint_usage_and_price(tmp_path):
         _, client = run_many(s, requests)
         _, short_client = run_many(s, [ask(f"conversation {i}", system="Be brief.") for i in range(2)])
     assert server.requests[0]["system"] == [{"type": "text", "text": LONG_SYSTEM, "cache_control": {"type": "ephemeral"}}]
-    assert server.requests[-1]["system"] == "Be brief."  # far below the model's 2,048-token minimum: no breakpoint
+    assert server.requests[-1]["system"][0]["cache_control"] == {"type": "ephemeral"}  # sent, but far below the 2,048-token minimum
     total = client.usage_summary()["total"]
     prefix = total["cache_write_tokens"]
     assert prefix > 2048 and total["cache_read_tokens"] == 4 * prefix  # written once, read by the next four

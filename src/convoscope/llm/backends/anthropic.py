@@ -6,8 +6,9 @@ tool_use block's input.
 Prompt caching: the cached prefix is tools, then system, then messages, so a `cache_control`
 breakpoint on the system prompt caches the schema and the static instructions together (the stages
 put every static part there and the per-item text in the user message). The API ignores a breakpoint
-on a prefix shorter than the model's minimum (below), at no cost; we send one only when the prefix
-may reach it. Usage then counts cache writes and reads apart from `input_tokens`.
+on a prefix shorter than the model's minimum (1,024 to 4,096 tokens, `CACHE_MIN_TOKENS`) at no cost,
+so one is always sent: whether the prefix is cached is the model's rule, not a guess of ours from a
+rough token count. Usage counts cache writes and reads apart from `input_tokens`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from convoscope.llm.backends import Completion, TransientError
 from convoscope.llm.backends.http import json_of, jsonl_lines, post_json, send
 from convoscope.llm.base import LLMRequest, Usage
 from convoscope.llm.batch import BatchStatus, ItemResult
-from convoscope.llm.limits import approx_tokens, schema_tokens
 from convoscope.llm.settings import BackendSpec
 
 if TYPE_CHECKING:
@@ -75,8 +75,6 @@ class AnthropicBackend:
         if not key and base == DEFAULT_URL:
             raise ConfigError(f"ANTHROPIC_API_KEY is not set (needed by '{spec}')")
         self._headers = {"anthropic-version": API_VERSION, **({"x-api-key": key} if key else {})}
-        # a breakpoint is sent from half the model's minimum on: the prefix estimate (bytes / 4) is rough
-        self._cache_from_tokens = cache_min_tokens(spec.model) // 2
         self.batches = AnthropicBatches(self)
 
     def request_body(self, request: LLMRequest) -> dict[str, Any]:
@@ -88,11 +86,7 @@ class AnthropicBackend:
             "messages": messages,
         }
         if request.system:
-            prefix = approx_tokens(request.system) + (schema_tokens(request.json_schema) if request.json_schema is not None else 0)
-            if prefix >= self._cache_from_tokens:
-                body["system"] = [{"type": "text", "text": request.system, "cache_control": EPHEMERAL}]
-            else:
-                body["system"] = request.system
+            body["system"] = [{"type": "text", "text": request.system, "cache_control": EPHEMERAL}]
         if request.json_schema is not None:
             body["tools"] = [
                 {"name": TOOL_NAME, "description": "Give the answer in this structure.", "input_schema": request.json_schema}
