@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from convoscope import policy
 from convoscope.context import RunContext
+from convoscope.dp import guarantee_for_thresholds
 from convoscope.stages.rows import analysed_rows
 from convoscope.stage_runner import Stage, StageOutput, StageRecord, run_stage
 
@@ -296,6 +297,7 @@ def build_aggregates(ctx: RunContext) -> tuple[dict[str, Any], pa.Table]:
             "time_range": _published_range(out_clusters) if times else None,
             "time_unit": time_unit,
         },
+        "privacy_guarantee": guarantee_for_thresholds(config.privacy),
         "facets": facet_list,
         "facets_unavailable": unavailable,
         "clusters": out_clusters,
@@ -313,11 +315,19 @@ class AggregatesRecord(StageRecord):
 
 
 def _settings(ctx: RunContext) -> tuple:
-    return ctx.config.privacy.model_dump(), [f.model_dump() for f in ctx.config.facets.custom]
+    p = ctx.config.privacy
+    # the DP settings only in DP mode, so threshold runs keep their fingerprints
+    dp_settings = ("dp-aggregates-v1",) if p.mode == "dp" else ()
+    return p.model_dump(exclude=set() if p.mode == "dp" else {"mode", "epsilon", "delta"}), [f.model_dump() for f in ctx.config.facets.custom], *dp_settings
 
 
 def _aggregates(ctx: RunContext) -> StageOutput[AggregatesRecord]:
-    aggregates, points = build_aggregates(ctx)
+    if ctx.config.privacy.mode == "dp":
+        from convoscope.dp_release import dp_aggregates
+
+        aggregates, points = dp_aggregates(ctx)
+    else:
+        aggregates, points = build_aggregates(ctx)
     artifacts = [ctx.store.write_json("aggregates", aggregates), ctx.store.write_table("points", points)]
     return StageOutput(artifacts, AggregatesRecord())
 

@@ -32,7 +32,7 @@ from convoscope.llm.base import ChatMessage, LLMRequest
 from convoscope.prompts import NAME_SCHEMA
 from convoscope.text import clean_description, clean_name
 from convoscope.stages.rows import analysed_rows
-from convoscope.stage_runner import Stage, StageOutput, StageRecord, run_stage
+from convoscope.stage_runner import Stage, StageOutput, StageRecord, optional_field, run_stage
 
 AUDIT_SCHEMA = {"type": "object", "properties": {"justification": {"type": "string"}, "score": {"type": "integer", "minimum": 1, "maximum": 5}},
                 "required": ["justification", "score"], "additionalProperties": False}
@@ -100,18 +100,40 @@ class PrivacyRecord(StageRecord):
     suppressed_for_remainders: int  # shown clusters withheld so that an "other" remainder passes the gates
     rewritten_names: int
     audited: int
+    dp: dict | None = optional_field()  # DP mode: the privacy stage's releases (convoscope.dp_release) and what they cost
+
+
+def _privacy_settings(p) -> dict:
+    """The privacy settings a stage depends on; the DP ones only in DP mode, so threshold runs keep their fingerprints."""
+    exclude = {"include_raw_text", "scrub_identifiers"} | ({"mode", "epsilon", "delta"} if p.mode != "dp" else set())
+    return p.model_dump(exclude=exclude)
 
 
 def _settings(ctx: RunContext) -> tuple:
     config = ctx.config
-    return (config.privacy.model_dump(exclude={"include_raw_text", "scrub_identifiers"}), "suppression-v2",
+    if config.privacy.mode == "dp":
+        return (_privacy_settings(config.privacy), "dp-release-v1", (config.llm.spec_for("auditor"), config.llm.spec_for("naming"),
+                prompts.load("audit").template, prompts.load("dp_name_cluster").template) if config.llm_mode else None)
+    return (_privacy_settings(config.privacy), "suppression-v2",
             (config.llm.spec_for("auditor"), config.llm.spec_for("naming"), prompts.load("audit").template, prompts.load("rewrite_name").template)
             if config.llm_mode else None)
+
+
+def _privacy_dp(ctx: RunContext) -> StageOutput[PrivacyRecord]:
+    """Differential privacy mode: which clusters exist, their sizes, accounts and names from DP releases only."""
+    from convoscope.dp_release import dp_privacy
+
+    table, figures = dp_privacy(ctx)
+    artifact = ctx.store.write_table("clusters", table)
+    return StageOutput([artifact], PrivacyRecord(withheld_clusters=figures["withheld_clusters"], published_clusters=figures["published_clusters"],
+                                                 neutral_names=0, suppressed_for_remainders=0, rewritten_names=0, audited=0, dp=figures))
 
 
 def _privacy(ctx: RunContext) -> StageOutput[PrivacyRecord]:
     config = ctx.config
     p = config.privacy
+    if p.mode == "dp":
+        return _privacy_dp(ctx)
     rows = ctx.store.read_table("hierarchy").to_pylist()
     assignments = ctx.store.read_table("assignments")
     conv_rows = analysed_rows(ctx.store)
