@@ -145,7 +145,8 @@ def dp_privacy(ctx: RunContext) -> tuple[pa.Table, dict[str, Any]]:
     table = pa.table({**out, "level": pa.array(out["level"], type=pa.int32()), "size": pa.array(out["size"], type=pa.int64()),
                       "accounts": pa.array(out["accounts"], type=pa.int64()), "audit_score": pa.array(out["audit_score"], type=pa.int8())})
     record = {"withheld_clusters": sum(1 for v in shown.values() if not v), "published_clusters": sum(shown.values()),
-              "run_accounts": run_accounts, "released_terms": vocabulary, "rho_spent": dict(b.spent), "delta_spent": dict(b.spent_delta)}
+              "run_accounts": run_accounts, "released_terms": vocabulary, "rho_spent": dict(b.spent), "delta_spent": dict(b.spent_delta),
+              "privacy_guarantee": b.guarantee()}  # the split, in the manifest too
     return table, record
 
 

@@ -23,12 +23,24 @@ def run_warnings(run: dict[str, Any]) -> list[str]:
     return [NO_ACCOUNT_IDS] if run.get("account_ids") == "absent" else []
 
 
+def guarantee_line(guarantee: dict[str, Any] | None) -> str | None:
+    """The privacy guarantee in one plain line (report header; the explorer shows the same object)."""
+    if not guarantee:
+        return None
+    if guarantee.get("mode") == "dp":
+        split = ", ".join(f"{q.replace('_', ' ')} {v['share']:.0%}" for q, v in guarantee.get("split", {}).items())
+        return (f"differential privacy per {guarantee['unit']}: epsilon {guarantee['epsilon']:g}, delta {guarantee['delta']:g} "
+                f"(sizes count at most {guarantee['max_conversations_per_account']} conversations per account; budget: {split})")
+    return (f"thresholds (no formal guarantee): clusters and cells need {guarantee.get('min_accounts')} accounts, "
+            f"{guarantee.get('min_conversations')} conversations with at most {guarantee.get('max_conversations_per_account')} per account")
+
+
 def report_json(store: RunStore) -> dict[str, Any]:
     agg = store.read_json("aggregates")
     clusters = [{**c, "published": c["kind"] == "cluster"} for c in agg["clusters"]]
     return {"facet": agg["run"]["facet"], "levels": agg["run"]["levels"], "run": agg["run"], "warnings": run_warnings(agg["run"]),
             "facets": agg["facets"], "facets_unavailable": agg["facets_unavailable"], "clusters": clusters,
-            "withheld": agg["withheld"], "hierarchies": store.facets()}
+            "withheld": agg["withheld"], "hierarchies": store.facets(), "privacy_guarantee": agg.get("privacy_guarantee")}
 
 
 def _facet_line(c: dict[str, Any]) -> str:
@@ -72,6 +84,9 @@ def print_report(store: RunStore, console: Console, depth: int = 2) -> None:
                 add(branch, c["id"], level + 1)
 
     add(root, None, 0)
+    line = guarantee_line(agg.get("privacy_guarantee"))
+    if line:
+        console.print(f"[dim]privacy: {markup_safe(line)}[/]")
     console.print(root)
     if agg["facets_unavailable"]:
         for name, why in agg["facets_unavailable"].items():
