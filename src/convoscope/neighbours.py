@@ -25,3 +25,41 @@ def cosine_knn(queries: np.ndarray, reference: np.ndarray, k: int) -> tuple[np.n
         indices[start:start + block] = np.take_along_axis(part, order, axis=1)
         distances[start:start + block] = np.maximum(1.0 - np.take_along_axis(part_sims, order, axis=1), 0.0)
     return indices, distances
+
+
+class CellIndex:
+    """Near-exact cosine neighbours among many queries for a fixed reference set, an inverted file:
+    the reference rows are split into `cells` by k-means, and each query is searched exactly (by
+    `cosine_knn`) among the rows of the `probe` cells nearest to its own nearest cell. About probe/cells
+    of the exact search's arithmetic; the queries sharing a nearest cell share one matrix product.
+    Deterministic for the same reference rows and seed.
+
+    The map places the conversations outside its fitted sample with it: at a million conversations the
+    exact search (990,000 x 10,000 similarities) was most of the map's time."""
+
+    def __init__(self, reference: np.ndarray, cells: int, probe: int, seed: int):
+        from convoscope.kmeans import kmeans
+
+        self.reference = np.asarray(reference, dtype=np.float32)
+        labels, self.centroids = kmeans(self.reference, cells, seed)
+        order = np.argsort(labels, kind="stable")
+        bounds = np.searchsorted(labels[order], np.arange(len(self.centroids) + 1))
+        members = [order[bounds[c]:bounds[c + 1]] for c in range(len(self.centroids))]
+        near = np.argsort(-(self.centroids @ self.centroids.T), axis=1, kind="stable")[:, :min(probe, len(self.centroids))]
+        self.candidates = [np.sort(np.concatenate([members[j] for j in near[c]])) for c in range(len(self.centroids))]
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Like `cosine_knn(queries, reference, k)`."""
+        queries = np.asarray(queries, dtype=np.float32)
+        k = min(k, len(self.reference))
+        everything = np.arange(len(self.reference))
+        cell = np.argmax(queries @ self.centroids.T, axis=1)
+        indices = np.empty((len(queries), k), dtype=np.int64)
+        distances = np.empty((len(queries), k), dtype=np.float32)
+        for c in np.unique(cell):
+            rows = np.flatnonzero(cell == c)
+            candidates = self.candidates[c] if len(self.candidates[c]) >= k else everything  # a tiny cell group: search all
+            found, dist = cosine_knn(queries[rows], self.reference[candidates], k)
+            indices[rows] = candidates[found]
+            distances[rows] = dist
+        return indices, distances
