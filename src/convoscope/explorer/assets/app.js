@@ -934,10 +934,14 @@
   }
   function isAncestorOrSelf(a, i) { if (i < 0) return false; if (a === i) return true; return ancestors(i).includes(a); }
 
-  let legendOpen = true;
+  // Open or folded: the reader's choice once made; until then folded for the top-level colours (the tree
+  // shows them too, and an open list would hide a corner of the map) and on a short map, open otherwise.
+  let legendChoice = null;
+  const legendIsOpen = () => legendChoice !== null ? legendChoice : S.colour !== 'top' && cssH >= 450;
   function renderLegend(cc, rng) {
     const lg = $('legend');
     const items = [];
+    const legendOpen = legendIsOpen();
     lg.classList.toggle('collapsed', !legendOpen);
     if (S.colour === 'top') {
       items.push(legendTitle('Top-level clusters'));
@@ -970,11 +974,12 @@
     lg.replaceChildren(...items);
   }
   function legendTitle(t) {
-    return el('button', { type: 'button', class: 'ttl', 'aria-expanded': legendOpen ? 'true' : 'false', title: 'Show / hide the legend' },
-      el('span', { 'aria-hidden': 'true', text: legendOpen ? '▾ ' : '▸ ' }), t);
+    const open = legendIsOpen();
+    return el('button', { type: 'button', class: 'ttl', 'aria-expanded': open ? 'true' : 'false', title: 'Show / hide the legend' },
+      el('span', { 'aria-hidden': 'true', text: open ? '▾ ' : '▸ ' }), t);
   }
   $('legend').addEventListener('click', (e) => {
-    if (e.target.closest('.ttl')) { legendOpen = !legendOpen; changed({ colours: true, nohash: true }); return; }
+    if (e.target.closest('.ttl')) { legendChoice = !legendIsOpen(); changed({ colours: true, nohash: true }); return; }
     const b = e.target.closest('[data-goto]'); if (b) select(+b.dataset.goto, { reveal: true, center: true }); });
 
   let ready = false;
@@ -1091,7 +1096,6 @@
       renderTree(); renderPanel();
       performance.mark('explorer:panes');
       resize();
-      legendOpen = cssH >= 450;  // a short map (narrow window) starts with the legend folded
       new ResizeObserver(() => resize()).observe(canvas);
       pending.colours = true;
       if (S.sel >= 0) { const li = treeEl.querySelector('li[data-idx="' + S.sel + '"]'); if (li) li.scrollIntoView({ block: 'nearest' }); }
