@@ -91,8 +91,8 @@ class NamingSettings(_Section):
     taxonomy: str | None = Field(None, description=(
         "Extractive mode: label clusters with the clearly closest entry of a taxonomy ('default': the bundled one of common "
         "assistant tasks, CC0; or a TOML file of [[task]] label/description entries), keeping phrases as detail. Off by default."))
-    taxonomy_min_similarity: float = Field(0.35, ge=-1.0, le=1.0, description="Lowest cosine of a cluster centroid to a taxonomy entry for its label.")
-    taxonomy_margin: float = Field(0.03, ge=0.0, le=2.0, description="... and how far ahead of the runner-up entry it must be.")
+    taxonomy_min_similarity: float = Field(0.25, ge=-1.0, le=1.0, description="Lowest cosine of a cluster centroid to a taxonomy entry for its label.")
+    taxonomy_margin: float = Field(0.05, ge=0.0, le=2.0, description="... and how far ahead of the runner-up entry it must be.")
 
 
 class PrivacySettings(_Section):
