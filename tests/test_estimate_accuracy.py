@@ -117,3 +117,30 @@ def test_estimate_is_within_ten_percent_on_10000_conversations(tmp_path, chars_o
     data = write_jsonl(tmp_path / "c.jsonl", make_records(per_topic=2500, accounts=2000, seed=3))
     usage, predicted = _compare(data, tmp_path, {}, make_responder())
     _check(usage, predicted)
+
+
+def _uniform(n: int, words: int = 100):
+    from convoscope.model import Conversation
+
+    return [Conversation(id=str(i), messages=[{"role": "user", "content": "word " * words}]) for i in range(n)]
+
+
+def test_estimate_counts_calls_and_cost():
+    plan = CallPlan()
+    result = estimate(_uniform(1000), LLMSettings(facets="anthropic:claude-haiku-4-5", max_concurrency=10), plan)
+    facets = result["stages"]["facets"]
+    assert facets["calls"] == 1000 and facets["output_tokens"] == 1000 * plan.facet_output_tokens
+    assert facets["input_tokens"] > 1000 * (100 + facets["static_prefix_tokens_per_call"])  # the conversation and the prompt around it
+    assert result["stages"]["naming"]["calls"] == 10  # one per base cluster of 100
+    assert result["stages"]["audit"]["calls"] == 15  # every cluster of both levels passes the gates (10 base, 5 top)
+    assert result["total"]["cost_usd"] == pytest.approx(sum(s["cost_usd"] for s in result["stages"].values()), abs=1e-3)
+    assert result["total"]["cost_usd_batch"] < result["total"]["cost_usd"]
+    assert result["token_counter"] and result["time_s"] > 0
+
+
+def test_estimate_truncates_long_conversations_and_notes_unknown_prices():
+    result = estimate(_uniform(10, words=10_000), LLMSettings(facets="openai:mystery@http://localhost:1"), CallPlan(max_conversation_tokens=100))
+    facets = result["stages"]["facets"]
+    fixed = facets["input_tokens"] / 10 - 100
+    assert 0 < fixed < 500  # the conversation counts about 100 tokens, not 10,000
+    assert result["total"]["cost_usd"] == 0 and "unknown price" in result["notes"][0]
