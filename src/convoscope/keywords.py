@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 import scipy.sparse as sp
@@ -24,6 +25,7 @@ _EXTRA_STOP = {"please", "help", "need", "want", "like", "know", "tell", "thanks
                "email", "url", "phone", "card", "ip", "ssn", "iban", "postcode", "address", "id"}  # our masking tokens
 STOP_WORDS = sorted(ENGLISH_STOP_WORDS | _EXTRA_STOP)
 TOKEN_PATTERN = r"(?u)\b[^\W\d_]{2,}\b"
+_TOKEN = re.compile(TOKEN_PATTERN)
 
 
 @dataclass
@@ -32,7 +34,7 @@ class KeywordIndex:
 
     counts: sp.csr_matrix  # documents x allowed terms
     terms: np.ndarray  # allowed terms
-    vocabulary_size: int  # before the k-anonymity filter
+    vocabulary_size: int  # terms in at least min_accounts texts, before the k-anonymity filter (accounts)
     allowed_terms: int
     person_name_terms_excluded: int = 0  # k-anonymous terms left out as person names
 
@@ -41,9 +43,72 @@ PUBLIC_FIGURE_ACCOUNTS = 50
 _ALWAYS_CAPITALISED = 0.9  # an unknown word this often capitalised after a given name is taken as a surname
 
 
+def stopwords_for(languages: Iterable[str]) -> list[str]:
+    """Stopwords of every listed language (full English names, as the language facet writes them).
+
+    English: scikit-learn's list (the Glasgow list) and ours; stopwords-iso's English list also drops topic
+    words ("computer", "information", "problem", "microsoft"). Every other language: stopwords-iso
+    (`stopwordsiso`, 58 languages keyed by the ISO 639-1 codes fastText uses; `stop-words` has 33).
+    """
+    import stopwordsiso
+
+    from convoscope.languages import NAMES
+
+    codes: dict[str, list[str]] = {}
+    for code, name in NAMES.items():
+        codes.setdefault(name, []).append(code)
+    words = set(STOP_WORDS)
+    for language in set(languages):
+        for code in codes.get(language, []):
+            if code != "en" and stopwordsiso.has_lang(code):
+                # split as texts are ("qu'il" -> "qu", "il"), so every stopword matches a token
+                words |= {t for w in stopwordsiso.stopwords(code) for t in _TOKEN.findall(w.lower())}
+    return sorted(words)
+
+
+_PHRASE_GAP = re.compile(r"[\s'’-]*")  # what may separate the words of one phrase
+
+
+def phrase_analyzer(stop_words: Iterable[str], max_words: int = 3):
+    """Phrases of 1 to `max_words` words that stand next to each other in the text: a stopword, a digit or
+    punctuation ends a phrase, so "how to bake a cake, quickly" gives "bake", "cake", "quickly" and never
+    "bake cake" (which reads as no one wrote it)."""
+    stop = frozenset(stop_words)
+
+    def analyze(text: str) -> list[str]:
+        out: list[str] = []
+        run: list[str] = []
+        end = 0
+        for m in _TOKEN.finditer(text.lower()):
+            word = m.group(0)
+            if run and not _PHRASE_GAP.fullmatch(text, end, m.start()):
+                run = []
+            end = m.end()
+            if word in stop:
+                run = []
+                continue
+            run.append(word)
+            for n in range(1, min(max_words, len(run)) + 1):
+                out.append(" ".join(run[-n:]))
+        return out
+
+    return analyze
+
+
 def build_keyword_index(texts: list[str], accounts: list[str], min_accounts: int, *,
-                        public_figure_accounts: int = PUBLIC_FIGURE_ACCOUNTS) -> KeywordIndex:
-    vectorizer = CountVectorizer(stop_words=STOP_WORDS, token_pattern=TOKEN_PATTERN, ngram_range=(1, 2), lowercase=True, dtype=np.float32)
+                        public_figure_accounts: int = PUBLIC_FIGURE_ACCOUNTS, stop_words: list[str] | None = None,
+                        phrases: bool = False) -> KeywordIndex:
+    """Terms of each text. Default (the hierarchy's parents and the privacy tests): 1-2 word terms over the
+    English stopwords (STOP_WORDS) with stopwords skipped. `phrases=True`: phrases of up to three adjacent
+    words (phrase_analyzer) over `stop_words`. Terms in fewer than `min_accounts` texts are never counted
+    (they cannot reach `min_accounts` accounts), which bounds the vocabulary."""
+    stop = STOP_WORDS if stop_words is None else stop_words
+    min_df = max(1, min(min_accounts, len(texts)))
+    if phrases:
+        vectorizer = CountVectorizer(analyzer=phrase_analyzer(stop), dtype=np.float32, min_df=min_df)
+    else:
+        vectorizer = CountVectorizer(stop_words=stop, token_pattern=TOKEN_PATTERN, ngram_range=(1, 2), lowercase=True, dtype=np.float32,
+                                     min_df=min_df)
     try:
         counts = vectorizer.fit_transform(texts).tocsr()
     except ValueError:  # no term at all (e.g. every text empty)
@@ -172,8 +237,17 @@ def top_terms(scores: sp.csr_matrix, terms: np.ndarray, group: int, n: int) -> l
 
 
 def keyword_name(terms: list[str]) -> tuple[str, str]:
-    """A short name and a one-sentence description from distinctive terms."""
+    """A name ("Python: pandas dataframe and plotting") and a description from distinctive phrases, the
+    most distinctive first. Phrases are lowercase k-anonymous n-grams, so only the name's first word is
+    capitalised (it opens the sentence, which the published-text checks allow)."""
     if not terms:
-        return "Miscellaneous requests", "No term was shared by enough accounts to describe this group."
-    name = ", ".join(terms[:3])
-    return name[:1].upper() + name[1:], f"Requests whose most distinctive terms are: {', '.join(terms)}."
+        return "Miscellaneous requests", "No phrase was shared by enough accounts to describe this group."
+    return phrase_name(terms[0], terms[1:3]), f"Typical phrases: {', '.join(terms)}."
+
+
+def phrase_name(head: str, details: list[str]) -> str:
+    """"Head: detail and detail" with the head capitalised."""
+    name = head[:1].upper() + head[1:]
+    if details:
+        name += ": " + (" and ".join(details) if len(details) <= 2 else ", ".join(details[:-1]) + " and " + details[-1])
+    return name

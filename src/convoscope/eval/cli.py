@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 eval_app = typer.Typer(no_args_is_help=True, add_completion=False,
-                       help="Evaluate the pipeline: recover known categories (reconstruction), test the privacy layers with planted details (privacy), make labelled synthetic data (synthesize).")
+                       help="Evaluate the pipeline: recover known categories (reconstruction), compare extractive names (names), test the privacy layers with planted details (privacy), make labelled synthetic data (synthesize).")
 err = Console(stderr=True)
 
 
@@ -55,6 +55,28 @@ def reconstruction(
         print(json.dumps(result))
     else:
         for line in format_summary(result):
+            print(line)
+
+
+@eval_app.command()
+def names(
+    input: Path = typer.Argument(..., help="Conversations to run (or a finished run's input)."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Run directory (created; re-runs resume)."),
+    taxonomy: Optional[str] = typer.Option(None, "--taxonomy", help="Label clusters from a taxonomy: 'default' (bundled) or a TOML file."),
+    top: int = typer.Option(15, "--top", help="Largest published base clusters to show."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML config file."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+) -> None:
+    """Extractive names before (distinctive terms) and after (phrases) on the same clusters of one run, side by side."""
+    from convoscope.eval.names import compare_names, format_names
+
+    cfg = _config(config, {"naming.taxonomy": taxonomy})
+    result = compare_names(input, out_dir, cfg, top=top, console=err, show_progress=not quiet)
+    if as_json:
+        print(json.dumps(result))
+    else:
+        for line in format_names(result):
             print(line)
 
 

@@ -14,12 +14,13 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import scipy.sparse as sp
 
 from convoscope import policy, prompts
-from convoscope.components import components_of, fingerprint_parts
+from convoscope.components import components_of, embedder_for, fingerprint_parts
 from convoscope.context import RunContext
-from convoscope.keywords import build_keyword_index, class_tfidf_of_counts, group_term_counts, keyword_name, top_terms
+from convoscope.keywords import build_keyword_index, stopwords_for
+from convoscope.phrases import name_clusters
+from convoscope.taxonomy import fingerprint as taxonomy_fingerprint, labeller_for
 from convoscope.llm.base import ChatMessage, LLMRequest
 from convoscope.analysis_text import analysis_texts
 from convoscope.stages.rows import analysed_rows, distinct_per_group
@@ -76,6 +77,8 @@ class NameRecord(StageRecord):
     vocabulary: int | None = optional_field()
     k_anonymous_vocabulary: int | None = optional_field()
     person_name_terms_excluded: int | None = optional_field()
+    boilerplate_phrases: int | None = optional_field()  # phrases left out as common to most clusters
+    name_fallbacks: int | None = optional_field()  # names shortened (or "Miscellaneous") to pass the text checks
 
 
 def custom_cluster_names(ctx: RunContext, namer: Any, labels: np.ndarray, k: int, texts: list[str],
@@ -95,7 +98,8 @@ def _settings(ctx: RunContext) -> tuple:
     config = ctx.config
     return (*fingerprint_parts(ctx, "namer"), config.llm.spec_for("naming") if config.llm_mode else "none",
             config.privacy.min_accounts, config.privacy.max_conversations_per_account, config.privacy.public_figure_accounts,
-            prompts.load("name_cluster").template if config.llm_mode else None, "capped-samples")
+            prompts.load("name_cluster").template if config.llm_mode else None, "capped-samples",
+            None if config.llm_mode else ("phrases-v1", config.embedding.model, taxonomy_fingerprint(config)))
 
 
 def _name(ctx: RunContext) -> StageOutput[NameRecord]:
@@ -113,21 +117,24 @@ def _name(ctx: RunContext) -> StageOutput[NameRecord]:
         names = llm_cluster_names(ctx, labels, centroids, vectors, texts, account_index)
         record = NameRecord(mode="llm")
     else:
-        with ctx.console.status("Naming clusters by distinctive terms"):
+        with ctx.console.status("Naming clusters by distinctive phrases"):
+            languages = ctx.store.read_table("facets", columns=["language"]).column("language").to_pylist()
             index = build_keyword_index(texts, list(rows.accounts), config.privacy.min_accounts,
-                                        public_figure_accounts=config.privacy.public_figure_accounts)
-            # contribution bounding: an account's terms count at most `max_conversations_per_account` times per cluster
-            weights = policy.per_account_weights(labels, account_index, config.privacy.max_conversations_per_account)
-            base_counts = group_term_counts(sp.diags(weights) @ index.counts, labels, k)
-            scores = class_tfidf_of_counts(base_counts)
-            names = [keyword_name(top_terms(scores, index.terms, c, 5)) for c in range(k)]
-            # per-cluster counts of k-anonymous terms: the hierarchy names parents from their sums
-            coo = base_counts.tocoo()
+                                        public_figure_accounts=config.privacy.public_figure_accounts,
+                                        stop_words=stopwords_for(_run_languages(languages, account_index, config.privacy.min_accounts)),
+                                        phrases=True)
+            encode = embedder_for(ctx).encode
+            named = name_clusters(index, labels, k, account_index, texts, languages, centroids, encode, config.privacy,
+                                  labeller=labeller_for(config, encode))
+            names = named.names
+            # per-cluster counts of phrases k-anonymous in the cluster: the hierarchy names parents from their sums
+            coo = named.counts.tocoo()
             extra_artifacts.append(ctx.store.write_table("base_term_counts", pa.table({
                 "cluster": pa.array(coo.row, type=pa.int32()), "term": pa.array(index.terms[coo.col].tolist(), type=pa.string()),
                 "count": pa.array(coo.data, type=pa.float32())})))
         record = NameRecord(mode="extractive", vocabulary=index.vocabulary_size, k_anonymous_vocabulary=index.allowed_terms,
-                            person_name_terms_excluded=index.person_name_terms_excluded)
+                            person_name_terms_excluded=index.person_name_terms_excluded, boilerplate_phrases=named.boilerplate,
+                            name_fallbacks=named.fallbacks)
     namer = components_of(ctx).namer
     if namer is not None:  # an injected namer replaces the names (parents keep theirs: keywords or the LLM's)
         names = custom_cluster_names(ctx, namer, labels, k, texts, account_index)
@@ -144,6 +151,14 @@ def _name(ctx: RunContext) -> StageOutput[NameRecord]:
     })
     artifact = ctx.store.write_table("base_clusters", table)
     return StageOutput([artifact, *extra_artifacts], record)
+
+
+def _run_languages(languages: list[str], account_index: np.ndarray, min_accounts: int) -> list[str]:
+    """Languages detected in at least `min_accounts` accounts' conversations: their stopwords are left out."""
+    owners: dict[str, set] = {}
+    for language, account in zip(languages, account_index.tolist()):
+        owners.setdefault(language, set()).add(account)
+    return sorted(lang for lang, accounts in owners.items() if len(accounts) >= min_accounts)
 
 
 NAME = Stage("name", _settings, _name)
