@@ -131,8 +131,15 @@ class Budget:
         return {k: float(v) for k, v in kept.items()}, scale, float(threshold)
 
     def _charge(self, quantity: str, rho: float, delta: float, allowed_rho: float, allowed_delta: float) -> None:
-        if rho > allowed_rho * (1 + 1e-6) or delta > allowed_delta * (1 + 1e-6):
-            raise BudgetExceeded(f"{quantity}: a release would cost rho {rho:.3g}, delta {delta:.3g}; its share is {allowed_rho:.3g}, {allowed_delta:.3g}")
+        """Record a release's cost by OpenDP's map; refuse one above its allowance, or one that would take
+        the quantity past its share (several releases share one: the rounds of DP k-means)."""
+        total_rho = self.spent.get(quantity, 0.0) + rho
+        total_delta = self.spent_delta.get(quantity, 0.0) + delta
+        delta_share = self.delta_of(quantity) if quantity in DELTA_SHARES else 0.0
+        if (rho > allowed_rho * (1 + 1e-6) or delta > allowed_delta * (1 + 1e-6) or total_rho > self.rho_of(quantity) * (1 + 1e-6)
+                or total_delta > delta_share * (1 + 1e-6)):
+            raise BudgetExceeded(f"{quantity}: a release would cost rho {rho:.3g}, delta {delta:.3g} (spent so far {self.spent.get(quantity, 0.0):.3g}); "
+                                 f"its share is rho {self.rho_of(quantity):.3g}")
         self.spent[quantity] = self.spent.get(quantity, 0.0) + rho
         self.spent_delta[quantity] = self.spent_delta.get(quantity, 0.0) + delta
 

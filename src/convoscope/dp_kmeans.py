@@ -15,8 +15,8 @@ conversations, in a random 32-dimensional projection of the embeddings. Why thes
 - **k follows the noise**: the number of centres is capped so that a typical cluster's sum is larger
   than its noise (`noise_limited_k`), from the noisy count of the bounded conversations: a small run
   or a small epsilon gets few, coarse clusters instead of many made of noise.
-- **Initialisation without data**: random directions around the noisy mean direction of the data
-  (the first round's release), as the data occupy a cone of the embedding space.
+- **Initialisation without data points**: the noisy sums of the cells of a few random hyperplanes
+  (locality-sensitive hashing, as Google's DP clustering does), the k heaviest cells first.
 
 Centres from public data (another option in the literature) would cost no budget but depend on a
 public corpus resembling the private one; Google's LSH-tree coreset (Chang et al. 2021) needs far more
@@ -32,8 +32,7 @@ import numpy as np
 from convoscope.dp import Budget
 
 DIMENSIONS = 32
-ROUNDS = 5  # Lloyd rounds after the first (mean) release
-SPREAD = 1.0  # initial centres: normalise(mean direction + SPREAD * random unit vector)
+ROUNDS = 5  # Lloyd rounds after the first (hyperplane cells) release
 SIGNAL_TO_NOISE = 3.0  # a cluster's expected sum norm must exceed this many times its noise's norm
 
 
@@ -77,13 +76,22 @@ def dp_kmeans(vectors: np.ndarray, bounded: np.ndarray, k_max: int, budget: Budg
     dims = z.shape[1]
     per_round = budget.rho_of(quantity) / (rounds + 1)
     rho_sum, rho_count = 0.8 * per_round, 0.2 * per_round  # sums carry dims coordinates: most of the share
-    # first release: the count and the sum of all bounded rows (the mean direction, and k)
+    # first release: the count of bounded rows (it sets k) and the sums of random-hyperplane cells
+    # (locality-sensitive hashing, as Google's DP clustering starts): the k cells with the largest
+    # noisy sums are the initial centres, so no data point is ever a centre
     n_hat = float(budget.gaussian(quantity, np.array([len(z)]), cap, rho_count)[0])
-    mean = budget.gaussian(quantity, z.sum(axis=0), cap, rho_sum)
     sum_scale = gaussian_scale(cap, rho_sum)
     k = noise_limited_k(n_hat, sum_scale, dims, k_max)
     rng = np.random.default_rng([seed, 17])
-    centres = _unit(_unit(mean)[None, :] + SPREAD * _unit(rng.standard_normal((k, dims))))
+    bits = int(np.ceil(np.log2(max(k, 2)))) + 2
+    cell = (z @ rng.standard_normal((dims, bits)) > 0) @ (1 << np.arange(bits)) if len(z) else np.zeros(0, dtype=np.int64)
+    cell_sums = np.zeros((1 << bits, dims))
+    np.add.at(cell_sums, cell, z)
+    noisy_cells = budget.gaussian(quantity, cell_sums, cap, rho_sum)
+    top = np.argsort(-np.linalg.norm(noisy_cells, axis=1), kind="stable")[:k]
+    centres = _unit(noisy_cells[top])
+    if len(top) < k:  # fewer cells than centres (never with the bits above): random directions for the rest
+        centres = np.vstack([centres, _unit(rng.standard_normal((k - len(top), dims)))])
     count_scale = gaussian_scale(cap, rho_count)
     for _ in range(rounds):
         labels = np.argmax(z @ centres.T, axis=1) if len(z) else np.zeros(0, dtype=np.int64)

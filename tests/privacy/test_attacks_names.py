@@ -15,8 +15,13 @@ from privacy.harness import (CONTACT, CRABTREE, LANDLORD, MIN_ACCOUNTS, THEREMIN
 from convoscope.store import RunStore
 
 
-@pytest.fixture(scope="module", params=["extractive", "llm"])
+DP_ARGS = ("--privacy", "dp", "--epsilon", "1")  # differential privacy mode (issue 16) must stop the same attacks
+
+
+@pytest.fixture(scope="module", params=["extractive", "llm", "dp-extractive", "dp-llm"])
 def run(request):
+    if request.param.startswith("dp-"):
+        return shared_run(request.param.removeprefix("dp-"), name="attacks-dp", extra_args=DP_ARGS)
     return shared_run(request.param)
 
 
@@ -72,6 +77,8 @@ def test_attack6_explorer_has_no_coordinates_of_withheld_conversations(run):
         base = report["levels"] - 1
         published_base = sum(c["size"] for c in published(report, base))
         data = json.loads(_data_json(run.run_dir, facet))
+        if (report.get("privacy_guarantee") or {}).get("mode") == "dp":  # DP mode releases no conversation's position at all
+            published_base = 0
         assert data["points"]["n"] == published_base, (
             f"{facet}: the explorer carries {data['points']['n']} points, published base clusters hold {published_base}")
 
