@@ -101,6 +101,7 @@ def run(
     naming_llm: Optional[str] = typer.Option(None, "--naming-llm", help="A stronger backend for naming and the hierarchy."),
     auditor_llm: Optional[str] = typer.Option(None, "--auditor-llm", help="Backend for the privacy auditor."),
     embedding: Optional[str] = typer.Option(None, "--embedding", help="Embedding model (default: use-multilingual, bundled)."),
+    taxonomy: Optional[str] = typer.Option(None, "--taxonomy", help="Extractive mode: label clusters with the clearly closest taxonomy entry, phrases kept as detail: 'default' (bundled, common assistant tasks) or a TOML file of [[task]] label/description entries."),
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Skip malformed records (counted and reported) instead of stopping."),
     account_field: Optional[str] = typer.Option(None, "--account-field", help="Input field holding the account (user) id."),
     time_field: Optional[str] = typer.Option(None, "--time-field", help="Input field holding the creation time."),
@@ -125,7 +126,7 @@ def run(
     from convoscope.api import Pipeline
 
     overrides = _ingest_overrides(fmt, skip_invalid, account_field, time_field, pool_missing_accounts)
-    overrides.update({"llm.facets": llm, "llm.naming": naming_llm, "llm.auditor": auditor_llm, "embedding.model": embedding,
+    overrides.update({"llm.facets": llm, "llm.naming": naming_llm, "llm.auditor": auditor_llm, "embedding.model": embedding, "naming.taxonomy": taxonomy,
                       "facets.screener": screener, "llm.max_cost_usd": max_cost, "llm.cache": False if no_cache else None,
                       "llm.batch": True if batch else None, "embedding.cache": False if no_cache else None, "llm.cache_dir": str(cache_dir) if cache_dir else None,
                       "privacy.include_raw_text": True if include_raw_text else None, "privacy.min_accounts": min_accounts,
