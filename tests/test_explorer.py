@@ -191,8 +191,8 @@ DP_GUARANTEE = {"mode": "dp", "epsilon": 1.0, "delta": 1e-6, "unit": "account"}
 
 def make_multi_run(tmp_dir: Path, n_points: int = 1200, outliers: int = 0) -> Path:
     """A run with two hierarchies: the primary (request, threshold mode) and `task` (hierarchies/task, names
-    prefixed "Task · ", a differential-privacy guarantee). `outliers` far-away points join the primary's
-    "other" bucket (for the home view)."""
+    prefixed "Task · ", a differential-privacy guarantee). One primary level-1 cluster is all English (no
+    "other" entry); `outliers` far-away points join the primary's "other" bucket (for the home view)."""
     root = make_run(tmp_dir, n_points=n_points, levels=3, seed=0)
     sub = make_run(root / "hierarchies" / "task", n_points=n_points, levels=2, seed=5, n_top=4, hostile_name=False)
     task = RunStore(sub)
@@ -205,6 +205,11 @@ def make_multi_run(tmp_dir: Path, n_points: int = 1200, outliers: int = 0) -> Pa
     task.write_json("aggregates", agg)
     store = RunStore(root)
     store.update_manifest(hierarchy_facets=["request", "task"])
+    # one cluster all in English with nothing merged into "other": other languages are exactly 0 there
+    agg = store.read_json("aggregates")
+    child = next(c for c in agg["clusters"] if c["level"] == 1)
+    child["facets"]["language"] = {"English": child["size"]}
+    store.write_json("aggregates", agg)
     if outliers:
         import pyarrow as pa
 

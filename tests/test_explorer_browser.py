@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 from pathlib import Path
 from urllib.parse import urlparse
@@ -499,3 +500,20 @@ def test_narrow_layout(chromium, multi_url: str) -> None:
         assert rec.errors == []
     finally:
         page.close()
+
+
+def test_withheld_counts_are_worded_not_bounded_by_zero(multi_page) -> None:
+    """A language the privacy rule merged into "other" reads "withheld (at most N ...)"; one that is simply
+    absent reads 0; "≤0" never appears (it used to, for absent languages)."""
+    page, rec = multi_page
+    page.select_option("#hier", label="request")
+    texts = page.evaluate("""() => { const out = [];
+        for (const c of window.__explorer.clusters()) { window.__explorer.select(c.id);
+          const r = document.getElementById('panel-ratio'); if (r) out.push(r.textContent); }
+        window.__explorer.select(''); return out; }""")
+    joined = " | ".join(texts)
+    assert len(texts) > 20
+    assert not re.search(r"≤ ?0(?![.\d])", joined), joined  # "≤ 0.14×" (a bounded ratio) is fine, "≤0 of 40" is not
+    assert 'withheld (at most ' in joined and 'merged into "other")' in joined
+    assert " 0 of " in joined  # the all-English cluster (make_multi_run): Japanese is 0 there, not "≤0"
+    assert rec.errors == []
