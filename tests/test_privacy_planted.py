@@ -87,3 +87,43 @@ def test_raw_text_is_stored_only_on_request_and_never_published(tmp_path):
     store = run_pipeline(data, tmp_path / "run", load_config(None, {**SETTINGS, "privacy.include_raw_text": True}), show_progress=False)
     assert "Quargmire" in json.dumps(store.read_table("raw_text").to_pylist())  # the user asked for it
     assert_nothing_planted(json.dumps(store.read_json("aggregates")) + build_explorer_html(tmp_path / "run"))
+
+
+DP = {"privacy.mode": "dp", "privacy.epsilon": 1.0}
+
+
+def test_dp_run_publishes_no_planted_data_and_states_its_guarantee(tmp_path):
+    data = write_jsonl(tmp_path / "c.jsonl", planted_records())
+    store = run_pipeline(data, tmp_path / "run", load_config(None, {**SETTINGS, **DP}), show_progress=False)
+    agg = store.read_json("aggregates")
+    assert_nothing_planted(json.dumps(agg) + build_explorer_html(tmp_path / "run"))
+    guarantee = agg["privacy_guarantee"]
+    assert (guarantee["mode"], guarantee["epsilon"], guarantee["delta"], guarantee["unit"]) == ("dp", 1.0, 1e-6, "account")
+    assert store.read_table("points").num_rows == 0  # no conversation's position is released
+    by_parent: dict = {}
+    for c in agg["clusters"]:
+        by_parent.setdefault(c["parent"], []).append(c)
+    for c in agg["clusters"]:  # the tree adds up: a parent is the sum of its published parts and its remainder
+        if c["id"] in by_parent:
+            assert sum(k["size"] for k in by_parent[c["id"]]) == c["size"], c["id"]
+    assert sum(c["size"] for c in by_parent[None]) == agg["run"]["conversations"]
+    assert store.manifest["stages"]["privacy"]["dp"]["privacy_guarantee"]["split"]  # the split is in the manifest
+
+
+def test_dp_llm_run_names_only_from_dp_keywords(tmp_path):
+    data = write_jsonl(tmp_path / "c.jsonl", planted_records())
+    with FakeOpenAIServer(responder=make_responder(leaky=True, audit_marker="Quargmire")) as server:
+        cfg = load_config(None, {**SETTINGS, **DP, "llm.facets": f"openai:fake@{server.url}", "llm.cache": False,
+                                 "facets.hierarchy_facets": ["request", "task"]})
+        store = run_pipeline(data, tmp_path / "run", cfg, show_progress=False)
+        requests = server.requests
+    task = store.for_facet("task")
+    published = (json.dumps(store.read_json("aggregates")) + build_explorer_html(tmp_path / "run")
+                 + json.dumps(task.read_json("aggregates")) + build_explorer_html(task.root))
+    assert_nothing_planted(published)
+    # two hierarchies share the run's budget
+    assert store.read_json("aggregates")["privacy_guarantee"]["hierarchies"] == 2
+    # the DP naming prompt carries keywords only: no summary the facet model wrote reaches it
+    summaries = {s for s in store.read_table("facets", columns=["request"]).column("request").to_pylist() if s}
+    dp_prompts = [json.dumps(r) for r in requests if "keywords were released under differential privacy" in json.dumps(r)]
+    assert not any(s in p for s in summaries for p in dp_prompts)

@@ -93,7 +93,8 @@ class Budget:
     epsilon: float
     delta: float
     cap: int  # conversations per account
-    rho: float
+    rho: float  # this hierarchy's rho: the run's, divided among its hierarchies
+    hierarchies: int = 1
     spent: dict[str, float] = field(default_factory=dict)
     spent_delta: dict[str, float] = field(default_factory=dict)
 
@@ -146,9 +147,10 @@ class Budget:
     def guarantee(self) -> dict[str, Any]:
         """The `privacy_guarantee` object of the release: what holds, per account, and how it is split."""
         return {
-            "mode": "dp", "epsilon": self.epsilon, "delta": self.delta, "unit": UNIT,
+            "mode": "dp", "epsilon": self.epsilon, "delta": self.delta * self.hierarchies, "unit": UNIT,
             "max_conversations_per_account": self.cap,
-            "accounting": f"zero-concentrated DP (rho {self.rho:.6g}) composed over every release, converted to (epsilon, delta) by {library_version()}",
+            "accounting": f"zero-concentrated DP (rho {self.rho * self.hierarchies:.6g}) composed over every release, converted to (epsilon, delta) by {library_version()}",
+            "hierarchies": self.hierarchies,  # each hierarchy (--hierarchies) releases with 1/hierarchies of the budget
             "split": {q: {"share": s, "rho": round(self.rho * s, 8)} for q, s in SHARES.items()},
             "delta_split": {q: self.delta * s for q, s in DELTA_SHARES.items()},
             "not_covered": NOT_COVERED,
@@ -193,10 +195,13 @@ def selection_threshold(scale: float, l0: int, linf: int, delta: float) -> int:
     return hi
 
 
-def plan(p: PrivacySettings) -> Budget:
-    """The run's budget from the settings (the same for every stage: deterministic)."""
-    return Budget(epsilon=p.epsilon, delta=p.delta, cap=p.max_conversations_per_account,
-                  rho=_rho_cached(p.epsilon, p.delta * DELTA_SHARES["conversion"]))
+def plan(p: PrivacySettings, hierarchies: int = 1) -> Budget:
+    """One hierarchy's budget from the settings (the same for every stage: deterministic). A run with
+    several hierarchies (`--hierarchies request,task`) releases each from the same accounts, so each
+    gets 1/hierarchies of the rho and of every delta share."""
+    n = max(1, int(hierarchies))
+    return Budget(epsilon=p.epsilon, delta=p.delta / n, cap=p.max_conversations_per_account,
+                  rho=_rho_cached(p.epsilon, p.delta * DELTA_SHARES["conversion"]) / n, hierarchies=n)
 
 
 @lru_cache(maxsize=32)

@@ -116,7 +116,7 @@ def dp_cluster(ctx, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
     config = ctx.config
     rows = analysed_rows(ctx.store)
     _, account_index = np.unique(rows.accounts, return_inverse=True)
-    budget = plan(config.privacy)
+    budget = plan(config.privacy, len(config.facets.hierarchy_facets))
     bounded = bounded_mask(rows.conv_ids, account_index.reshape(-1), budget.cap, config.seed)
     k_max = choose_k(len(vectors), config.cluster)
     with ctx.console.status(f"DP k-means: {len(vectors):,} conversations, at most {k_max} base clusters"):
@@ -131,4 +131,4 @@ def dp_fingerprint(config) -> tuple:
     p = config.privacy
     if p.mode != "dp":
         return ()
-    return ("dp-kmeans-v1", p.epsilon, p.delta, p.max_conversations_per_account, DIMENSIONS, ROUNDS)
+    return ("dp-kmeans-v2", p.epsilon, p.delta, p.max_conversations_per_account, DIMENSIONS, ROUNDS, len(config.facets.hierarchy_facets))

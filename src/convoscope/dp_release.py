@@ -49,7 +49,7 @@ class Tree:
 
     def __init__(self, ctx: RunContext) -> None:
         p = ctx.config.privacy
-        self.budget = dp.plan(p)
+        self.budget = dp.plan(p, len(ctx.config.facets.hierarchy_facets))
         self.rows = ctx.store.read_table("hierarchy").to_pylist()
         self.n_levels = max(r["level"] for r in self.rows) + 1
         self.index = {r["id"]: i for i, r in enumerate(self.rows)}
