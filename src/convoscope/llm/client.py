@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Generic, Sequence, TypeVar
 
-import httpx
+import aiohttp
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -56,39 +55,25 @@ class _PerLoop(Generic[T]):
 
 
 class HttpPool:
-    """Shared httpx.AsyncClients per event loop, holding max_concurrency connections in all.
-
-    httpcore scans every connection of a pool on each request and response (with a syscall per idle
-    connection), so one pool of 256 connections spends more CPU on bookkeeping than on HTTP. Shards of
-    at most `SHARD` connections, used round-robin, keep that scan short."""
-
-    SHARD = 16
+    """One aiohttp session per event loop, holding up to max_concurrency keep-alive connections (aiohttp
+    sets TCP_NODELAY, so a body never waits for a delayed ACK). Idle connections are kept 30 s: a busy
+    machine may leave one idle for several seconds between requests, and reconnecting costs more CPU
+    than the request."""
 
     def __init__(self, settings: LLMSettings):
-        shards = -(-settings.max_concurrency // self.SHARD)
-        per_shard = -(-settings.max_concurrency // shards)
-        limits = httpx.Limits(max_connections=per_shard, max_keepalive_connections=per_shard)
-        # httpx writes headers and body separately; with Nagle's algorithm on, the body then waits for
-        # the server's delayed ACK (~40 ms a request against a local vLLM or llama.cpp server).
-        nodelay = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+        def make() -> aiohttp.ClientSession:
+            connector = aiohttp.TCPConnector(limit=settings.max_concurrency, limit_per_host=0, keepalive_timeout=30)
+            return aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=settings.timeout_s), auto_decompress=True)
 
-        def make() -> list[httpx.AsyncClient]:
-            return [
-                httpx.AsyncClient(timeout=settings.timeout_s, transport=httpx.AsyncHTTPTransport(limits=limits, socket_options=nodelay))
-                for _ in range(shards)
-            ]
+        self._session = _PerLoop(make)
 
-        self._shards = _PerLoop(make)
-        self._next = 0
-
-    def client(self) -> httpx.AsyncClient:
-        shards = self._shards.get()
-        self._next = (self._next + 1) % len(shards)
-        return shards[self._next]
+    def client(self) -> aiohttp.ClientSession:
+        return self._session.get()
 
     async def aclose(self) -> None:
-        for client in self._shards.current() or []:
-            await client.aclose()
+        session = self._session.current()
+        if session is not None:
+            await session.close()
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Anthropic Messages API over httpx.
+"""Anthropic Messages API over HTTP (aiohttp).
 
 Structured output uses a forced tool call: the schema is the tool's input_schema, the answer is the
 tool_use block's input.

@@ -1,4 +1,4 @@
-"""OpenAI Chat Completions over httpx, for OpenAI itself and any compatible server
+"""OpenAI Chat Completions over HTTP (aiohttp), for OpenAI itself and any compatible server
 (vLLM, Ollama, llama.cpp server, LM Studio, ...).
 """
 
@@ -9,6 +9,7 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
+import aiohttp
 import orjson
 
 from convoscope.errors import ConfigError
@@ -23,15 +24,6 @@ if TYPE_CHECKING:
 
 DEFAULT_URL = "https://api.openai.com/v1"
 
-
-# Prefill is gone from LLMRequest; backends/llamacpp.py (engineer B's file) still imports these two
-# names, so they stay as no-ops until it no longer does. Delete them then.
-def prefill_instruction(prefill: str) -> str:  # pragma: no cover - transitional
-    return ""
-
-
-def with_prefill(text: str, prefill: str | None) -> str:  # pragma: no cover - transitional
-    return text
 
 
 def answer_of(data: dict[str, Any]) -> Completion:
@@ -110,8 +102,10 @@ class OpenAIBatches:
                           model=backend.spec.model, not_found="no OpenAI Batch API here (run without --batch), or an unknown batch or file", **kwargs)
 
     async def create(self, entries: list[dict[str, Any]]) -> str:
-        jsonl = b"".join(orjson.dumps(e) + b"\n" for e in entries)
-        uploaded = json_of(await self._call("POST", "/files", data={"purpose": "batch"}, files={"file": ("convoscope-batch.jsonl", jsonl, "application/jsonl")}))
+        form = aiohttp.FormData()
+        form.add_field("purpose", "batch")
+        form.add_field("file", b"".join(orjson.dumps(e) + b"\n" for e in entries), filename="convoscope-batch.jsonl", content_type="application/jsonl")
+        uploaded = json_of(await self._call("POST", "/files", form=form))
         batch = json_of(await self._call("POST", "/batches", body={"input_file_id": _field(uploaded, "id"), "endpoint": self.ENDPOINT, "completion_window": "24h"}))
         return _field(batch, "id")
 
