@@ -66,12 +66,12 @@ def stopwords_for(languages: Iterable[str]) -> list[str]:
     return sorted(words)
 
 
-_PHRASE_GAP = re.compile(r"[\s'’-]*")  # what may separate the words of one phrase
+_PHRASE_GAP = re.compile(r"[ \t'’-]*")  # what may separate the words of one phrase (a line break ends it)
 
 
 def phrase_analyzer(stop_words: Iterable[str], max_words: int = 3):
-    """Phrases of 1 to `max_words` words that stand next to each other in the text: a stopword, a digit or
-    punctuation ends a phrase, so "how to bake a cake, quickly" gives "bake", "cake", "quickly" and never
+    """Phrases of 1 to `max_words` words that stand next to each other in the text: a stopword, a digit,
+    punctuation or a line break ends a phrase, so "how to bake a cake, quickly" gives "bake", "cake", "quickly" and never
     "bake cake" (which reads as no one wrote it)."""
     stop = frozenset(stop_words)
 
