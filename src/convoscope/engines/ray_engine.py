@@ -39,6 +39,7 @@ import pyarrow as pa
 from convoscope.analysis_text import FAILED_SUMMARY, extractive_text
 from convoscope.config import Config
 from convoscope.context import RunContext
+from convoscope.engines.ray_vllm import VLLMContext, build_processor, uses_vllm
 from convoscope.errors import ConfigError, ConvoscopeError, InputError
 from convoscope.ingest import IngestReport
 from convoscope.ingest.files import list_files
@@ -177,6 +178,10 @@ class ShardWorker:
             from convoscope.embedders import make_embedder
 
             self.embedder = make_embedder(self.config.embedding.model)
+            # one BLAS thread per actor, as the local stage's worker processes (an actor has one CPU)
+            model = getattr(self.embedder, "_model", None)
+            if model is not None and hasattr(model, "threads"):
+                model.threads = 1
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         out: dict[str, list] = {"index": [], "payload": []}
@@ -341,7 +346,7 @@ class RayEngine:
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         ds = ds.map_batches(ShardWorker, fn_constructor_kwargs={"job": job, "config_json": self._worker_config(ctx, split_budget=split_budget),
                                                                 "selected": selected},
-                            batch_size=1, concurrency=min(self.workers, len(items)), num_cpus=1)
+                            batch_size=1, compute=ray.data.ActorPoolStrategy(size=min(self.workers, len(items))), num_cpus=1)
         results: list[dict[str, Any] | None] = [None] * len(items)
         for row in ds.iter_rows():
             results[int(row["index"])] = pickle.loads(row["payload"])
@@ -408,6 +413,8 @@ class RayEngine:
         return [{"shard": dataclasses.asdict(s)} for s in self.shards(ctx)]
 
     def _screen(self, ctx: RunContext) -> StageOutput[ScreenRecord]:
+        if uses_vllm(ctx.config):  # ray.data.llm on GPU workers (untested on a GPU: engines/ray_vllm.py)
+            return SCREEN.work(VLLMContext.of(ctx, build_processor(ctx.config, self.workers)))
         results = self._run(ctx, "screen", self._shard_tasks(ctx), split_budget=True)
         self._charge_driver(ctx)
         table = pa.concat_tables([r["table"] for r in results])
@@ -417,6 +424,8 @@ class RayEngine:
                                                     screened=sum(r["screened"] for r in records), failed=sum(r["failed"] for r in records)))
 
     def _facets(self, ctx: RunContext, selected: set[str] | None) -> StageOutput[FacetsRecord]:
+        if uses_vllm(ctx.config):  # ray.data.llm on GPU workers (untested on a GPU: engines/ray_vllm.py)
+            return FACETS.work(VLLMContext.of(ctx, build_processor(ctx.config, self.workers)), selected)
         results = self._run(ctx, "facets", self._shard_tasks(ctx), selected=selected, split_budget=True)
         self._charge_driver(ctx)
         table = pa.concat_tables([r["table"] for r in results])
