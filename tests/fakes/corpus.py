@@ -36,13 +36,15 @@ TOPICS: dict[str, list[str]] = {
 SUFFIXES = ["", " Thanks!", " Please keep it short.", " I'm a beginner.", " Explain step by step.", " Any tips?"]
 
 
-def make_records(per_topic: int = 60, accounts: int = 40, seed: int = 0, start: datetime | None = None) -> list[dict]:
+def make_records(per_topic: int = 60, accounts: int = 40, seed: int = 0, start: datetime | None = None, distinct: bool = False) -> list[dict]:
+    """`distinct=True` numbers every question, so no two conversations are exact duplicates (ingest drops
+    those): large corpora of the same few topics."""
     rng = random.Random(seed)
     start = start or datetime(2026, 1, 5, tzinfo=timezone.utc)
     records = []
     for topic, prompts in TOPICS.items():
         for i in range(per_topic):
-            text = rng.choice(prompts) + rng.choice(SUFFIXES)
+            text = rng.choice(prompts) + rng.choice(SUFFIXES) + (f" (question {i} on my list)" if distinct else "")
             records.append({
                 "id": f"{topic}-{i}",
                 "user": f"acct-{rng.randrange(accounts)}",
