@@ -243,14 +243,18 @@ def test_cache_survives_concurrent_writer_processes(tmp_path):
     script = (
         "import sys; from pathlib import Path; from convoscope.llm.cache import ResponseCache; from convoscope.llm.base import Usage\n"
         "c = ResponseCache(Path(sys.argv[1]))\n"
-        "for i in range(100): c.put(f'{sys.argv[2]}-{i}', 'answer', {'i': i}, Usage(1, 2))\n"
+        "for i in range(300): c.put(f'{sys.argv[2]}-{i}', 'answer', {'i': i}, Usage(1, 2))\n"
+        "if sys.argv[3] == 'close': c.close()\n"
     )
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), name]) for name in ("a", "b", "c")]
+    # three writers at once; "c" dies without closing, as a killed run would
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path), name, "kill" if name == "c" else "close"]) for name in "abc"]
     assert [p.wait(timeout=60) for p in procs] == [0, 0, 0]
     from convoscope.llm.cache import ResponseCache
 
     cache = ResponseCache(tmp_path)
-    assert cache.get("b-99").parsed == {"i": 99}
+    assert cache.get("b-299").parsed == {"i": 299} and cache.get("a-0").parsed == {"i": 0}
+    # the killed writer kept what it had flushed (every FLUSH_EVERY answers) and lost only the rest, which a rerun asks again
+    assert cache.get(f"c-{ResponseCache.FLUSH_EVERY - 1}") is not None and cache.get(f"c-{ResponseCache.FLUSH_EVERY}") is None
     assert cache._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Generic, Sequence, TypeVar
@@ -102,6 +103,7 @@ class Client:
         self.settings = settings
         self.run_dir = run_dir  # where batch ids are kept (resume); set by the run's context when it has one
         self._batch_state: BatchState | None = None
+        self._secret_key: bytes | None = None
         self._routes = routes
         self._http = http
         self._progress = progress
@@ -125,7 +127,7 @@ class Client:
         route = self._route(request.role)
         stats = self._ledger.role(request.role, str(route.spec))
         stats.calls += 1
-        key = cache_key(route.spec.kind, route.spec.model, request) if self._cache else None
+        key = cache_key(route.spec.kind, route.spec.model, request, self._cache.key) if self._cache else None
         if key is not None and (hit := self._cache.get(key)) is not None:
             stats.cached_calls += 1
             self._ledger.record_task(request.task or request.role, hit.usage, cached=True, failed=False)
@@ -168,6 +170,15 @@ class Client:
 
     # -- batch interfaces ---------------------------------------------------------------------------
 
+    def _secret(self) -> bytes:
+        if self._cache is not None:
+            return self._cache.key
+        if self._secret_key is None:
+            from convoscope.secrets_key import secret_key
+
+            self._secret_key = secret_key()
+        return self._secret_key
+
     def _batched(self, request: LLMRequest) -> bool:
         return self.settings.batch and request.role in BATCH_ROLES and self._route(request.role).batches is not None
 
@@ -186,7 +197,8 @@ class Client:
                 results[index] = hit
                 advance(1)
                 continue
-            custom_id = key or cache_key(route.spec.kind, route.spec.model, request)  # keyed: means nothing without the secret key
+            # keyed: means nothing without the secret key, so the run directory's state file reveals no prompt
+            custom_id = key or cache_key(route.spec.kind, route.spec.model, request, self._secret())
             waiting.setdefault(custom_id, []).append((index, stats))
             by_route.setdefault(str(route.spec), (route, {}))[1].setdefault(custom_id, request)
         for backend_name, (route, items) in by_route.items():
@@ -396,14 +408,26 @@ class _RichProgress:
     def __enter__(self) -> Callable[[int], None]:
         self._bar.start()
 
+        shown = [0, 0.0]  # answers not yet shown, when the bar was last updated
+
         def advance(n: int) -> None:
-            self._bar.advance(self._task, n)
+            # rich takes a lock and samples the speed on every update: at hundreds of answers a second
+            # that cost more than the requests, so the bar moves four times a second
+            shown[0] += n
+            now = time.monotonic()
+            if now - shown[1] < 0.25:
+                return
+            self._bar.advance(self._task, shown[0])
+            shown[0], shown[1] = 0, now
             speed = self._bar.tasks[0].speed
             self._bar.update(self._task, rate=f"{speed:.1f}" if speed else "-")
+
+        self._flush = lambda: self._bar.advance(self._task, shown[0])
 
         return advance
 
     def __exit__(self, *exc: object) -> None:
+        self._flush()
         self._bar.stop()
 
 

@@ -53,12 +53,28 @@ def _first_json_value(text: str) -> Any:
     return _MISSING
 
 
+_VALIDATORS: dict[int, tuple[Any, jsonschema.Draft202012Validator]] = {}  # id(schema) -> (schema, validator)
+
+
+def _validator(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
+    """One validator per schema object (stages reuse theirs): building one per answer cost more than validating."""
+    entry = _VALIDATORS.get(id(schema))
+    if entry is None or entry[0] is not schema:  # holding the schema keeps its id from being reused
+        if len(_VALIDATORS) > 256:
+            _VALIDATORS.clear()
+        entry = _VALIDATORS[id(schema)] = (schema, jsonschema.Draft202012Validator(schema))
+    return entry[1]
+
+
 def parse_structured(text: str, schema: dict[str, Any]) -> ParseResult:
     try:
         value = extract_json(text)
     except ValueError as exc:
         return ParseResult(feedback=f"{exc}.", error=str(exc))
-    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(value))
+    validator = _validator(schema)
+    if validator.is_valid(value):
+        return ParseResult(value=value)
+    errors = list(validator.iter_errors(value))
     if not errors:
         return ParseResult(value=value)
     worst = best_match(errors)
