@@ -26,6 +26,7 @@ data than a typical run. Measured utility: benchmarks/dp_utility.py, docs/privac
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -63,10 +64,11 @@ def noise_limited_k(n: float, sum_scale: float, dims: int, k_max: int) -> int:
     return int(min(max(k, 2), max(k_max, 2)))
 
 
-def dp_kmeans(vectors: np.ndarray, bounded: np.ndarray, k_max: int, budget: Budget, seed: int,
+def dp_kmeans(vectors: np.ndarray, bounded: np.ndarray, k_max: int | Callable[[int], int], budget: Budget, seed: int,
               quantity: str = "centres", dims: int = DIMENSIONS, rounds: int = ROUNDS) -> DPKMeansResult:
     """Centres from the rows `bounded` (each account at most `budget.cap` of them) under the
-    quantity's share of the budget; labels for every row."""
+    quantity's share of the budget; labels for every row. `k_max` may be a function of the noisy
+    count of bounded rows (the exact count must not choose k: it is not DP)."""
     from convoscope.dp import gaussian_scale
 
     cap = budget.cap
@@ -81,7 +83,7 @@ def dp_kmeans(vectors: np.ndarray, bounded: np.ndarray, k_max: int, budget: Budg
     # noisy sums are the initial centres, so no data point is ever a centre
     n_hat = float(budget.gaussian(quantity, np.array([len(z)]), cap, rho_count)[0])
     sum_scale = gaussian_scale(cap, rho_sum)
-    k = noise_limited_k(n_hat, sum_scale, dims, k_max)
+    k = noise_limited_k(n_hat, sum_scale, dims, k_max(max(int(n_hat), 1)) if callable(k_max) else k_max)
     rng = np.random.default_rng([seed, 17])
     bits = int(np.ceil(np.log2(max(k, 2)))) + 2
     cell = (z @ rng.standard_normal((dims, bits)) > 0) @ (1 << np.arange(bits)) if len(z) else np.zeros(0, dtype=np.int64)
@@ -118,11 +120,10 @@ def dp_cluster(ctx, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
     _, account_index = np.unique(rows.accounts, return_inverse=True)
     budget = plan(config.privacy, len(config.facets.hierarchy_facets))
     bounded = bounded_mask(rows.conv_ids, account_index.reshape(-1), budget.cap, config.seed)
-    k_max = choose_k(len(vectors), config.cluster)
-    with ctx.console.status(f"DP k-means: {len(vectors):,} conversations, at most {k_max} base clusters"):
-        result = dp_kmeans(vectors, bounded, k_max, budget, config.seed)
+    with ctx.console.status(f"DP k-means: {len(vectors):,} conversations"):
+        result = dp_kmeans(vectors, bounded, lambda n: choose_k(n, config.cluster), budget, config.seed)
     rule = (f"DP k-means (epsilon {budget.epsilon:g} for the whole run, {budget.rho_of('centres'):.3g} of its rho {budget.rho:.3g}): "
-            f"k = {result.k}, limited by the noise, at most {k_max}")
+            f"k = {result.k}, limited by the noise and by the noisy count of bounded conversations")
     return result.labels, result.centroids, rule
 
 
@@ -131,4 +132,4 @@ def dp_fingerprint(config) -> tuple:
     p = config.privacy
     if p.mode != "dp":
         return ()
-    return ("dp-kmeans-v2", p.epsilon, p.delta, p.max_conversations_per_account, DIMENSIONS, ROUNDS, len(config.facets.hierarchy_facets))
+    return ("dp-kmeans-v3", p.epsilon, p.delta, p.max_conversations_per_account, DIMENSIONS, ROUNDS, len(config.facets.hierarchy_facets))

@@ -348,10 +348,9 @@ def dp_aggregates(ctx: RunContext) -> tuple[dict[str, Any], pa.Table]:
     facets, unavailable = _public_facets(ctx, t)
     rho_each = b.rho_of("breakdowns") / max(len(facets), 1)
     base_cells = {name: _noisy_breakdowns(t, cells, domain, rho_each, base_sizes) for name, (cells, domain, _) in facets.items()}
-    has_times = any(v is not None for v in t.conv_table.column("created_at").to_pylist())
-    base_timeline: list[dict[str, int]] = [{} for _ in t.base]
-    if has_times:
-        base_timeline, _ = _noisy_timelines(t)
+    # always released (empty without dates): whether the input has dates at all must not depend on one account
+    base_timeline, _ = _noisy_timelines(t)
+    has_times = any(base_timeline)
     privacy_record = ctx.store.stage_record("privacy") or {}
     dp_record = privacy_record.get("dp") or {}
 
