@@ -187,11 +187,18 @@ def test_server_serves_page_and_data_only(run_dir: Path) -> None:
 
 
 DP_GUARANTEE = {"mode": "dp", "epsilon": 1.0, "delta": 1e-6, "unit": "account"}
+# the object as the DP release writes it (convoscope.dp.PrivacyBudget.guarantee), keys the page does not use included
+DP_RELEASE_GUARANTEE = DP_GUARANTEE | {
+    "max_conversations_per_account": 20, "hierarchies": 2,
+    "accounting": "zero-concentrated DP (rho 0.0108) composed over every release, converted to (epsilon, delta) by opendp",
+    "split": {"clusters": {"share": 0.5, "rho": 0.0054}}, "delta_split": {"clusters": 5e-7},
+    "rho_spent": {"aggregates stage": {"clusters": 0.0054}},
+    "not_covered": ["repeated runs on the same data: each run spends its own budget, and budgets add up"]}
 
 
 def make_multi_run(tmp_dir: Path, n_points: int = 1200, outliers: int = 0) -> Path:
     """A run with two hierarchies: the primary (request, threshold mode) and `task` (hierarchies/task, names
-    prefixed "Task · ", a differential-privacy guarantee). One primary level-1 cluster is all English (no
+    prefixed "Task · ", released as the DP mode does: a guarantee, cluster positions but no points). One primary level-1 cluster is all English (no
     "other" entry); `outliers` far-away points join the primary's "other" bucket (for the home view)."""
     root = make_run(tmp_dir, n_points=n_points, levels=3, seed=0)
     sub = make_run(root / "hierarchies" / "task", n_points=n_points, levels=2, seed=5, n_top=4, hostile_name=False)
@@ -201,8 +208,12 @@ def make_multi_run(tmp_dir: Path, n_points: int = 1200, outliers: int = 0) -> Pa
     for c in agg["clusters"]:
         c["name"] = "Task · " + c["name"]
     agg["run"]["facet"] = "task"
-    agg["privacy_guarantee"] = dict(DP_GUARANTEE)
+    agg["privacy_guarantee"] = dict(DP_RELEASE_GUARANTEE)
     task.write_json("aggregates", agg)
+    import pyarrow as pa
+
+    pts = task.read_table("points")
+    task.write_table("points", pa.table({k: pa.array([], pts.schema.field(k).type) for k in pts.column_names}))
     store = RunStore(root)
     store.update_manifest(hierarchy_facets=["request", "task"])
     # one cluster all in English with nothing merged into "other": other languages are exactly 0 there
@@ -241,7 +252,9 @@ def test_one_page_for_all_hierarchies(multi_run: Path) -> None:
     one = write_explorer(multi_run, facet="task")
     assert one == multi_run / "hierarchies" / "task" / "explorer.html"
     single = embedded_payload(one.read_text())
-    assert "hierarchies" not in single and single["hierarchy"] == "task" and single["points"]["n"] == task["points"]["n"]
+    assert "hierarchies" not in single and single["hierarchy"] == "task" and single["points"]["n"] == task["points"]["n"] == 0
+    assert task["privacy_guarantee"] == DP_GUARANTEE | {"max_conversations_per_account": 20, "hierarchies": 2,
+                                                        "not_covered": DP_RELEASE_GUARANTEE["not_covered"]}
     assert build_run_payload(multi_run, "request")["hierarchy"] == "request"
     from convoscope.errors import ConvoscopeError
 
@@ -289,7 +302,7 @@ def test_privacy_guarantee_is_allow_listed(tmp_path: Path) -> None:
                                                "unit": "account\u202e" + "x" * 100, "epsilon_spent": {"ids": PLANTED_CONV_PREFIX}}
     store.write_json("aggregates", agg)
     got = build_payload(run)["privacy_guarantee"]
-    assert set(got) == {"mode", "epsilon", "delta", "unit"}
+    assert set(got) == {"mode", "epsilon", "delta", "unit"}  # nothing unknown, nested or planted
     assert got["mode"] == "dp" and got["epsilon"] == 1.0 and got["delta"] == 1e-6
     assert "\u202e" not in got["unit"] and len(got["unit"]) <= 40
     html = build_explorer_html(run)

@@ -35,7 +35,7 @@ _CLUSTER_KEYS = ("id", "level", "parent", "kind", "name", "description", "size",
                  "children", "x", "y")
 # The privacy guarantee a release states (issue 16): configuration, not data; copied through this allow-list.
 _GUARANTEE_TEXT_KEYS = ("mode", "unit")
-_GUARANTEE_NUM_KEYS = ("epsilon", "delta", "min_accounts", "min_conversations")
+_GUARANTEE_NUM_KEYS = ("epsilon", "delta", "min_accounts", "min_conversations", "max_conversations_per_account", "hierarchies")
 
 
 def _asset(name: str) -> str:
@@ -97,7 +97,8 @@ def _clean_cluster(c: dict[str, Any], facet_kinds: dict[str, str]) -> dict[str, 
 
 def _clean_guarantee(agg: dict[str, Any]) -> dict[str, Any] | None:
     """The release's `privacy_guarantee` object (top level, or under `run`), allow-listed: mode and unit
-    as short clean text, epsilon / delta / thresholds as finite numbers. None when the release states none."""
+    as short clean text, epsilon / delta / thresholds / per-account cap as finite numbers, whether it is
+    formal, and the list of what it does not cover. None when the release states none."""
     g = agg.get("privacy_guarantee")
     if not isinstance(g, dict):
         g = (agg.get("run") or {}).get("privacy_guarantee")
@@ -110,6 +111,11 @@ def _clean_guarantee(agg: dict[str, Any]) -> dict[str, Any] | None:
     for k in _GUARANTEE_NUM_KEYS:
         if _num(g.get(k)) is not None:
             out[k] = g[k]
+    if isinstance(g.get("formal_guarantee"), bool):
+        out["formal_guarantee"] = g["formal_guarantee"]
+    # what the guarantee does not cover: fixed sentences of the DP mode (dp.NOT_COVERED), shown as text
+    if isinstance(g.get("not_covered"), list):
+        out["not_covered"] = [clean_text(x)[:300] for x in g["not_covered"][:12] if isinstance(x, str)]
     return out or None
 
 

@@ -425,18 +425,21 @@
     const g = D.privacy_guarantee || {}, r = D.run || {};
     if (g.mode === 'dp' && typeof g.epsilon === 'number') {
       const unit = g.unit || 'account', params = 'ε = ' + fmtParam(g.epsilon) + (typeof g.delta === 'number' ? ', δ = ' + fmtParam(g.delta) : '');
+      const cap = typeof g.max_conversations_per_account === 'number' ? ' Sizes and counts take at most ' + g.max_conversations_per_account + ' conversations from each account.' : '';
       return { mode: 'dp', short: 'Differential privacy: ' + params + ' per ' + unit,
         long: 'Differential privacy (' + params + ', unit: ' + unit + '): what this release can reveal about any one ' + unit +
-          ' is bounded by these parameters, whatever else an analyst knows.' };
+          ' is bounded by these parameters, whatever else an analyst knows.' + cap,
+        notCovered: Array.isArray(g.not_covered) ? g.not_covered.map(String) : [] };
     }
     const ma = typeof g.min_accounts === 'number' ? g.min_accounts : r.min_accounts;
     const mc = typeof g.min_conversations === 'number' ? g.min_conversations : r.min_conversations;
     if (typeof ma !== 'number') return { mode: 'unknown', short: 'Privacy: not stated in this release', long: 'This release does not state its privacy rule.' };
     const who = r.account_ids === 'absent' ? 'conversations (no account ids)' : 'accounts';
+    const cap = typeof g.max_conversations_per_account === 'number' ? ' Sizes count at most ' + g.max_conversations_per_account + ' conversations per account.' : '';
     return { mode: 'threshold', short: 'Privacy: thresholds (≥ ' + ma + ' ' + (r.account_ids === 'absent' ? 'conversations' : 'accounts') + ' a cluster), not a formal guarantee',
       long: 'Threshold mode: a cluster is published only with ≥ ' + ma + ' ' + who + (typeof mc === 'number' ? ' and ≥ ' + mc + ' conversations' : '') +
         '; breakdown values and time buckets held by too few accounts are merged into "other" or left out. ' +
-        'This limits what a small group reveals, but it is not a formal (differential-privacy) guarantee.' };
+        'This limits what a small group reveals, but it is not a formal (differential-privacy) guarantee.' + cap, notCovered: [] };
   }
   function renderGuarantee() {
     const g = guarantee(), box = $('guarantee');
@@ -729,7 +732,9 @@
       kids.push(el('h3', { text: 'Top-level clusters' }));
       kids.push(el('ul', { class: 'children' }, ...tops.map((c) => el('li', null, clusterLink(c.idx), el('span', { class: 'num', text: fmtInt(c.size) + ' · ' + fmtPct(c.share) })))));
       kids.push(el('h3', { text: 'Privacy' }));
-      kids.push(el('p', { class: 'guarantee-long', id: 'panel-guarantee', text: guarantee().long }));
+      const gu = guarantee(), gp = el('div', { class: 'guarantee-long', id: 'panel-guarantee' }, el('p', { text: gu.long }));
+      if (gu.notCovered.length) gp.append(el('p', { text: 'Not covered:' }), el('ul', null, ...gu.notCovered.map((t) => el('li', { text: t }))));
+      kids.push(gp);
       kids.push(el('h3', { text: 'Run' }));
       const rows = [['hierarchy', HIER.length > 1 ? hierName(D) + ' (' + (hi + 1) + ' of ' + HIER.length + ': ' + HIER.map(hierName).join(', ') + ')' : null],
         ['mode', r.mode], ['summarised facet', r.facet], ['embedding model', r.embedding_model],
@@ -772,12 +777,20 @@
   const canvas = $('map'), ctx = canvas.getContext('2d');
   const FONT = getComputedStyle(document.documentElement).getPropertyValue('--font').trim() || 'sans-serif';
   let cssW = 1, cssH = 1, dpr = 1, img = null, buf = null, s0 = 1;
-  let pointCol = null, pointEmph = null, labels = [];
+  let pointCol = null, pointEmph = null, labels = [], clusterRgb = [];
   // the home view frames the 1st-99th percentile box of the points, so a few outliers do not shrink the map
   let view = null;
   function viewBox() {
     if (view) return view;
-    if (N < 50) return (view = bounds.slice());
+    if (N < 50) {  // few or no points (a differential-privacy release has none): frame the cluster positions too
+      let a = Infinity, b = -Infinity, c = Infinity, d = -Infinity;
+      const add = (x, y) => { a = Math.min(a, x); b = Math.max(b, x); c = Math.min(c, y); d = Math.max(d, y); };
+      for (let i = 0; i < N; i++) add(PX[i], PY[i]);
+      for (const p of centroid) if (p) add(p[0], p[1]);
+      if (!isFinite(a)) return (view = bounds.slice());
+      const px = (b - a) * 0.1 || 1, py = (d - c) * 0.1 || 1;
+      return (view = [a - px, b + px, c - py, d + py]);
+    }
     const q = (arr, a, b) => { const s = Float32Array.from(arr).sort(); return [s[Math.floor(a * (s.length - 1))], s[Math.ceil(b * (s.length - 1))]]; };
     let [x0, x1] = q(PX, 0.01, 0.99), [y0, y1] = q(PY, 0.01, 0.99);
     // grow the box to the points just outside it (within 15% of its size): the edge of a cluster stays in
@@ -843,9 +856,28 @@
       pointCol[i] = col; pointEmph[i] = emph ? 2 : (dim ? 0 : 1);
     }
     // emphasis: 0 = dimmed (drawn first), 1 = normal, 2 = selected (drawn last)
+    clusterRgb = cc;
     renderLegend(cc, rng);
   }
 
+  // A release without conversation positions (differential-privacy mode publishes none) still has each
+  // cluster's position: draw the clusters of the finest level shown as discs, area proportional to size.
+  function drawBubbles() {
+    const deep = deepestLevel(), q = S.q.trim(), list = [];
+    for (let i = 0; i < C.length; i++) if (centroid[i] && (C[i].level === deep || (C[i].level < deep && !C[i].kids.length))) list.push(i);
+    list.sort((a, b) => C[b].size - C[a].size);
+    const unit = Math.min(cssW, cssH) * 0.22 * Math.sqrt(S.k);
+    ctx.save(); ctx.scale(dpr, dpr);
+    for (const i of list) {
+      const [x, y] = toScreen(centroid[i][0], centroid[i][1]), r = clamp(Math.sqrt((C[i].size || 0) / (TOTAL || 1)) * unit, 3, 120);
+      const dim = (S.sel >= 0 && !isAncestorOrSelf(S.sel, i) && !isAncestorOrSelf(i, S.sel)) || (S.filter && !filterMatchTree(i)) || (q && !searchRel.has(i));
+      ctx.globalAlpha = dim ? 0.18 : 0.55;
+      ctx.fillStyle = rgbCss(clusterRgb[i] || NULL_RGB);
+      ctx.beginPath(); ctx.arc(x, y, r, 0, 2 * Math.PI); ctx.fill();
+      ctx.globalAlpha = dim ? 0.3 : 0.9; ctx.strokeStyle = '#ffffff'; ctx.lineWidth = 1; ctx.stroke();
+    }
+    ctx.restore();
+  }
   function drawPoints() {
     const W = canvas.width, H = canvas.height;
     buf.fill(pack([255, 255, 255]));
@@ -986,8 +1018,9 @@
   function frame() {
     raf = 0;
     if (pending.colours || !pointCol) recolour();
-    $('map-status').textContent = fmtInt(N) + ' conversations · labels to level ' + deepestLevel() + ' · zoom ×' + S.k.toFixed(1);
-    drawPoints(); drawLabels();
+    $('map-status').textContent = (N ? fmtInt(N) + ' conversations' : 'no conversation positions in this release: clusters as discs, area ∝ size') +
+      ' · labels to level ' + deepestLevel() + ' · zoom ×' + S.k.toFixed(1);
+    drawPoints(); if (!N) drawBubbles(); drawLabels();
     pending = {};
     if (!ready) { ready = true; window.__explorerReady = performance.now(); document.body.dataset.ready = '1'; }
   }
@@ -1116,7 +1149,7 @@
     hierarchy: () => hierName(D),
     guarantee: () => guarantee(),
     clusters: () => C.map((c) => ({ id: c.id, level: c.level, name: c.name })),
-    timeDraw: (k) => { if (k) S.k = k; const t = performance.now(); drawPoints(); drawLabels(); return performance.now() - t; },
+    timeDraw: (k) => { if (k) S.k = k; const t = performance.now(); drawPoints(); if (!N) drawBubbles(); drawLabels(); return performance.now() - t; },
   };
   boot();
 })();
