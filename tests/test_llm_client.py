@@ -458,3 +458,58 @@ def test_cost_cap_reserves_cache_writes_at_their_price(tmp_path):
         total = asyncio.run(go(settings(f"anthropic:claude-3-5-haiku@{server.url}", tmp_path, cache=False, max_concurrency=4, max_cost_usd=cap)))
     assert 0 < server.request_count < 40 and total["cache_write_tokens"] > 0
     assert total["cost_usd"] <= cap
+
+
+# -- adaptive concurrency (AIMD) -------------------------------------------------------------------------
+
+
+def test_fewer_in_flight_after_a_rate_limit_and_more_again_after_successes(tmp_path):
+    """A server that allows 8 requests at once: the client starts at 64 in flight, halves after the
+    429s, and every request still succeeds; a fixed 64 would draw far more 429s and exhaust retries."""
+    requests = [ask(f"question {i}") for i in range(300)]
+    with FakeOpenAIServer(latency=0.03) as server:
+        server.concurrency_limit = 8
+        s = settings(f"openai:m@{server.url}", tmp_path, cache=False, max_concurrency=64, retry_initial_s=0.05, retry_max_s=0.2)
+        responses, client = run_many(s, requests)
+    usage = client.usage_summary()
+    assert not any(r.failed for r in responses)
+    assert usage["rate_limit_cuts"] >= 2 and usage["in_flight_limit_now"] < 64
+    assert server.rate_limited < len(requests) // 2  # the limit settled near the server's, not 64
+    assert usage["total"]["retries"] == server.rate_limited
+
+
+def test_adaptive_limit_grows_back_additively():
+    from convoscope.llm.limits import AdaptiveLimit
+
+    async def go():
+        limit = AdaptiveLimit(16)
+        sent_together = [await limit.acquire() for _ in range(3)]
+        for generation in sent_together:  # three requests of one window hit the limit: one cut
+            limit.rate_limited(generation)
+            limit.release()
+        assert int(limit.limit) == 8
+        limit.rate_limited(await limit.acquire())  # sent after the cut: cut again
+        limit.release()
+        assert int(limit.limit) == 4 and limit.cuts == 2
+        for _ in range(4):  # one more slot after `limit` successes
+            limit.succeeded()
+        assert int(limit.limit) == 5
+        for _ in range(500):
+            limit.succeeded()
+        assert limit.limit == 16
+        # the bound holds: 20 acquirers, 16 slots; a release hands its slot to the next waiter
+        await asyncio.gather(*(limit.acquire() for _ in range(16)))
+        waiter = asyncio.ensure_future(limit.acquire())
+        await asyncio.sleep(0)
+        assert not waiter.done() and limit.in_flight == 16
+        limit.release()
+        await asyncio.sleep(0)
+        assert waiter.done() and limit.in_flight == 16
+        cancelled = asyncio.ensure_future(limit.acquire())
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        await asyncio.gather(cancelled, return_exceptions=True)
+        limit.release()
+        assert limit.in_flight == 15  # the cancelled waiter took no slot
+
+    asyncio.run(go())

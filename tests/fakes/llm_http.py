@@ -36,6 +36,9 @@ class FakeHTTPServer:
         self.request_count = 0
         self.in_flight = 0
         self.max_in_flight = 0
+        # a rate limit by concurrency, as hosted APIs apply per account: requests beyond it get a 429
+        self.concurrency_limit: int | None = None
+        self.rate_limited = 0
         self._faults: deque[Fault] = deque()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -147,6 +150,9 @@ class FakeHTTPServer:
                 return json_reply(400, {"error": {"message": "body is not JSON"}})
             self.requests.append(parsed)
             self.request_headers.append(headers)
+            if self.concurrency_limit is not None and self.in_flight > self.concurrency_limit:
+                self.rate_limited += 1
+                return json_reply(429, self.error_body(429, "too many concurrent requests"))
             if self.latency:
                 await asyncio.sleep(self.latency)
             fault = self._faults.popleft() if self._faults else None

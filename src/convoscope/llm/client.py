@@ -20,7 +20,7 @@ from convoscope.llm.backends import Backend, Completion, TransientError, make_ba
 from convoscope.llm.base import ChatMessage, LLMRequest, LLMResponse, Usage
 from convoscope.llm.batch import BatchAPI, BatchState, ItemResult, PollSettings, run_batches
 from convoscope.llm.cache import ResponseCache, cache_key
-from convoscope.llm.limits import TokenBucket, approx_request_tokens, backoff_delay
+from convoscope.llm.limits import AdaptiveLimit, TokenBucket, approx_request_tokens, backoff_delay
 from convoscope.llm.parse import ParseResult, parse_structured
 from convoscope.llm.settings import BATCH_ROLES, ROLES, BackendSpec, LLMSettings, parse_spec
 from convoscope.llm.usage import PriceTable, RoleUsage, UsageLedger
@@ -48,6 +48,11 @@ class _PerLoop(Generic[T]):
         loop = asyncio.get_running_loop()
         if self._loop is not loop or self._value is None:
             self._value, self._loop = self._factory(), loop
+        return self._value
+
+    @property
+    def value(self) -> T | None:
+        """The latest value made, on whatever loop (for reports)."""
         return self._value
 
     def current(self) -> T | None:
@@ -109,7 +114,7 @@ class Client:
         self._progress = progress
         self._cache = ResponseCache(settings.resolved_cache_dir()) if settings.cache else None
         self._ledger = UsageLedger(PriceTable(settings.prices), settings.max_cost_usd)
-        self._semaphore = _PerLoop(lambda: asyncio.Semaphore(settings.max_concurrency))
+        self._in_flight = _PerLoop(lambda: AdaptiveLimit(settings.max_concurrency))
         self._rpm = TokenBucket(settings.requests_per_minute) if settings.requests_per_minute else None
         self._tpm = TokenBucket(settings.tokens_per_minute) if settings.tokens_per_minute else None
         self.requests_sent = 0  # requests handed to a backend, retries included; cache hits excluded
@@ -279,7 +284,9 @@ class Client:
             self._cache.close()
 
     def usage_summary(self) -> dict:
-        return {**self._ledger.summary(), "requests_sent": self.requests_sent}
+        limit = self._in_flight.value
+        adaptive = {"max_in_flight": limit.maximum, "in_flight_limit_now": int(limit.limit), "rate_limit_cuts": limit.cuts} if limit else {}
+        return {**self._ledger.summary(), "requests_sent": self.requests_sent, **adaptive}
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -320,37 +327,47 @@ class Client:
         return LLMResponse(completion.text, usage=total, failed=True, error=f"{result.error} (after {attempts} attempts)")
 
     async def _send(self, route: _Route, stats: RoleUsage, request: LLMRequest) -> Completion:
-        """One answered request: reserve its worst-case cost, wait for the limits, retry transient errors."""
+        """One answered request: reserve its worst-case cost, wait for the limits, retry transient errors.
+        The in-flight slot is held only while a request is on the wire, not during a backoff."""
         input_estimate = approx_request_tokens(request)
         reserved = self._ledger.reserve(route.price_model, input_estimate, request.max_tokens)
+        limit = self._in_flight.get()
         try:
-            async with self._semaphore.get():
-                max_retries = self.settings.max_retries
-                for attempt in range(max_retries + 1):
-                    if self._rpm is not None:
-                        await self._rpm.acquire()
-                    if self._tpm is not None:
-                        await self._tpm.acquire(input_estimate + request.max_tokens)
-                    self.requests_sent += 1
-                    try:
-                        completion = await route.backend.complete(request)
-                    except TransientError as exc:
-                        if attempt == max_retries:
-                            if exc.unreachable:
-                                raise LLMFatalError(f"{exc}; gave up after {attempt + 1} attempts") from None
-                            raise _GaveUp(f"{exc}; gave up after {attempt + 1} attempts") from None
-                        stats.retries += 1
-                        delay = backoff_delay(
-                            attempt + 1, initial=self.settings.retry_initial_s, maximum=self.settings.retry_max_s, retry_after=exc.retry_after
-                        )
-                        log.info("%s request to %s: %s; retry %d/%d in %.1fs", request.role, route.spec, exc, attempt + 1, max_retries, delay)
-                        await asyncio.sleep(delay)
-                        continue
-                    if self._tpm is not None:
-                        used = completion.usage.input_tokens + completion.usage.output_tokens
-                        self._tpm.refund(max(0, input_estimate + request.max_tokens - used))
-                    self._ledger.record(stats, route.price_model, completion.usage)
-                    return completion
+            max_retries = self.settings.max_retries
+            for attempt in range(max_retries + 1):
+                if self._rpm is not None:
+                    await self._rpm.acquire()
+                if self._tpm is not None:
+                    await self._tpm.acquire(input_estimate + request.max_tokens)
+                generation = await limit.acquire()
+                self.requests_sent += 1
+                try:
+                    completion = await route.backend.complete(request)
+                except TransientError as exc:
+                    limit.release()
+                    if exc.rate_limited:
+                        limit.rate_limited(generation)
+                    if attempt == max_retries:
+                        if exc.unreachable:
+                            raise LLMFatalError(f"{exc}; gave up after {attempt + 1} attempts") from None
+                        raise _GaveUp(f"{exc}; gave up after {attempt + 1} attempts") from None
+                    stats.retries += 1
+                    delay = backoff_delay(
+                        attempt + 1, initial=self.settings.retry_initial_s, maximum=self.settings.retry_max_s, retry_after=exc.retry_after
+                    )
+                    log.info("%s request to %s: %s; retry %d/%d in %.1fs", request.role, route.spec, exc, attempt + 1, max_retries, delay)
+                    await asyncio.sleep(delay)
+                    continue
+                except BaseException:
+                    limit.release()
+                    raise
+                limit.release()
+                limit.succeeded()
+                if self._tpm is not None:
+                    used = completion.usage.input_tokens + completion.usage.output_tokens
+                    self._tpm.refund(max(0, input_estimate + request.max_tokens - used))
+                self._ledger.record(stats, route.price_model, completion.usage)
+                return completion
         finally:
             self._ledger.release(reserved)
         raise AssertionError("unreachable: the retry loop returns or raises")

@@ -6,6 +6,7 @@ import asyncio
 import json
 import random
 import time
+from collections import deque
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -84,3 +85,60 @@ def backoff_delay(attempt: int, *, initial: float, maximum: float, retry_after: 
     if retry_after is not None:
         delay = max(delay, retry_after)
     return delay
+
+
+class AdaptiveLimit:
+    """Requests in flight, at most `limit`, which adapts to the server (AIMD, as TCP does): halved on a
+    rate limit (429, 529), one more after every `limit` successes, never above `maximum` nor below 1.
+    Hosted APIs allow many requests in flight but each account has its own limits, not known ahead.
+    As in TCP, one window of requests is cut once: a rate limit on a request sent before the last cut
+    (the generation `acquire` returned) says nothing new and is ignored."""
+
+    def __init__(self, maximum: int):
+        self.maximum = maximum
+        self.limit = float(maximum)
+        self.in_flight = 0
+        self.cuts = 0
+        self._successes = 0  # since the limit last grew
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    async def acquire(self) -> int:
+        """Wait for a slot; returns the generation to pass to `rate_limited`."""
+        if self.in_flight < int(self.limit) and not self._waiters:
+            self.in_flight += 1
+            return self.cuts
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter  # release() hands its slot over: in_flight is already counted for us
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # the slot was handed over just as we were cancelled: pass it on
+            else:
+                self._waiters.remove(waiter)
+            raise
+        return self.cuts
+
+    def release(self) -> None:
+        self.in_flight -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self.in_flight < int(self.limit):
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.in_flight += 1
+                waiter.set_result(None)
+
+    def succeeded(self) -> None:
+        if self.limit < self.maximum:
+            self._successes += 1
+            if self._successes >= int(self.limit):
+                self.limit, self._successes = min(float(self.maximum), self.limit + 1), 0
+                self._wake()
+
+    def rate_limited(self, generation: int) -> None:
+        if generation == self.cuts:
+            self.limit = max(1.0, float(int(self.limit) // 2))
+            self.cuts += 1
+            self._successes = 0

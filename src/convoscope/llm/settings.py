@@ -26,7 +26,9 @@ class LLMSettings(BaseModel):
     )
     naming: str | None = Field(None, description="Backend for cluster naming and the hierarchy; unset: same as facets.")
     auditor: str | None = Field(None, description="Backend for the privacy auditor; unset: same as naming.")
-    max_concurrency: int = Field(16, ge=1, description="Most requests in flight at once (per client).")
+    max_concurrency: int = Field(
+        64, ge=1, description="Most requests in flight at once (per client); halved after a rate limit (429/529), grown back one at a time after successes."
+    )
     requests_per_minute: float | None = Field(None, gt=0, description="Optional cap on requests per minute (token bucket).")
     tokens_per_minute: float | None = Field(
         None, gt=0, description="Optional cap on tokens per minute, counting estimated input plus max_tokens (token bucket)."

@@ -26,10 +26,11 @@ class Completion:
 class TransientError(Exception):
     """Worth retrying: 429, 5xx, 529, a timeout, a dropped connection, a garbled body."""
 
-    def __init__(self, reason: str, *, retry_after: float | None = None, unreachable: bool = False):
+    def __init__(self, reason: str, *, retry_after: float | None = None, unreachable: bool = False, rate_limited: bool = False):
         super().__init__(reason)
         self.retry_after = retry_after
         self.unreachable = unreachable  # the server could not be connected to at all
+        self.rate_limited = rate_limited  # 429 or 529: fewer requests in flight would help
 
 
 class Backend(Protocol):

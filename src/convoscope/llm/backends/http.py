@@ -61,7 +61,7 @@ async def send(
     if 200 <= status < 300:
         return reply
     if status in _RETRYABLE or status >= 500:
-        raise TransientError(f"HTTP {status}", retry_after=parse_retry_after(reply.headers.get("retry-after")))
+        raise TransientError(f"HTTP {status}", retry_after=parse_retry_after(reply.headers.get("retry-after")), rate_limited=status in (429, 529))
     detail = _error_message(reply)
     if status in (401, 403):
         who = key_env if key_env else "the API key"
