@@ -69,6 +69,23 @@ def open_page(chromium, url: str):
     return page, rec
 
 
+@pytest.fixture(scope="module")
+def shared(chromium, html_url: str):
+    """One page load of the fixture run for the tests that start from a just-opened page: each calls fresh()."""
+    page, rec = open_page(chromium, html_url)
+    yield page, rec
+    page.close()
+
+
+def fresh(shared, hash_: str = ""):
+    """The shared page back to a just-opened state (with `hash_` as its URL hash), drawn, errors cleared."""
+    page, rec = shared
+    page.evaluate("(h) => window.__explorer.reset(h)", hash_)
+    page.evaluate("() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)))")
+    rec.errors.clear()
+    return page, rec
+
+
 def panel_title(page) -> str:
     return page.locator("#panel-title").inner_text().replace("withheld bucket", "").strip()
 
@@ -100,81 +117,72 @@ def test_loads_offline_and_draws(chromium, html_url: str) -> None:
         page.close()
 
 
-def test_search_highlights_tree_and_map(chromium, html_url: str) -> None:
-    page, rec = open_page(chromium, html_url)
-    try:
-        page.fill("#search", "data analysis")
-        page.wait_for_function("() => document.getElementById('search-count').textContent !== ''")
-        page.wait_for_timeout(100)
-        assert page.locator("#search-count").inner_text().endswith("clusters")
-        marks = page.locator("#tree mark")
-        assert marks.count() >= 1 and marks.first.inner_text().lower() == "data analysis"
-        assert page.locator("#tree li.hit").count() >= 1
-        shown = page.evaluate("window.__explorer.labelsShown()")
-        names = [cluster_name(page, c) for c in shown]
-        assert any("Data analysis" in n for n in names)
-        assert rec.errors == []
-    finally:
-        page.close()
+def test_search_highlights_tree_and_map(shared) -> None:
+    page, rec = fresh(shared)
+    page.fill("#search", "data analysis")
+    page.wait_for_function("() => document.getElementById('search-count').textContent !== ''")
+    page.wait_for_timeout(100)
+    assert page.locator("#search-count").inner_text().endswith("clusters")
+    marks = page.locator("#tree mark")
+    assert marks.count() >= 1 and marks.first.inner_text().lower() == "data analysis"
+    assert page.locator("#tree li.hit").count() >= 1
+    shown = page.evaluate("window.__explorer.labelsShown()")
+    names = [cluster_name(page, c) for c in shown]
+    assert any("Data analysis" in n for n in names)
+    assert rec.errors == []
 
 
-def test_tree_click_and_keyboard_select(chromium, html_url: str) -> None:
-    page, rec = open_page(chromium, html_url)
-    try:
-        first = page.locator("#tree > li[role=treeitem]").first
-        name = first.get_attribute("aria-label").split(",")[0]
-        first.locator(":scope > .row .name").click()
-        assert panel_title(page) == name
-        assert first.get_attribute("aria-selected") == "true"
-        assert first.get_attribute("aria-expanded") == "true"
-        # the panel: stats, children, facets, unavailable facet, timeline
-        panel = page.locator("#panel")
-        assert "Conversations" in panel.inner_text()
-        assert "unavailable: field not present in the input" in panel.inner_text()
-        assert panel.locator(".bars").count() >= 1 and panel.locator(".hist").count() >= 1
-        assert panel.locator(".timeline svg").count() == 1
-        # keyboard: ArrowDown goes to the first child, Enter selects it
-        page.keyboard.press("ArrowDown")
-        focused = page.evaluate("document.activeElement.dataset.id")
-        page.keyboard.press("Enter")
-        child_name = cluster_name(page, focused)
-        assert panel_title(page) == child_name
-        assert page.locator(f'#tree li[data-id="{focused}"]').get_attribute("aria-selected") == "true"
-        # the parent link in the panel goes back up
-        page.locator("#panel .crumbs .linkbtn").first.click()
-        assert panel_title(page) == name
-        assert rec.errors == []
-    finally:
-        page.close()
+def test_tree_click_and_keyboard_select(shared) -> None:
+    page, rec = fresh(shared)
+    first = page.locator("#tree > li[role=treeitem]").first
+    name = first.get_attribute("aria-label").split(",")[0]
+    first.locator(":scope > .row .name").click()
+    assert panel_title(page) == name
+    assert first.get_attribute("aria-selected") == "true"
+    assert first.get_attribute("aria-expanded") == "true"
+    # the panel: stats, children, facets, unavailable facet, timeline
+    panel = page.locator("#panel")
+    assert "Conversations" in panel.inner_text()
+    assert "unavailable: field not present in the input" in panel.inner_text()
+    assert panel.locator(".bars").count() >= 1 and panel.locator(".hist").count() >= 1
+    assert panel.locator(".timeline svg").count() == 1
+    # keyboard: ArrowDown goes to the first child, Enter selects it
+    page.keyboard.press("ArrowDown")
+    focused = page.evaluate("document.activeElement.dataset.id")
+    page.keyboard.press("Enter")
+    child_name = cluster_name(page, focused)
+    assert panel_title(page) == child_name
+    assert page.locator(f'#tree li[data-id="{focused}"]').get_attribute("aria-selected") == "true"
+    # the parent link in the panel goes back up
+    page.locator("#panel .crumbs .linkbtn").first.click()
+    assert panel_title(page) == name
+    assert rec.errors == []
 
 
-def test_map_click_selects_cluster(chromium, html_url: str) -> None:
-    page, rec = open_page(chromium, html_url)
-    try:
-        shown = page.evaluate("window.__explorer.labelsShown()")
-        target = next(c for c in shown if not c.startswith("other"))
-        sx, sy = page.evaluate("(id) => window.__explorer.screenOf(id)", target)
-        box = page.locator("#map").bounding_box()
-        page.mouse.move(box["x"] + sx, box["y"] + sy)
+def test_map_click_selects_cluster(shared) -> None:
+    page, rec = fresh(shared)
+    shown = page.evaluate("window.__explorer.labelsShown()")
+    target = next(c for c in shown if not c.startswith("other"))
+    sx, sy = page.evaluate("(id) => window.__explorer.screenOf(id)", target)
+    box = page.locator("#map").bounding_box()
+    page.mouse.move(box["x"] + sx, box["y"] + sy)
+    page.wait_for_timeout(50)
+    assert not page.locator("#tooltip").is_hidden()
+    page.mouse.click(box["x"] + sx, box["y"] + sy)
+    page.wait_for_timeout(100)
+    assert panel_title(page) == cluster_name(page, target)
+    assert page.locator(f'#tree li[data-id="{target}"]').get_attribute("aria-selected") == "true"
+    # zooming in reveals finer labels
+    before = page.evaluate("window.__explorer.labelsShown()")
+    for _ in range(3):
+        page.mouse.wheel(0, -500)
         page.wait_for_timeout(50)
-        assert not page.locator("#tooltip").is_hidden()
-        page.mouse.click(box["x"] + sx, box["y"] + sy)
-        page.wait_for_timeout(100)
-        assert panel_title(page) == cluster_name(page, target)
-        assert page.locator(f'#tree li[data-id="{target}"]').get_attribute("aria-selected") == "true"
-        # zooming in reveals finer labels
-        before = page.evaluate("window.__explorer.labelsShown()")
-        for _ in range(3):
-            page.mouse.wheel(0, -500)
-            page.wait_for_timeout(50)
-        page.wait_for_timeout(100)
-        assert page.evaluate("window.__explorer.state.k") > 4
-        after = page.evaluate("window.__explorer.labelsShown()")
-        levels = page.evaluate("(ids) => ids.map((id) => window.__explorer.clusters().find((c) => c.id === id).level)", after)
-        assert max(levels) >= 1, (before, after)
-        assert rec.errors == []
-    finally:
-        page.close()
+    page.wait_for_timeout(100)
+    assert page.evaluate("window.__explorer.state.k") > 4
+    after = page.evaluate("window.__explorer.labelsShown()")
+    levels = page.evaluate("(ids) => ids.map((id) => window.__explorer.clusters().find((c) => c.id === id).level)", after)
+    assert max(levels) >= 1, (before, after)
+    assert rec.errors == []
 
 
 def test_url_state_round_trips(chromium, html_url: str) -> None:
@@ -260,82 +268,70 @@ def colour_options(page) -> list[str]:
     return page.eval_on_selector_all("#colour option", "os => os.map(o => o.value)")
 
 
-def test_share_of_any_category_value(chromium, html_url: str) -> None:
-    page, rec = open_page(chromium, html_url)
+def test_share_of_any_category_value(shared) -> None:
+    page, rec = fresh(shared)
+    opts = colour_options(page)
+    assert {"share:meta.flagged=true", "share:meta.category=web", "share:language=Japanese"} <= set(opts)
+    page.select_option("#colour", "share:meta.flagged=true")
+    page.wait_for_timeout(100)
+    assert "Share of flagged (metadata) = true" in page.locator("#legend").inner_text()
+    assert page.evaluate(NONBLANK_JS) > 500
+    assert rec.errors == []
+
+
+def test_language_ratio_overlay(shared) -> None:
+    page, rec = fresh(shared)
+    page.select_option("#colour", "ratio:language=Japanese")
+    page.wait_for_timeout(100)
+    legend = page.locator("#legend").inner_text()
+    assert "1×" in legend and "too few" in legend and page.locator("#legend .grad").count() == 1
+    assert page.evaluate(NONBLANK_JS) > 500
+    page.evaluate("window.__explorer.select('c2L0')")  # topic 2 is planted as over-represented in Japanese
+    ratio = page.locator("#panel-ratio").inner_text()
+    assert "Japanese" in ratio and "ratio " in ratio
+    jp = page.locator("#panel-ratio .chosen").nth(1).inner_text()
+    assert float(jp.split("ratio ")[1].split("×")[0]) > 1.5
+    page.wait_for_function("() => location.hash.includes('colour=ratio')", timeout=5000)
+    assert rec.errors == []
+
+
+def test_change_overlay_and_hash_restores_it(shared) -> None:
+    page, rec = fresh(shared, "colour=change&c=" + RISER_ID)
+    assert page.input_value("#colour") == "change"
+    assert "growing" in page.locator("#legend").inner_text()
+    assert page.evaluate(NONBLANK_JS) > 500
+    text = page.locator("#panel-change").inner_text()
+    assert "first half" in text and "second half" in text and "(growing)" in text
+    # nearly all of the riser's conversations are in the second half
+    assert "new in the second half" in text or float(text.split("change in share")[1].strip().split("×")[0]) > 3
+    # the tree shows the colour value when sorted by it
+    page.select_option("#sort", "colour")
+    assert "growing" in page.locator(f'#tree li[data-id="{RISER_ID}"] > .row .num').inner_text()
+    assert rec.errors == []
+
+
+def test_classifier_comparison(shared, chromium) -> None:
+    page, rec = fresh(shared)
+    page.select_option("#colour", "flagcmp:meta.flagged")
+    page.wait_for_timeout(100)
+    legend = page.locator("#legend").inner_text()
+    assert "likely miss" in legend and "likely false alarm" in legend
+    assert page.evaluate(NONBLANK_JS) > 500
+    page.evaluate("(id) => window.__explorer.select(id)", MISS_ID)
+    text = page.locator("#panel-flag").inner_text()
+    assert "flag rate" in text and "mean concerning" in text and "likely miss" in text
+    page.evaluate("(id) => window.__explorer.select(id)", FALSE_ALARM_ID)
+    assert "likely false alarm" in page.locator("#panel-flag").inner_text()
+    page.wait_for_function("(id) => location.hash.includes('c=' + id) && location.hash.includes('colour=flagcmp')",
+                           arg=FALSE_ALARM_ID, timeout=5000)
+    page2, rec2 = open_page(chromium, page.url)
     try:
-        opts = colour_options(page)
-        assert {"share:meta.flagged=true", "share:meta.category=web", "share:language=Japanese"} <= set(opts)
-        page.select_option("#colour", "share:meta.flagged=true")
-        page.wait_for_timeout(100)
-        assert "Share of flagged (metadata) = true" in page.locator("#legend").inner_text()
-        assert page.evaluate(NONBLANK_JS) > 500
-        assert rec.errors == []
+        assert page2.input_value("#colour") == "flagcmp:meta.flagged"
+        assert "likely false alarm" in page2.locator("#panel-flag").inner_text()
+        assert rec2.errors == []
     finally:
-        page.close()
-
-
-def test_language_ratio_overlay(chromium, html_url: str) -> None:
-    page, rec = open_page(chromium, html_url)
-    try:
-        page.select_option("#colour", "ratio:language=Japanese")
-        page.wait_for_timeout(100)
-        legend = page.locator("#legend").inner_text()
-        assert "1×" in legend and "too few" in legend and page.locator("#legend .grad").count() == 1
-        assert page.evaluate(NONBLANK_JS) > 500
-        page.evaluate("window.__explorer.select('c2L0')")  # topic 2 is planted as over-represented in Japanese
-        ratio = page.locator("#panel-ratio").inner_text()
-        assert "Japanese" in ratio and "ratio " in ratio
-        jp = page.locator("#panel-ratio .chosen").nth(1).inner_text()
-        assert float(jp.split("ratio ")[1].split("×")[0]) > 1.5
-        page.wait_for_function("() => location.hash.includes('colour=ratio')", timeout=5000)
-        assert rec.errors == []
-    finally:
-        page.close()
-
-
-def test_change_overlay_and_hash_restores_it(chromium, html_url: str) -> None:
-    page, rec = open_page(chromium, html_url + "#colour=change&c=" + RISER_ID)
-    try:
-        assert page.input_value("#colour") == "change"
-        assert "growing" in page.locator("#legend").inner_text()
-        assert page.evaluate(NONBLANK_JS) > 500
-        text = page.locator("#panel-change").inner_text()
-        assert "first half" in text and "second half" in text and "(growing)" in text
-        # nearly all of the riser's conversations are in the second half
-        assert "new in the second half" in text or float(text.split("change in share")[1].strip().split("×")[0]) > 3
-        # the tree shows the colour value when sorted by it
-        page.select_option("#sort", "colour")
-        assert "growing" in page.locator(f'#tree li[data-id="{RISER_ID}"] > .row .num').inner_text()
-        assert rec.errors == []
-    finally:
-        page.close()
-
-
-def test_classifier_comparison(chromium, html_url: str) -> None:
-    page, rec = open_page(chromium, html_url)
-    try:
-        page.select_option("#colour", "flagcmp:meta.flagged")
-        page.wait_for_timeout(100)
-        legend = page.locator("#legend").inner_text()
-        assert "likely miss" in legend and "likely false alarm" in legend
-        assert page.evaluate(NONBLANK_JS) > 500
-        page.evaluate("(id) => window.__explorer.select(id)", MISS_ID)
-        text = page.locator("#panel-flag").inner_text()
-        assert "flag rate" in text and "mean concerning" in text and "likely miss" in text
-        page.evaluate("(id) => window.__explorer.select(id)", FALSE_ALARM_ID)
-        assert "likely false alarm" in page.locator("#panel-flag").inner_text()
-        page.wait_for_function("(id) => location.hash.includes('c=' + id) && location.hash.includes('colour=flagcmp')",
-                               arg=FALSE_ALARM_ID, timeout=5000)
-        page2, rec2 = open_page(chromium, page.url)
-        try:
-            assert page2.input_value("#colour") == "flagcmp:meta.flagged"
-            assert "likely false alarm" in page2.locator("#panel-flag").inner_text()
-            assert rec2.errors == []
-        finally:
-            page2.close()
-        assert rec.errors == []
-    finally:
-        page.close()
+        page2.close()
+    assert rec.errors == []
 
 
 # ---- one run with two hierarchies (threshold and DP), a few far outliers; one page load per view ---------

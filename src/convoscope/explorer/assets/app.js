@@ -498,12 +498,12 @@
     else { const hm = home(); S.k = 1; S.cx = hm.cx; S.cy = hm.cy; }
     lastHash = h;
   }
-  window.addEventListener('hashchange', () => {
-    if (location.hash.replace(/^#/, '') === lastHash) return;
+  function applyHash() {
     readHash(); syncControls(); runSearch();
     if (S.sel >= 0) for (const a of ancestors(S.sel)) expanded.add(a);
     changed({ colours: true, tree: true, panel: true, nohash: true });
-  });
+  }
+  window.addEventListener('hashchange', () => { if (location.hash.replace(/^#/, '') !== lastHash) applyHash(); });
 
   // ---------------------------------------------------------------- selection
   function select(i, opts) {
@@ -1147,6 +1147,9 @@
     mapSize: () => [cssW, cssH],
     onScreenShare: () => { let k = 0; for (let i = 0; i < N; i++) { const [x, y] = toScreen(PX[i], PY[i]); if (x >= 0 && y >= 0 && x <= cssW && y <= cssH) k++; } return N ? k / N : 0; },
     hierarchy: () => hierName(D),
+    // back to a just-opened page's state with `hash` (tests share one page load between them)
+    reset: (hash) => { clearTimeout(hashTimer); expanded.clear(); legendChoice = null; focusIdx = -1;
+      history.replaceState(null, '', location.href.split('#')[0] + (hash ? '#' + hash : '')); applyHash(); },
     guarantee: () => guarantee(),
     clusters: () => C.map((c) => ({ id: c.id, level: c.level, name: c.name })),
     timeDraw: (k) => { if (k) S.k = k; const t = performance.now(); drawPoints(); if (!N) drawBubbles(); drawLabels(); return performance.now() - t; },
