@@ -383,6 +383,10 @@ def dp_aggregates(ctx: RunContext) -> tuple[dict[str, Any], pa.Table]:
                 if n:
                     facet_data[name] = {"mean": round(sum(values[k] * v for k, v in valued.items()) / n, 3), "n": n, "hist": cells}
         timeline = sorted((k, v) for k, v in num["timeline"].items() if k != policy.OTHER)
+        dated = sum(v for _, v in timeline)
+        if dated > int(c["size"]):  # noise can make the buckets exceed the size: scale them down (post-processing)
+            timeline = [(k, int(v * int(c["size"]) / dated)) for k, v in timeline]
+            timeline = [(k, v) for k, v in timeline if v > 0]
         pos = positions.get(t.index[c["id"]]) if c["kind"] == "cluster" else None
         out_clusters.append({
             "id": c["id"], "level": c["level"], "parent": c["parent"], "kind": c["kind"], "name": c["name"], "description": c["description"],

@@ -17,9 +17,10 @@ from privacy.harness import MIN_ACCOUNTS, background, config_file, invoke, json_
 INCOME_BASE = 50007  # 13 accounts, one conversation each, all values different
 
 
-@pytest.fixture(scope="module")
-def report(tmp_path_factory):
-    root = tmp_path_factory.mktemp("sparse")
+@pytest.fixture(scope="module", params=["thresholds", "dp"])
+def report(tmp_path_factory, request):
+    """The planted run in threshold mode and in differential privacy mode (issue 16)."""
+    root = tmp_path_factory.mktemp(f"sparse-{request.param}")
     records = background()
     seen: set[str] = set()
     for r in records:
@@ -30,7 +31,8 @@ def report(tmp_path_factory):
     del records[700]["created_at"]
     records[900]["created_at"] = "2019-06-15T10:00:00+00:00"
     write_records(root / "in.jsonl", records)
-    result = invoke(["run", str(root / "in.jsonl"), "--out", str(root / "run"), "--config", str(config_file(root))])
+    dp_args = ["--privacy", "dp", "--epsilon", "1"] if request.param == "dp" else []
+    result = invoke(["run", str(root / "in.jsonl"), "--out", str(root / "run"), "--config", str(config_file(root)), *dp_args])
     assert result.exit_code == 0, result.output
     return json_of(invoke(["report", str(root / "run"), "--json"]).output)
 
@@ -58,6 +60,8 @@ def test_breakdowns_and_timelines_add_up_to_the_size(report):
 
 def test_a_stray_date_neither_sets_the_range_nor_coarsens_the_timelines(report):
     run = report["run"]
+    if report["privacy_guarantee"]["mode"] == "dp" and run["time_range"] is None:
+        return  # DP mode released no month bucket at all (small run, epsilon 1): no range to be set by the stray date
     assert not run["time_range"][0].startswith("2019"), run["time_range"]
     assert run["time_unit"] != "month" or all(not b.startswith("2019") for c in report["clusters"] for b, _ in c.get("timeline") or [])
 
