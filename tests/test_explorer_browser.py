@@ -516,3 +516,16 @@ def test_withheld_counts_are_worded_not_bounded_by_zero(multi_page) -> None:
     assert 'withheld (at most ' in joined and 'merged into "other")' in joined
     assert " 0 of " in joined  # the all-English cluster (make_multi_run): Japanese is 0 there, not "≤0"
     assert rec.errors == []
+
+
+def test_font_stack_covers_other_scripts(multi_page) -> None:
+    """The page and the map labels use one system font stack that names CJK and other scripts' families
+    (the page ships no font; whether a glyph shows depends on the reader's system)."""
+    page, rec = multi_page
+    family = page.evaluate("getComputedStyle(document.body).fontFamily")
+    for name in ("system-ui", "PingFang SC", "Microsoft YaHei", "Noto Sans CJK JP", "Malgun Gothic", "Noto Sans Arabic",
+                 "Noto Sans Devanagari", "sans-serif"):
+        assert name in family, name
+    fonts = set(page.evaluate("window.__explorer.labelBoxes().map((b) => b.font)"))
+    assert fonts and all("Noto Sans CJK JP" in f and "PingFang SC" in f for f in fonts)
+    assert rec.errors == []
