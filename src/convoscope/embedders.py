@@ -16,7 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
-from convoscope.errors import ConfigError
+from convoscope.errors import ConfigError, ConvoscopeError
 from convoscope.secrets_key import keyed_hash, secret_key
 from convoscope.sqlite_wal import connect_wal, drop_entries_before
 
@@ -66,10 +66,18 @@ class SentenceTransformerEmbedder:
         return _normalise(self._model.encode(texts, batch_size=64, show_progress_bar=False))
 
 
-class OpenAIEmbeddingEndpoint:
-    """Any OpenAI-compatible /v1/embeddings endpoint (OpenAI, vLLM, Ollama, LM Studio)."""
+class EmbeddingEndpointUnavailable(ConvoscopeError):
+    """The embeddings endpoint kept failing with transient errors (5xx, 429, timeouts, dropped
+    connections) through every retry: nothing is wrong with the configuration; a rerun resumes."""
 
-    def __init__(self, spec: str) -> None:
+
+class OpenAIEmbeddingEndpoint:
+    """Any OpenAI-compatible /v1/embeddings endpoint (OpenAI, vLLM, Ollama, LM Studio), with the LLM
+    layer's error classification and retries (convoscope.llm.backends.http.classify, limits.backoff_delay):
+    429, 5xx, timeouts and dropped connections are retried with backoff, then reported as a transient
+    failure; 401/403, 404 and other 4xx stop at once as configuration errors."""
+
+    def __init__(self, spec: str, *, max_retries: int = 6, retry_initial_s: float = 1.0, retry_max_s: float = 60.0) -> None:
         import httpx
 
         model, _, base_url = spec.partition("@")
@@ -81,16 +89,61 @@ class OpenAIEmbeddingEndpoint:
         key = os.environ.get("OPENAI_API_KEY", "")
         if not base_url and not key:
             raise ConfigError("OPENAI_API_KEY is not set (needed for openai embeddings)")
-        self._client = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"} if key else {}, timeout=120)
+        self._url = base + "/embeddings"
+        self._key_env = "OPENAI_API_KEY" if key else None
+        self._retries = (max_retries, retry_initial_s, retry_max_s)
+        # a synchronous client: encode() is called from plain code (stages, notebooks with their own loop)
+        self._client = httpx.Client(headers={"Authorization": f"Bearer {key}"} if key else {}, timeout=120)
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        resp = self._client.post("/embeddings", json={"model": self._model, "input": texts})
-        if resp.status_code in (401, 403):
-            raise ConfigError(f"the embeddings endpoint rejected the API key ({resp.status_code})")
-        if resp.status_code >= 400:
-            raise ConfigError(f"the embeddings endpoint answered {resp.status_code}: {resp.text[:200]}")
-        data = sorted(resp.json()["data"], key=lambda d: d["index"])
-        return _normalise(np.array([d["embedding"] for d in data], dtype=np.float32))
+        import time
+
+        from convoscope.llm.backends import TransientError
+        from convoscope.llm.limits import backoff_delay
+
+        max_retries, initial, maximum = self._retries
+        for attempt in range(max_retries + 1):
+            try:
+                data = self._post({"model": self._model, "input": texts})
+                break
+            except TransientError as exc:
+                if attempt == max_retries:
+                    raise EmbeddingEndpointUnavailable(
+                        f"the embeddings endpoint {self._url} failed transiently ({exc}) after {attempt + 1} attempts; "
+                        "rerun later to resume (finished stages are kept)"
+                    ) from None
+                time.sleep(backoff_delay(attempt + 1, initial=initial, maximum=maximum, retry_after=exc.retry_after))
+        try:
+            rows = sorted(data["data"], key=lambda d: d["index"])
+            vectors = np.array([d["embedding"] for d in rows], dtype=np.float32)
+        except (KeyError, TypeError, ValueError):
+            raise EmbeddingEndpointUnavailable(f"the embeddings endpoint {self._url} sent an unexpected response shape") from None
+        if len(vectors) != len(texts):
+            raise EmbeddingEndpointUnavailable(f"the embeddings endpoint {self._url} returned {len(vectors)} vectors for {len(texts)} texts")
+        return _normalise(vectors)
+
+    def _post(self, body: dict) -> dict:
+        import httpx
+        import orjson
+
+        from convoscope.errors import LLMFatalError
+        from convoscope.llm.backends import TransientError
+        from convoscope.llm.backends.http import Reply, classify, json_of
+
+        try:
+            response = self._client.post(self._url, content=orjson.dumps(body), headers={"content-type": "application/json"})
+        except httpx.ConnectError as exc:
+            raise TransientError(f"cannot connect to {self._url} ({exc or type(exc).__name__})", unreachable=True) from None
+        except httpx.TimeoutException:
+            raise TransientError("request timed out") from None
+        except httpx.TransportError as exc:
+            raise TransientError(f"connection error ({type(exc).__name__})") from None
+        reply = Reply(response.status_code, response.headers, response.content)
+        try:
+            classify(reply, self._url, key_env=self._key_env, model=self._model)
+        except LLMFatalError as exc:  # a bad key, an unknown model, a refused request: the configuration
+            raise ConfigError(f"embeddings: {exc}") from None
+        return json_of(reply)
 
 
 def make_embedder(spec: str) -> Embedder:

@@ -57,9 +57,16 @@ async def send(
         raise TransientError("request timed out") from None
     except aiohttp.ClientError as exc:  # dropped connection, reset, protocol error
         raise TransientError(f"connection error ({type(exc).__name__})") from None
+    classify(reply, url, key_env=key_env, model=model, not_found=not_found)
+    return reply
+
+
+def classify(reply: Reply, url: str, *, key_env: str | None, model: str, not_found: str | None = None) -> None:
+    """Nothing for a 2xx reply; else raise it as transient (worth retrying) or fatal. Shared by every
+    HTTP client of an inference API here (the LLM backends, the embeddings endpoint)."""
     status = reply.status
     if 200 <= status < 300:
-        return reply
+        return
     if status in _RETRYABLE or status >= 500:
         raise TransientError(f"HTTP {status}", retry_after=parse_retry_after(reply.headers.get("retry-after")), rate_limited=status in (429, 529))
     detail = _error_message(reply)
