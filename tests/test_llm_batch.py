@@ -5,6 +5,7 @@ usage as live calls, half prices, resume after an interruption, and resubmission
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from pathlib import Path
 
@@ -90,7 +91,12 @@ def test_interrupted_batch_run_resumes_polling_without_resubmitting(kind, tmp_pa
             run(s, facets(5), tmp_path / "run", timeout=0.5)
         state = json.loads((tmp_path / "run" / STATE_FILE).read_text())["batches"]
         assert server.batch_creates == 1 and list(state) == list(server.batches)
-        assert all(len(c) == 64 and "conversation" not in c for c in next(iter(state.values()))["custom_ids"])  # keyed hashes only
+        # the state file holds batch ids and keyed hashes only: no prompt text, no plain hash of a prompt
+        raw = (tmp_path / "run" / STATE_FILE).read_text()
+        plain = {hashlib.sha256(body.encode()).hexdigest() for body in (f"conversation {i}" for i in range(5))}
+        assert "conversation" not in raw and "Summarise" not in raw and not any(p in raw for p in plain)
+        assert all(len(c) == 64 for c in next(iter(state.values()))["custom_ids"])
+        assert (tmp_path / "run" / STATE_FILE).stat().st_mode & 0o077 == 0  # private, as the run directory
         server.hold_batches = False
         responses, usage = run(s, facets(5), tmp_path / "run")
     assert server.batch_creates == 1  # polled the batch of the first run; nothing resubmitted
@@ -200,7 +206,7 @@ def test_openai_batch_refused_at_validation_is_fatal(tmp_path, monkeypatch):
 
     original = OpenAIBatches.entry
     monkeypatch.setattr(OpenAIBatches, "entry", lambda self, c, r: {**original(self, c, r), "url": "/v1/wrong"})
-    with FakeOpenAIServer(responder=responder) as server, pytest.raises(LLMFatalError, match="refused: invalid_request"):
+    with FakeOpenAIServer(responder=responder) as server, pytest.raises(LLMFatalError, match="refused: invalid_request at line 1"):
         run(settings("openai", server.url, tmp_path, cache=False), facets(2), tmp_path / "run")
 
 

@@ -117,7 +117,9 @@ class OpenAIBatches:
         if status == "failed":  # the input file failed validation: nothing ran
             errors = (data.get("errors") or {}).get("data") or [{}]
             first = errors[0]
-            return BatchStatus(ended=True, finished=finished, failure=f"{first.get('code', 'failed')}: {' '.join(str(first.get('message', '')).split())[:200]}")
+            # the code and line number only: a validation message may quote the line, which holds a prompt
+            where = f" at line {first['line']} of the uploaded file" if isinstance(first.get("line"), int) else ""
+            return BatchStatus(ended=True, finished=finished, failure=f"{first.get('code', 'failed')}{where} ({len(errors)} error(s))")
         ended = status in ("completed", "expired", "cancelled")
         if ended:
             self._files[batch_id] = (data.get("output_file_id"), data.get("error_file_id"))
