@@ -66,6 +66,28 @@ def test_reconstruction_cli_json(clinc_slice, tmp_path):
             assert 0.0 <= b[key][who]["nmi"] <= 1.0 and 0.0 <= b[key][who]["purity"] <= 1.0
 
 
+@pytest.mark.slow  # a whole pipeline run (4-5 min on 2 busy cores)
+def test_names_before_and_after_with_taxonomy_score(clinc_slice, tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text("[cluster]\nconversations_per_cluster = 40\n")
+    args = ["names", str(clinc_slice), "--out", str(tmp_path / "run"), "--config", str(config), "--quiet"]
+    result = runner.invoke(eval_app, args + ["--score-taxonomy", "default"])
+    assert result.exit_code == 2 and "go together" in result.output
+    result = runner.invoke(eval_app, args + ["--score-taxonomy", "default", "--label-field", "parent_label", "--json"])
+    assert result.exit_code == 0, result.output
+    r = json.loads(result.stdout.strip().splitlines()[-1])
+    assert r["conversations"] == N_SLICE and r["base"]
+    for row in r["base"]:
+        assert row["before"]["description"].startswith("Requests whose most distinctive terms are: ")
+        assert row["after"]["description"].startswith("Typical phrases: ") and ": " in row["after"]["name"]
+    t = r["taxonomy_score"]
+    assert t["entries"] >= 40 and t["conversations_with_gold"] == N_SLICE
+    assert t["nearest"]["coverage"] == 1.0 and 0.0 <= t["thresholds"]["coverage"] <= 1.0
+    assert 0.0 <= t["nearest"]["labels_vs_gold"]["nmi"] <= 1.0
+    text = runner.invoke(eval_app, args)  # resumes the run; the table for docs/evaluation.md
+    assert text.exit_code == 0 and "| share | before (terms) | after (phrases) |" in text.stdout
+
+
 # ---------------------------------------------------------------------------------------- privacy
 def test_privacy_extractive_zero_survival(tmp_path):
     from convoscope.eval.privacy import evaluate_privacy

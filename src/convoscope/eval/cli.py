@@ -64,6 +64,8 @@ def names(
     out_dir: Path = typer.Option(..., "--out", "-o", help="Run directory (created; re-runs resume)."),
     taxonomy: Optional[str] = typer.Option(None, "--taxonomy", help="Label clusters from a taxonomy: 'default' (bundled) or a TOML file."),
     top: int = typer.Option(15, "--top", help="Largest published base clusters to show."),
+    score_taxonomy: Optional[str] = typer.Option(None, "--score-taxonomy", help="Also score a taxonomy's labels ('default' or a TOML file) against --label-field, without changing the run."),
+    label_field: Optional[str] = typer.Option(None, "--label-field", help="Gold field (of each record or its metadata) for --score-taxonomy."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML config file."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
@@ -72,7 +74,10 @@ def names(
     from convoscope.eval.names import compare_names, format_names
 
     cfg = _config(config, {"naming.taxonomy": taxonomy})
-    result = compare_names(input, out_dir, cfg, top=top, console=err, show_progress=not quiet)
+    if bool(score_taxonomy) != bool(label_field):
+        err.print("[red]--score-taxonomy and --label-field go together[/]")
+        raise typer.Exit(2)
+    result = compare_names(input, out_dir, cfg, top=top, console=err, show_progress=not quiet, score_taxonomy_spec=score_taxonomy, label_field=label_field)
     if as_json:
         print(json.dumps(result))
     else:

@@ -41,8 +41,45 @@ def legacy_names(texts: list[str], accounts: np.ndarray, labels: np.ndarray, k: 
     return out
 
 
+def score_taxonomy(store, config: Config, spec: str, label_field: str) -> dict[str, Any]:
+    """How well taxonomy labels (given to base clusters, inherited by their conversations) agree with a gold
+    field, at the configured thresholds and with no threshold (every cluster gets its nearest entry):
+    coverage (share of conversations labelled), purity and NMI of the labels against the gold field over the
+    labelled conversations, and, for comparison, NMI of the run's top level over the same conversations."""
+    import json
+
+    from convoscope.components import embedder_for
+    from convoscope.context import RunContext
+    from convoscope.eval.common import agreement
+    from convoscope.stages.rows import analysed_rows
+    from convoscope.taxonomy import load_taxonomy, match
+
+    entries = load_taxonomy(spec)
+    ctx = RunContext(config=config, store=store, input_path=Path("."), show_progress=False)
+    vectors = embedder_for(ctx).encode([f"{e.label}: {e.description}" for e in entries])
+    centroids = np.asarray(store.read_array("base_centroids", mmap=False))
+    base = store.read_table("base_assignments", columns=["cluster"]).column("cluster").to_numpy().astype(np.int64)
+    metadata = [json.loads(m) if m else {} for m in analysed_rows(store).table.column("metadata").to_pylist()]
+    gold = np.array([None if m.get(label_field) is None else str(m[label_field]) for m in metadata], dtype=object)
+    top = np.array(store.read_table("assignments", columns=["level_0"]).column("level_0").to_pylist(), dtype=object)
+    has_gold = np.array([g is not None for g in gold])
+    out: dict[str, Any] = {"taxonomy": spec, "entries": len(entries), "gold_field": label_field, "conversations_with_gold": int(has_gold.sum())}
+    n = config.naming
+    for key, (sim, margin) in {"thresholds": (n.taxonomy_min_similarity, n.taxonomy_margin), "nearest": (-1.0, 0.0)}.items():
+        chosen = match(centroids, vectors, sim, margin)[base]
+        labelled = has_gold & (chosen >= 0)
+        labels = np.array([entries[i].label if i >= 0 else "" for i in chosen], dtype=object)
+        entry = {"min_similarity": sim, "margin": margin, "coverage": round(float(labelled.sum() / max(1, has_gold.sum())), 4),
+                 "labels_used": len(set(labels[labelled].tolist()))}
+        if labelled.any():
+            entry["labels_vs_gold"] = agreement(gold[labelled], labels[labelled])
+            entry["top_level_vs_gold_same_conversations"] = agreement(gold[labelled], top[labelled])
+        out[key] = entry
+    return out
+
+
 def compare_names(input_path: str | Path, out_dir: str | Path, config: Config, *, top: int = 15, console: Console | None = None,
-                  show_progress: bool = True) -> dict[str, Any]:
+                  show_progress: bool = True, score_taxonomy_spec: str | None = None, label_field: str | None = None) -> dict[str, Any]:
     from convoscope.analysis_text import analysis_texts
     from convoscope.context import RunContext
     from convoscope.pipeline import run_pipeline
@@ -76,7 +113,8 @@ def compare_names(input_path: str | Path, out_dir: str | Path, config: Config, *
             break
     top_level = sorted((c for c in published.values() if c["level"] == 0), key=lambda c: -c["size"])
     record = store.stage_record("name") or {}
-    return {"input": str(input_path), "run_dir": str(out_dir), "conversations": int(len(labels)), "base_clusters": k,
+    scored = score_taxonomy(store, config, score_taxonomy_spec, label_field) if score_taxonomy_spec and label_field else None
+    return {"taxonomy_score": scored, "input": str(input_path), "run_dir": str(out_dir), "conversations": int(len(labels)), "base_clusters": k,
             "published_base_clusters": sum(1 for i in published if i.startswith("b")),
             "taxonomy": config.naming.taxonomy,
             "naming": {key: record.get(key) for key in ("vocabulary", "k_anonymous_vocabulary", "boilerplate_phrases", "name_fallbacks")},
@@ -94,4 +132,15 @@ def format_names(r: dict[str, Any]) -> list[str]:
         lines += [f"  - {row['before']['description']}", f"    {row['after']['description']}"]
     lines += ["", "Top level (after):"]
     lines += [f"  {c['size']:>6,}  {c['name']}" for c in r["top"]]
+    t = r.get("taxonomy_score")
+    if t:
+        lines += ["", f"Taxonomy {t['taxonomy']} ({t['entries']} entries) against '{t['gold_field']}' ({t['conversations_with_gold']:,} conversations):"]
+        for key in ("thresholds", "nearest"):
+            e = t[key]
+            text = f"  {key} (similarity >= {e['min_similarity']}, margin >= {e['margin']}): coverage {e['coverage']:.1%}, {e['labels_used']} labels used"
+            if "labels_vs_gold" in e:
+                a, b = e["labels_vs_gold"], e["top_level_vs_gold_same_conversations"]
+                text += (f"; labels NMI {a['nmi']:.3f} purity {a['purity']:.3f}  |  top level on the same conversations "
+                         f"({b['clusters']} clusters) NMI {b['nmi']:.3f} purity {b['purity']:.3f}")
+            lines.append(text)
     return lines
