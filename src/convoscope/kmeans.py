@@ -11,8 +11,11 @@ FULL_KMEANS_MAX_POINTS = 30_000
 
 
 
-def kmeans(vectors: np.ndarray, k: int, seed: int, sample_weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Labels and L2-normalised centroids (spherical k-means on unit vectors).
+def kmeans(vectors: np.ndarray, k: int, seed: int, sample_weight: np.ndarray | None = None,
+           max_steps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and L2-normalised centroids (spherical k-means on unit vectors). `max_steps` bounds the
+    mini-batch steps above FULL_KMEANS_MAX_POINTS (and seeds k-means++ on 3 x k points instead of 3 x
+    the batch): each costs batch x k dot products, which at k = 5,000 is seconds.
 
     Exact duplicate vectors (frequent: many summaries are word for word the same) are clustered once,
     weighted by their count: faster, and it removes the ties that make k-means results depend on
@@ -29,7 +32,10 @@ def kmeans(vectors: np.ndarray, k: int, seed: int, sample_weight: np.ndarray | N
     else:
         if len(unique) > FULL_KMEANS_MAX_POINTS:
             # one initialisation: at 100,000 points and k=1,000 each costs about 20 s on 2 cores
-            model = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=1, batch_size=max(4096, 3 * k), max_no_improvement=20)
+            batch = max(4096, 3 * k)
+            bounded = {} if max_steps is None else {"max_iter": max(1, max_steps * batch // len(unique)),
+                                                     "init_size": min(len(unique), max(3 * k, 1024))}
+            model = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=1, batch_size=batch, max_no_improvement=20, **bounded)
         else:
             model = KMeans(n_clusters=k, random_state=seed, n_init=3)
         labels = model.fit_predict(unique, sample_weight=weights)
@@ -40,10 +46,13 @@ def kmeans(vectors: np.ndarray, k: int, seed: int, sample_weight: np.ndarray | N
     return labels.reshape(-1)[inverse].astype(np.int64), centroids[used]
 
 
-# Rows k-means is fitted on when there are more: the rest are assigned to the fitted centroids block by
-# block. faiss samples at most 256 points per centroid for the same reason; at 100 conversations per
-# cluster a sample of this size still sees every cluster's region (NMI on the labelled sets: docs/benchmarks.md).
+# Rows k-means is fitted on when there are more (at least this many, and 20 per centroid): the rest are
+# assigned to the fitted centroids block by block. faiss samples at most 256 points per centroid for the
+# same reason. The fit takes at most FIT_STEPS mini-batch steps (about 40 GFLOP each at k = 5,000), so its
+# cost stays below the assignment's (n x k dot products). Quality at 100,000: docs/benchmarks.md.
 FIT_SAMPLE_ROWS = 50_000
+FIT_ROWS_PER_CENTROID = 20
+FIT_STEPS = 40
 ASSIGN_BLOCK_ROWS = 16_384
 
 
@@ -58,16 +67,19 @@ def assign_blocks(vectors: np.ndarray, centroids: np.ndarray, block: int = ASSIG
     return labels
 
 
-def kmeans_on_sample(vectors: np.ndarray, k: int, seed: int, fit_rows: int = FIT_SAMPLE_ROWS) -> tuple[np.ndarray, np.ndarray]:
-    """`kmeans` for any number of rows (a float16 memory map included): up to `fit_rows` rows it is
-    `kmeans` itself; above, `kmeans` is fitted on a seeded sample of `fit_rows` rows and every row is
-    then assigned to its nearest fitted centroid (`assign_blocks`). Same labels and centroids for the
-    same input and seed."""
+def kmeans_on_sample(vectors: np.ndarray, k: int, seed: int, fit_rows: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """`kmeans` for any number of rows (a float16 memory map included): up to `fit_rows` rows (default:
+    FIT_SAMPLE_ROWS or FIT_ROWS_PER_CENTROID x k, the larger) it is `kmeans` itself; above, `kmeans` is
+    fitted on a seeded sample of `fit_rows` rows in at most FIT_STEPS steps, and every row is then
+    assigned to its nearest fitted centroid (`assign_blocks`). Same labels and centroids for the same
+    input and seed."""
     n = len(vectors)
+    if fit_rows is None:
+        fit_rows = max(FIT_SAMPLE_ROWS, FIT_ROWS_PER_CENTROID * k)
     if n <= fit_rows:
         return kmeans(np.asarray(vectors, dtype=np.float32), k, seed)
     sample = np.sort(np.random.default_rng(seed).choice(n, size=fit_rows, replace=False))
-    _, centroids = kmeans(np.asarray(vectors[sample], dtype=np.float32), k, seed)
+    _, centroids = kmeans(np.asarray(vectors[sample], dtype=np.float32), k, seed, max_steps=FIT_STEPS)
     labels = assign_blocks(vectors, centroids)
     # a centroid no row is nearest to is dropped, so every label in 0..k'-1 is used (as `kmeans` does)
     used, labels = np.unique(labels, return_inverse=True)

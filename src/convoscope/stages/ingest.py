@@ -49,7 +49,7 @@ def _ingest(ctx: RunContext) -> StageOutput[IngestRecord]:
     raw_text: list[str] = []
     with ctx.progress() as progress:
         task = progress.add_task("Reading conversations", total=None)
-        for conv in ctx.iter_input(report):
+        for count, conv in enumerate(ctx.iter_input(report), start=1):
             cols["conv_id"].append(conv.id)
             cols["account"].append(ctx.hash_account(conv.effective_account, account_key))
             cols["created_at"].append(conv.created_at)
@@ -60,7 +60,9 @@ def _ingest(ctx: RunContext) -> StageOutput[IngestRecord]:
             cols["metadata"].append(_scalar_metadata(conv.metadata))
             if keep_raw:
                 raw_text.append("\n\n".join(f"{m.role}: {m.content}" for m in conv.messages))
-            progress.advance(task)
+            if count % 1000 == 0:  # the display takes a lock per update: not once per conversation
+                progress.update(task, completed=count)
+        progress.update(task, completed=len(cols["conv_id"]))
     if not cols["conv_id"]:
         from convoscope.errors import InputError
 
