@@ -235,3 +235,25 @@ def test_pipeline_with_batch_mode_end_to_end(tmp_path):
     assert usage["roles"].get("naming", {}).get("batch_requests", 0) == 0 and usage["roles"]["naming"]["requests"] > 0
     assert server.batch_creates >= 1 and json.loads((tmp_path / "run" / STATE_FILE).read_text())["batches"] == {}
     assert again.manifest["llm_usage"]["total"]["requests"] == 0
+
+
+def test_answers_are_on_disk_before_their_batch_leaves_the_state_file(tmp_path, monkeypatch):
+    """A kill right after a batch leaves llm-batches.json must not lose its paid answers: they are
+    validated and written to the response cache (flushed, not only buffered) before that."""
+    import sqlite3
+
+    from convoscope.llm.batch import BatchState
+    from convoscope.llm.cache import CACHE_FILE
+
+    rows_at_removal: list[int] = []
+    original = BatchState.remove
+
+    def remove(self, batch_id):
+        with sqlite3.connect(tmp_path / "cache" / CACHE_FILE) as db:  # another connection: sees only what is committed
+            rows_at_removal.append(db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+        original(self, batch_id)
+
+    monkeypatch.setattr(BatchState, "remove", remove)
+    with FakeAnthropicServer(responder=responder) as server:
+        run(settings("anthropic", server.url, tmp_path), facets(7), tmp_path / "run")
+    assert rows_at_removal == [7]

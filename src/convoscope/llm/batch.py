@@ -151,13 +151,13 @@ async def run_batches(
     requests: dict[str, LLMRequest],
     state: BatchState,
     settings: PollSettings,
-    on_results: Callable[[dict[str, ItemResult]], None],
+    on_results: Callable[[dict[str, ItemResult]], Awaitable[None]],
     before_paying: Callable[[list[str], bool], None],
     on_progress: Callable[[int], None],
 ) -> dict[str, ItemResult]:
     """Answers for every custom id in `requests`, through batches: open batches of an earlier run that
     hold some of them are polled, the rest submitted. `on_results` gets each batch's results before the
-    batch leaves the state file (so the caller caches them first); `before_paying(ids, submitting)` gets
+    batch leaves the state file (so the caller has them cached, on disk, first); `before_paying(ids, submitting)` gets
     the ids of resumed batches, then those about to be submitted (the cost cap's reservation, which may
     refuse). Returns the final result per id
     (items still unanswered after `resubmits` rounds keep their last error)."""
@@ -197,7 +197,7 @@ async def run_batches(
                 results = await _persist(lambda b=batch_id: api.results(b), "results", settings, state)
                 ids = open_batches.pop(batch_id)
                 mine = {c: results.get(c, ItemResult(retry=True, error="missing from the batch results")) for c in ids}
-                on_results({c: r for c, r in mine.items() if r.completion is not None})
+                await on_results({c: r for c, r in mine.items() if r.completion is not None})
                 on_progress(len(ids) - finished.get(batch_id, 0))
                 for custom_id, result in mine.items():
                     final[custom_id] = result

@@ -232,12 +232,18 @@ class Client:
             if submitting:
                 self.requests_sent += len(custom_ids)
 
-        def collect(answers: dict[str, ItemResult]) -> None:
+        async def collect(answers: dict[str, ItemResult]) -> None:
+            """A batch's answers validated (schema misses re-asked live) and cached on disk before the batch
+            leaves the state file: a kill after that point must not lose what was paid for."""
             for custom_id, result in answers.items():
                 assert result.completion is not None
                 slots = waiting[custom_id]
                 self._ledger.record(slots[0][1], route.price_model, result.completion.usage, batch=True)
                 follow_ups.append(asyncio.create_task(self._settle_batched(route, custom_id, items[custom_id], result, slots, results, advance)))
+            await asyncio.gather(*follow_ups)
+            follow_ups.clear()
+            if self._cache is not None:
+                self._cache.flush()
 
         if self._batch_state is None:
             self._batch_state = BatchState(self.run_dir)
@@ -248,8 +254,8 @@ class Client:
         finally:
             for amount in reserved:
                 self._ledger.release(amount)
-        if follow_ups:
-            await asyncio.gather(*follow_ups)
+            for task in follow_ups:  # only left when the batches stopped early (an error, a cancel)
+                task.cancel()
         for custom_id in items:
             slots = waiting[custom_id]
             if any(results[i] is not None for i, _ in slots):
