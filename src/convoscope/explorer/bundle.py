@@ -39,7 +39,7 @@ _GUARANTEE_NUM_KEYS = ("epsilon", "delta", "min_accounts", "min_conversations", 
 
 
 def _asset(name: str) -> str:
-    return resources.files("convoscope.explorer").joinpath("assets", name).read_text(encoding="utf-8")
+    return resources.files("convoscope.explorer").joinpath("assets").joinpath(name).read_text(encoding="utf-8")
 
 
 def _num(v: Any) -> float | int | None:

@@ -90,7 +90,7 @@ def make_server(run_dir: Path, port: int = 8765, host: str = "127.0.0.1",
 
         def _send(self, body: bytes, ctype: str, gz: bytes | None = None) -> None:
             use_gz = gz is not None and "gzip" in (self.headers.get("Accept-Encoding") or "")
-            payload = gz if use_gz else body
+            payload = gz if gz is not None and use_gz else body
             self.send_response(200)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(payload)))
@@ -106,7 +106,7 @@ def make_server(run_dir: Path, port: int = 8765, host: str = "127.0.0.1",
                 self.wfile.write(payload)
 
         def do_GET(self) -> None:  # noqa: N802
-            if not host_allowed(self.headers.get("Host"), names, self.server.server_address[1]):
+            if not host_allowed(self.headers.get("Host"), names, int(self.server.server_address[1])):  # type: ignore[index]
                 self._forbid()  # DNS rebinding: a foreign page reaching us through a re-pointed name
                 return
             path = self.path.split("?", 1)[0].split("#", 1)[0]
@@ -133,7 +133,7 @@ def serve(run_dir: Path, port: int = 8765, host: str = "127.0.0.1", open_browser
     allow_hosts = list(allow_hosts)
     srv = make_server(Path(run_dir), port=port, host=host, allow_hosts=allow_hosts, facet=facet)
     h, p = srv.server_address[:2]
-    shown = "localhost" if h in ("127.0.0.1", "::1") or _host_name(host) in _WILDCARD_BINDS else _host_name(h)
+    shown = "localhost" if h in ("127.0.0.1", "::1") or _host_name(host) in _WILDCARD_BINDS else _host_name(str(h))
     url = f"http://{shown}:{p}/"
     print(f"convoscope explorer for {run_dir} at {url} (Ctrl-C to stop)", file=sys.stderr)
     if _host_name(host) in _WILDCARD_BINDS and not allow_hosts:
