@@ -257,3 +257,28 @@ def test_answers_are_on_disk_before_their_batch_leaves_the_state_file(tmp_path, 
     with FakeAnthropicServer(responder=responder) as server:
         run(settings("anthropic", server.url, tmp_path), facets(7), tmp_path / "run")
     assert rows_at_removal == [7]
+
+
+def test_progress_follows_the_batches_and_ends_at_the_number_of_requests(tmp_path, monkeypatch):
+    from convoscope.llm import client as client_module
+
+    advanced: list[int] = []
+
+    class Recorder:
+        def __init__(self, *args):
+            pass
+
+        def __enter__(self):
+            return advanced.append
+
+        def __exit__(self, *exc):
+            return None
+
+    monkeypatch.setattr(client_module.Client, "_progress_bar", lambda self, description, total: Recorder())
+    with FakeOpenAIServer(responder=responder) as server:
+        server.batch_polls = 3  # two polls see the batch running, the third sees it end
+        server.fail_next_items(1, kind="expired")  # resubmitted: counted back, then done again
+        requests = facets(5) + facets(2)  # two duplicates
+        responses, _ = run(settings("openai", server.url, tmp_path, cache=False), requests, tmp_path / "run")
+    assert not any(r.failed for r in responses)
+    assert sum(advanced) == len(requests) and -1 in advanced

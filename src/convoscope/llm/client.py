@@ -250,7 +250,8 @@ class Client:
         poll = PollSettings(self.settings.batch_poll_s, self.settings.batch_poll_max_s, self.settings.max_retries,
                             self.settings.batch_resubmits, self.settings.batch_max_items)
         try:
-            final = await run_batches(api, backend_name, items, self._batch_state, poll, collect, reserve, lambda n: None)
+            # the bar follows the provider's own count of finished items while the batches run
+            final = await run_batches(api, backend_name, items, self._batch_state, poll, collect, reserve, advance)
         finally:
             for amount in reserved:
                 self._ledger.release(amount)
@@ -261,9 +262,10 @@ class Client:
             if any(results[i] is not None for i, _ in slots):
                 continue
             result = final.get(custom_id) or ItemResult(error="no batch result")
-            for index, stats in slots:
+            for n, (index, stats) in enumerate(slots):
                 results[index] = self._finish(stats, requests[index], None, LLMResponse("", failed=True, error=result.error or "no batch answer"))
-                advance(1)
+                if n:  # the first was counted by the batch's own progress
+                    advance(1)
 
     async def _settle_batched(
         self, route: _Route, custom_id: str, request: LLMRequest, result: ItemResult,
@@ -280,7 +282,7 @@ class Client:
             if n:  # a duplicate request in the same call: answered once, counted as served by that answer
                 self._ledger.record_task(request.task or request.role, response.usage, cached=True, failed=response.failed)
                 slot_stats.cached_calls += 1
-            advance(1)
+                advance(1)  # the first was counted by the batch's own progress
 
     async def aclose(self) -> None:
         for backend in {id(r.backend): r.backend for r in self._routes.values()}.values():
