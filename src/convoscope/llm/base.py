@@ -22,7 +22,9 @@ class LLMRequest:
     system: str | None = None
     temperature: float = 0.2
     max_tokens: int = 512
-    json_schema: dict[str, Any] | None = None  # when set, the response is parsed and validated into `parsed`
+    # when set, the response is parsed and validated into `parsed`. Not to be changed once sent: its
+    # validator, size and canonical JSON are memoised per schema object (stages reuse one per task).
+    json_schema: dict[str, Any] | None = None
     role: str = "facets"  # which configured backend serves it: facets | naming | auditor | screener
     task: str = ""  # for usage accounting and logs: "facets", "name", "propose", "dedupe", "assign", ...
     # A check of the parsed answer beyond its schema (e.g. a small model echoing the prompt's scaffolding):
