@@ -95,6 +95,7 @@ class Budget:
     cap: int  # conversations per account
     rho: float  # this hierarchy's rho: the run's, divided among its hierarchies
     hierarchies: int = 1
+    conversation_is_account: bool = False  # the input has no account ids
     spent: dict[str, float] = field(default_factory=dict)
     spent_delta: dict[str, float] = field(default_factory=dict)
 
@@ -149,6 +150,7 @@ class Budget:
         return {
             "mode": "dp", "epsilon": self.epsilon, "delta": self.delta * self.hierarchies, "unit": UNIT,
             "max_conversations_per_account": self.cap,
+            **({"note": "the input has no account ids: each conversation is its own account"} if self.conversation_is_account else {}),
             "accounting": f"zero-concentrated DP (rho {self.rho * self.hierarchies:.6g}) composed over every release, converted to (epsilon, delta) by {library_version()}",
             "hierarchies": self.hierarchies,  # each hierarchy (--hierarchies) releases with 1/hierarchies of the budget
             "split": {q: {"share": s, "rho": round(self.rho * s, 8)} for q, s in SHARES.items()},
@@ -195,13 +197,23 @@ def selection_threshold(scale: float, l0: int, linf: int, delta: float) -> int:
     return hi
 
 
-def plan(p: PrivacySettings, hierarchies: int = 1) -> Budget:
+def plan(p: PrivacySettings, hierarchies: int = 1, *, conversation_is_account: bool = False) -> Budget:
     """One hierarchy's budget from the settings (the same for every stage: deterministic). A run with
     several hierarchies (`--hierarchies request,task`) releases each from the same accounts, so each
-    gets 1/hierarchies of the rho and of every delta share."""
+    gets 1/hierarchies of the rho and of every delta share. Input without account ids makes each
+    conversation its own account: one conversation per account by construction (cap 1)."""
     n = max(1, int(hierarchies))
-    return Budget(epsilon=p.epsilon, delta=p.delta / n, cap=p.max_conversations_per_account,
-                  rho=_rho_cached(p.epsilon, p.delta * DELTA_SHARES["conversion"]) / n, hierarchies=n)
+    return Budget(epsilon=p.epsilon, delta=p.delta / n, cap=1 if conversation_is_account else p.max_conversations_per_account,
+                  rho=_rho_cached(p.epsilon, p.delta * DELTA_SHARES["conversion"]) / n, hierarchies=n,
+                  conversation_is_account=conversation_is_account)
+
+
+def budget_for(ctx) -> Budget:
+    """The budget of the hierarchy a stage works on. Whether the input has account ids is its schema,
+    which the release states anyway (`account_ids`), not something one account can change unnoticed:
+    input mixing both is refused at ingest."""
+    report = (ctx.store.stage_record("ingest") or {}).get("report") or {}
+    return plan(ctx.config.privacy, len(ctx.config.facets.hierarchy_facets), conversation_is_account=report.get("account_ids") == "absent")
 
 
 @lru_cache(maxsize=32)

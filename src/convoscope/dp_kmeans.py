@@ -111,14 +111,14 @@ def dp_kmeans(vectors: np.ndarray, bounded: np.ndarray, k_max: int | Callable[[i
 
 def dp_cluster(ctx, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
     """The cluster stage in DP mode: labels, centroids and the rule that chose k (for its record)."""
-    from convoscope.dp import bounded_mask, plan
+    from convoscope.dp import bounded_mask, budget_for
     from convoscope.hierarchy_levels import choose_k
     from convoscope.stages.rows import analysed_rows
 
     config = ctx.config
     rows = analysed_rows(ctx.store)
     _, account_index = np.unique(rows.accounts, return_inverse=True)
-    budget = plan(config.privacy, len(config.facets.hierarchy_facets))
+    budget = budget_for(ctx)
     bounded = bounded_mask(rows.conv_ids, account_index.reshape(-1), budget.cap, config.seed)
     with ctx.console.status(f"DP k-means: {len(vectors):,} conversations"):
         result = dp_kmeans(vectors, bounded, lambda n: choose_k(n, config.cluster), budget, config.seed)
@@ -132,4 +132,4 @@ def dp_fingerprint(config) -> tuple:
     p = config.privacy
     if p.mode != "dp":
         return ()
-    return ("dp-kmeans-v3", p.epsilon, p.delta, p.max_conversations_per_account, DIMENSIONS, ROUNDS, len(config.facets.hierarchy_facets))
+    return ("dp-kmeans-v4", p.epsilon, p.delta, p.max_conversations_per_account, DIMENSIONS, ROUNDS, len(config.facets.hierarchy_facets))

@@ -48,8 +48,7 @@ class Tree:
     """The hierarchy table, its levels and each conversation's base cluster, with the DP bounding."""
 
     def __init__(self, ctx: RunContext) -> None:
-        p = ctx.config.privacy
-        self.budget = dp.plan(p, len(ctx.config.facets.hierarchy_facets))
+        self.budget = dp.budget_for(ctx)
         self.rows = ctx.store.read_table("hierarchy").to_pylist()
         self.n_levels = max(r["level"] for r in self.rows) + 1
         self.index = {r["id"]: i for i, r in enumerate(self.rows)}

@@ -145,3 +145,12 @@ def test_a_conversation_contributes_a_bounded_number_of_terms():
     terms = conversation_terms(["alpha beta gamma delta epsilon zeta eta theta iota kappa alpha", "", "2024 1999"])
     assert terms[0] == ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"][:dp.TERMS_PER_CONVERSATION]
     assert terms[1] == [] and terms[2] == []  # digits never form terms
+
+
+def test_without_account_ids_each_conversation_is_an_account_of_one_conversation():
+    p = settings(1.0)
+    assert dp.plan(p).cap == 3
+    budget = dp.plan(p, conversation_is_account=True)
+    assert budget.cap == 1 and "no account ids" in budget.guarantee()["note"]
+    two = dp.plan(p, hierarchies=2)  # two hierarchies share the run's budget
+    assert math.isclose(two.rho * 2, dp.plan(p).rho) and math.isclose(two.guarantee()["delta"], p.delta)

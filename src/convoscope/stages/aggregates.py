@@ -317,7 +317,7 @@ class AggregatesRecord(StageRecord):
 def _settings(ctx: RunContext) -> tuple:
     p = ctx.config.privacy
     # the DP settings only in DP mode, so threshold runs keep their fingerprints
-    dp_settings = ("dp-aggregates-v4", len(ctx.config.facets.hierarchy_facets)) if p.mode == "dp" else ()
+    dp_settings = ("dp-aggregates-v5", len(ctx.config.facets.hierarchy_facets)) if p.mode == "dp" else ()
     return p.model_dump(exclude=set() if p.mode == "dp" else {"mode", "epsilon", "delta"}), [f.model_dump() for f in ctx.config.facets.custom], *dp_settings
 
 
