@@ -152,7 +152,18 @@ def test_languages_support_rule_and_other_bound(tmp_path):
     assert set(under) == {"c", "p"}
     assert under["c"]["count_upper_bound"] == 6 and under["c"]["ratio"] == pytest.approx((6 / 200) / overall)
     assert under["p"]["ratio"] == 0.0
+    assert under["c"]["count_is_upper_bound"] and not under["p"]["count_is_upper_bound"]  # nothing merged in "Python": exactly 0
     assert [e["id"] for e in spanish["under_represented"]] == ["p", "c"]
+    from io import StringIO
+
+    from rich.console import Console
+
+    from convoscope.analyses.languages import print_languages
+
+    buffer = StringIO()
+    print_languages(result, Console(file=buffer, width=200, no_color=True))
+    printed = buffer.getvalue()
+    assert "≤6 / 200" in printed and "≤0" not in printed and " 0 / 100" in printed
 
 
 def test_leader_groups_known():

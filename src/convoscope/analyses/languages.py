@@ -12,7 +12,8 @@ Rules (so tiny counts don't produce wild ratios):
 - the aggregates merge a language held by fewer than `min_accounts` accounts in a cluster into
   "other", so a language missing from a cluster's breakdown may still be in its "other" count. For
   under-representation the ratio is therefore computed from an upper bound on L's count (L's count
-  if listed, else the cluster's "other" count), so it is never overstated.
+  if listed, else the cluster's "other" count, else 0), so it is never overstated; it is printed with
+  "≤" only when it is a bound (the language was merged into "other").
 """
 
 from __future__ import annotations
@@ -55,9 +56,12 @@ def languages(run: Run, level: int | None = None, min_support: int = 10, min_lan
             if count >= min_support and count / size > overall:
                 over.append({**entry, "share": count / size, "ratio": (count / size) / overall})
             if expected >= min_support:
-                upper = count if lang in breakdown else breakdown.get("other", 0)
+                # exact when the language is listed, or when nothing was merged into "other" (then it is 0)
+                merged = lang not in breakdown and breakdown.get("other", 0) > 0
+                upper = breakdown["other"] if merged else count
                 if upper / size < overall:
-                    under.append({**entry, "count_upper_bound": upper, "share": upper / size, "ratio": (upper / size) / overall})
+                    under.append({**entry, "count_upper_bound": upper, "count_is_upper_bound": merged, "share": upper / size,
+                                  "ratio": (upper / size) / overall})
         over.sort(key=lambda e: (-e["ratio"], -e["count"]))
         under.sort(key=lambda e: (e["ratio"], -e["expected"]))
         out_langs.append({"language": lang, "conversations": total, "overall_share": overall,
@@ -88,9 +92,10 @@ def print_languages(result: dict[str, Any], console: Console) -> None:
         for kind, entries, style in (("over", lang["over_represented"], "green"), ("under", lang["under_represented"], "red")):
             for e in entries:
                 count = e.get("count_upper_bound", e["count"])
+                bound = "≤" if e.get("count_is_upper_bound") else ""  # merged into "other": at most that many
                 table.add_row(name if first else "", f"{lang['conversations']:,} ({pct(lang['overall_share'])})" if first else "",
-                              f"[{style}]{kind}[/]", label(e, 50), f"{'≤' if kind == 'under' else ''}{count:,} / {e['size']:,}",
-                              pct(e["share"]), f"{e['ratio']:.2f}x")
+                              f"[{style}]{kind}[/]", label(e, 50), f"{bound}{count:,} / {e['size']:,}",
+                              f"{bound}{pct(e['share'])}", f"{bound}{e['ratio']:.2f}x")
                 first = False
         if first:
             table.add_row(name, f"{lang['conversations']:,} ({pct(lang['overall_share'])})", "", "[dim]no cluster passes the support rule[/]", "", "", "")
