@@ -161,7 +161,7 @@ class ShardWorker:
     """A Ray Data actor: runs one job ('ingest', 'screen', 'facets', 'embed_keys', 'embed_encode') on
     each task it is given and returns one row per task: its index and a pickled result (or error)."""
 
-    def __init__(self, job: str, config_json: str, selected: set[str] | None = None):
+    def __init__(self, job: str, config_json: str, selected: set[str] | None = None, single_thread: bool = False):
         self.job = job
         self.config = Config.model_validate_json(config_json)
         self.selected = selected
@@ -178,9 +178,10 @@ class ShardWorker:
             from convoscope.embedders import make_embedder
 
             self.embedder = make_embedder(self.config.embedding.model)
-            # one BLAS thread per actor, as the local stage's worker processes (an actor has one CPU)
+            # the model's thread count changes the last float digits: one thread where the local stage
+            # would encode in single-threaded worker processes (large inputs), else the model's default
             model = getattr(self.embedder, "_model", None)
-            if model is not None and hasattr(model, "threads"):
+            if single_thread and model is not None and hasattr(model, "threads"):
                 model.threads = 1
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
@@ -305,6 +306,7 @@ class RayEngine:
         self.console = console
         self._usage: dict[str, dict[str, Any]] = {}  # worker id -> its client's latest usage summary
         self._plan: list[FilePlan] | None = None
+        self._charged = 0.0  # workers' spending already counted by the driver's client
         if not ray.is_initialized():
             address = config.engine.ray_address
             ray.init(address=address, include_dashboard=False, log_to_driver=True, **({} if address else {"configure_logging": False}))
@@ -333,7 +335,7 @@ class RayEngine:
         return ctx.config.model_copy(update={"llm": llm}).model_dump_json()
 
     def _run(self, ctx: RunContext, job: str, tasks: list[dict[str, Any]], *, selected: set[str] | None = None,
-             split_budget: bool = False) -> list[dict[str, Any]]:
+             split_budget: bool = False, single_thread: bool = False) -> list[dict[str, Any]]:
         """Run `job` on every task (one Ray Data row each) and return the results in task order; the first
         error in task order (input order) is raised."""
         import ray
@@ -345,7 +347,7 @@ class RayEngine:
         data_context.enable_progress_bars = ctx.show_progress
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         ds = ds.map_batches(ShardWorker, fn_constructor_kwargs={"job": job, "config_json": self._worker_config(ctx, split_budget=split_budget),
-                                                                "selected": selected},
+                                                                "selected": selected, "single_thread": single_thread},
                             batch_size=1, compute=ray.data.ActorPoolStrategy(size=min(self.workers, len(items))), num_cpus=1)
         results: list[dict[str, Any] | None] = [None] * len(items)
         for row in ds.iter_rows():
@@ -444,7 +446,8 @@ class RayEngine:
         spent = sum(u["total"]["cost_usd"] for u in self._usage.values())
         ledger = getattr(ctx.llm, "_ledger", None)  # no public way yet to charge outside spending (asked of the LLM layer)
         if ledger is not None:
-            ledger.spent_usd = max(ledger.spent_usd, spent)
+            ledger.spent_usd += spent - self._charged
+            self._charged = spent
 
     # -- embed ----------------------------------------------------------------------------------
 
@@ -501,7 +504,9 @@ class RayEngine:
             task_groups = [g for g in groups if lo <= g[0] < hi]
             if task_groups:
                 tasks.append({"groups": task_groups, "pieces": [p for p in pieces if _overlaps(p, lo, hi)]})
-        for result in self._run(ctx, "embed_encode", tasks):
+        from convoscope.stages.embed import _use_worker_pool  # the local stage's rule, which decides the model's threads
+
+        for result in self._run(ctx, "embed_encode", tasks, single_thread=_use_worker_pool(ctx, n_rows) > 0):
             vectors.update(result["vectors"])
         dims = len(next(iter(vectors.values()))) if vectors else len(next(iter(cached.values())))
         with ctx.store.array_writer("embeddings", (n_rows, dims), EMBEDDING_DTYPE) as out:
