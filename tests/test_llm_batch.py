@@ -282,3 +282,18 @@ def test_progress_follows_the_batches_and_ends_at_the_number_of_requests(tmp_pat
         responses, _ = run(settings("openai", server.url, tmp_path, cache=False), requests, tmp_path / "run")
     assert not any(r.failed for r in responses)
     assert sum(advanced) == len(requests) and -1 in advanced
+
+
+def test_state_file_shared_by_two_processes_keeps_both_batches(tmp_path):
+    """Two clients on one run directory (e.g. the Ray engine's workers): each change is a locked
+    read-modify-write, so neither drops the other's open batches."""
+    from convoscope.llm.batch import BatchState
+
+    first, second = BatchState(tmp_path), BatchState(tmp_path)
+    first.add("batch_a", "openai:m", ["a" * 64])
+    second.add("batch_b", "openai:m", ["b" * 64])
+    first.remove("batch_a")
+    assert BatchState(tmp_path).open_for("openai:m") == {"batch_b": ["b" * 64]}
+    (tmp_path / STATE_FILE).write_text("{not json")
+    with pytest.raises(LLMFatalError, match="unreadable batch state"):
+        BatchState(tmp_path)

@@ -16,9 +16,10 @@ import logging
 import os
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Protocol
+from typing import Any, Awaitable, Callable, Iterator, Protocol
 
 import orjson
 
@@ -60,42 +61,65 @@ class BatchAPI(Protocol):
 
 
 class BatchState:
-    """Open batches of this run: {batch id: {"backend", "custom_ids", "created"}} in `STATE_FILE`, written
-    atomically (a kill leaves the old or the new file, never half of one). Without a directory the
-    state lives in memory only, and an interrupted run cannot resume its batches."""
+    """Open batches of this run: {batch id: {"backend", "custom_ids", "created"}} in `STATE_FILE`. Every
+    change is a read-modify-write under an exclusive lock (several processes may share a run directory,
+    e.g. the Ray engine's workers: each keeps its own batches, none drops another's), written atomically
+    (a kill leaves the old or the new file, never half of one). Without a directory the state lives in
+    memory only, and an interrupted run cannot resume its batches."""
 
     def __init__(self, directory: Path | None):
         self.path = directory / STATE_FILE if directory is not None else None
-        self.batches: dict[str, dict[str, Any]] = {}
-        if self.path is not None and self.path.exists():
-            try:
-                data = orjson.loads(self.path.read_bytes())
-                self.batches = dict(data["batches"])
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-                raise LLMFatalError(
-                    f"{self.path}: unreadable batch state ({type(exc).__name__}); its batches cannot be resumed. "
-                    "Delete the file to submit them anew (they will be paid again)"
-                ) from None
+        self._memory: dict[str, dict[str, Any]] = {}
+        self.batches  # an unreadable file is reported now, before anything is submitted
+
+    @property
+    def batches(self) -> dict[str, dict[str, Any]]:
+        if self.path is None:
+            return self._memory
+        if not self.path.exists():
+            return {}
+        try:
+            return dict(orjson.loads(self.path.read_bytes())["batches"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            raise LLMFatalError(
+                f"{self.path}: unreadable batch state ({type(exc).__name__}); its batches cannot be resumed. "
+                "Delete the file to submit them anew (they will be paid again)"
+            ) from None
 
     def open_for(self, backend: str) -> dict[str, list[str]]:
         return {batch_id: entry["custom_ids"] for batch_id, entry in self.batches.items() if entry["backend"] == backend}
 
     def add(self, batch_id: str, backend: str, custom_ids: list[str]) -> None:
-        self.batches[batch_id] = {"backend": backend, "custom_ids": custom_ids, "created": time.time()}
-        self._save()
+        with self._locked() as batches:
+            batches[batch_id] = {"backend": backend, "custom_ids": custom_ids, "created": time.time()}
 
     def remove(self, batch_id: str) -> None:
-        if self.batches.pop(batch_id, None) is not None:
-            self._save()
+        with self._locked() as batches:
+            batches.pop(batch_id, None)
 
-    def _save(self) -> None:
+    @contextmanager
+    def _locked(self) -> Iterator[dict[str, dict[str, Any]]]:
         if self.path is None:
+            yield self._memory
             return
+        import fcntl  # POSIX, as the run directory's own lock (store.RunLock)
+
         make_private_dirs(self.path.parent)
+        lock_fd = os.open(self.path.with_name(self.path.name + ".lock"), os.O_CREAT | os.O_RDWR, PRIVATE_FILE_MODE)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            batches = self.batches
+            yield batches
+            self._write(batches)
+        finally:
+            os.close(lock_fd)  # closing releases the lock
+
+    def _write(self, batches: dict[str, dict[str, Any]]) -> None:
+        assert self.path is not None
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(orjson.dumps({"version": 1, "batches": self.batches}))
+                fh.write(orjson.dumps({"version": 1, "batches": batches}))
             os.chmod(tmp, PRIVATE_FILE_MODE)
             os.replace(tmp, self.path)
         finally:
