@@ -67,6 +67,8 @@ def _check(usage: dict, predicted: dict) -> None:
     predicted_tokens = predicted["total"]["input_tokens"] + predicted["total"]["output_tokens"]
     report = {stage: [(sum(usage["tasks"].get(t, {}).get(k, 0) for t in tasks), predicted["stages"][stage][k]) for k in ("calls", "input_tokens")]
               for stage, tasks in STAGE_TASKS.items()}
+    print(f"\nestimate vs run: calls {predicted['total']['calls']} / {usage['total']['calls']}, tokens {predicted_tokens} / {measured_tokens}; "
+          f"per stage (calls, input tokens) as (run, estimate): {report}")  # shown with -s
     assert predicted["total"]["calls"] == pytest.approx(usage["total"]["calls"], rel=0.10), report
     assert predicted_tokens == pytest.approx(measured_tokens, rel=0.10), (predicted_tokens, measured_tokens, report)
     facets = usage["tasks"]["facets"]
