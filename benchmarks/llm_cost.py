@@ -50,6 +50,8 @@ def main() -> None:
     from fakes.llm_servers import FakeAnthropicServer, approx_tokens
 
     from convoscope.config import load_config
+    from convoscope.conversation_format import format_conversation
+    from convoscope.ingest import read_conversations
     from convoscope.llm.backends.anthropic import cache_min_tokens
     from convoscope.pipeline import run_pipeline
 
@@ -66,6 +68,11 @@ def main() -> None:
             live_bodies = [b for b in server.requests if "messages" in b and "requests" not in b]
         n = store.read_table("facets").num_rows
         usage = store.manifest["llm_usage"]
+        # the conversations as the facet prompt carries them, counted as the fake counts (JSON characters / 4)
+        conversation_tokens = sum(
+            approx_tokens(format_conversation(c, cfg.facets.max_conversation_tokens, scrub_text=cfg.privacy.scrub_identifiers))
+            for c in read_conversations(data, cfg.ingest)
+        )
 
     # the bodies grouped by their static system prompt: one group per task (B's prompts put every static part there)
     def system_text(body: dict[str, Any]) -> str:
@@ -96,7 +103,9 @@ def main() -> None:
     facets = tasks["facets"]
     facet_bodies = max(groups.values(), key=len)
     facet_prefix = sum(approx_tokens(b.get("tools", [])) + approx_tokens(system_text(b)) for b in facet_bodies) / len(facet_bodies)
-    print(f"\nper conversation: {total_in / n:.0f} input tokens ({facets['input_tokens'] / n:.0f} in the facets call, of which "
+    overhead = (facets["input_tokens"] - conversation_tokens) / n
+    print(f"\nfacets call: {conversation_tokens / n:.0f} tokens of conversation, {overhead:.0f} tokens of prompt around it per conversation")
+    print(f"per conversation: {total_in / n:.0f} input tokens ({facets['input_tokens'] / n:.0f} in the facets call, of which "
           f"{facet_prefix:.0f} static prefix), {total_out / n:.0f} output tokens ({facets['output_tokens'] / n:.0f} from facets)")
 
     total = usage["total"]
