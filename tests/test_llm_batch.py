@@ -297,3 +297,12 @@ def test_state_file_shared_by_two_processes_keeps_both_batches(tmp_path):
     (tmp_path / STATE_FILE).write_text("{not json")
     with pytest.raises(LLMFatalError, match="unreadable batch state"):
         BatchState(tmp_path)
+
+
+def test_chunk_size_tells_stages_to_hand_over_large_chunks_in_batch_mode(tmp_path):
+    from convoscope.llm.client import BATCH_CHUNK
+
+    batched = build_client(LLMSettings(facets="openai:m@http://127.0.0.1:9", batch=True, cache=False), progress=False)
+    live = build_client(LLMSettings(facets="openai:m@http://127.0.0.1:9", cache=False), progress=False)
+    assert batched.chunk_size("facets", 256) == BATCH_CHUNK and batched.chunk_size("auditor", 256) == BATCH_CHUNK
+    assert batched.chunk_size("naming", 256) == 256 and live.chunk_size("facets", 256) == 256

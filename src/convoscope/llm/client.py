@@ -97,6 +97,7 @@ class _Route:
 
 
 BATCH_KINDS = ("anthropic", "openai")  # backends with a batch interface (`backend.batches`)
+BATCH_CHUNK = 50_000  # requests per complete_many in batch mode: a provider batch or two, some 100 MB of prompts
 
 
 class _GaveUp(Exception):
@@ -185,7 +186,18 @@ class Client:
         return self._secret_key
 
     def _batched(self, request: LLMRequest) -> bool:
-        return self.settings.batch and request.role in BATCH_ROLES and self._route(request.role).batches is not None
+        return self.batched_role(request.role)
+
+    def batched_role(self, role: str) -> bool:
+        """Whether this role's requests go through a batch API."""
+        return self.settings.batch and role in BATCH_ROLES and role in self._routes and self._routes[role].batches is not None
+
+    def chunk_size(self, role: str, live: int) -> int:
+        """How many requests a stage should hand to one `complete_many`. Live, `live` (it bounds memory, and
+        the cache makes each chunk resumable); in batch mode far more, since each call waits for its
+        batches to end (minutes to hours): 256-request chunks would queue hundreds of batches one after
+        another where one call submits them all at once and polls them together."""
+        return BATCH_CHUNK if self.batched_role(role) else live
 
     async def _complete_batched(
         self, requests: Sequence[LLMRequest], indices: list[int], results: list[LLMResponse | None], advance: Callable[[int], None]
