@@ -306,3 +306,18 @@ def test_chunk_size_tells_stages_to_hand_over_large_chunks_in_batch_mode(tmp_pat
     live = build_client(LLMSettings(facets="openai:m@http://127.0.0.1:9", cache=False), progress=False)
     assert batched.chunk_size("facets", 256) == BATCH_CHUNK and batched.chunk_size("auditor", 256) == BATCH_CHUNK
     assert batched.chunk_size("naming", 256) == 256 and live.chunk_size("facets", 256) == 256
+
+
+def test_cost_cap_submits_what_fits_then_stops_and_a_rerun_goes_on(tmp_path):
+    from convoscope.llm.limits import approx_request_tokens
+
+    requests = facets(5)
+    worst = (approx_request_tokens(requests[0]) + requests[0].max_tokens) * 100.0 / 1e6 * 0.5  # $100/M, batch half price
+    with FakeAnthropicServer(responder=responder) as server:
+        s = settings("anthropic", server.url, tmp_path, max_cost_usd=2.5 * worst, prices={"claude-3-5-haiku": (100.0, 100.0)})
+        with pytest.raises(BudgetExceeded):
+            run(s, requests, tmp_path / "run")
+        assert [len(b["items"]) for b in server.batches.values()] == [2]  # the two that fit under the cap
+        responses, usage = run(s.model_copy(update={"max_cost_usd": 100.0}), requests, tmp_path / "run")
+    assert [len(b["items"]) for b in server.batches.values()] == [2, 3]  # the rerun pays only for the rest
+    assert usage["total"]["cached_calls"] == 2 and not any(r.failed for r in responses)

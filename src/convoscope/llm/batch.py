@@ -176,14 +176,14 @@ async def run_batches(
     state: BatchState,
     settings: PollSettings,
     on_results: Callable[[dict[str, ItemResult]], Awaitable[None]],
-    before_paying: Callable[[list[str], bool], None],
+    before_paying: Callable[[list[str], bool], list[str]],
     on_progress: Callable[[int], None],
 ) -> dict[str, ItemResult]:
     """Answers for every custom id in `requests`, through batches: open batches of an earlier run that
     hold some of them are polled, the rest submitted. `on_results` gets each batch's results before the
     batch leaves the state file (so the caller has them cached, on disk, first); `before_paying(ids, submitting)` gets
-    the ids of resumed batches, then those about to be submitted (the cost cap's reservation, which may
-    refuse). Returns the final result per id
+    the ids of resumed batches (already paid for), then those about to be submitted, and returns those
+    it accepts (the cost cap's reservation: a leading part, or none); the rest are not submitted. Returns the final result per id
     (items still unanswered after `resubmits` rounds keep their last error)."""
     pending = set(requests)
     final: dict[str, ItemResult] = {}
@@ -197,7 +197,8 @@ async def run_batches(
     to_submit = [c for c in requests if c not in resumed]
     for round_ in range(settings.resubmits + 1):
         if to_submit:
-            before_paying(to_submit, True)
+            to_submit = before_paying(to_submit, True)
+        if to_submit:
             entries = [api.entry(c, requests[c]) for c in to_submit]
             max_items = min(api.max_items, settings.max_items or api.max_items)
             for chunk in split(entries, max_items, api.max_bytes):

@@ -236,13 +236,26 @@ class Client:
         reserved: list[float] = []
         follow_ups: list[asyncio.Task[None]] = []
 
-        def reserve(custom_ids: list[str], submitting: bool) -> None:
-            """The worst case of a submission (or of resumed batches) at batch prices, before anything is sent."""
-            input_tokens = sum(approx_request_tokens(items[c]) for c in custom_ids)
-            output_tokens = sum(items[c].max_tokens for c in custom_ids)
-            reserved.append(self._ledger.reserve(route.price_model, input_tokens, output_tokens, batch=True))
-            if submitting:
-                self.requests_sent += len(custom_ids)
+        refused: list[BudgetExceeded] = []
+
+        def reserve(custom_ids: list[str], submitting: bool) -> list[str]:
+            """Each item's worst case at batch prices, before anything is sent: the items that fit under the
+            cap are submitted (as live mode does the work that fits), the first that does not ends the list.
+            Resumed batches are already paid for: held, never refused."""
+            accepted: list[str] = []
+            for custom_id in custom_ids:
+                request = items[custom_id]
+                if not submitting:
+                    reserved.append(self._ledger.hold(route.price_model, approx_request_tokens(request), request.max_tokens, batch=True))
+                    continue
+                try:
+                    reserved.append(self._ledger.reserve(route.price_model, approx_request_tokens(request), request.max_tokens, batch=True))
+                except BudgetExceeded as exc:
+                    refused.append(exc)
+                    break
+                accepted.append(custom_id)
+            self.requests_sent += len(accepted)
+            return accepted if submitting else custom_ids
 
         async def collect(answers: dict[str, ItemResult]) -> None:
             """A batch's answers validated (schema misses re-asked live) and cached on disk before the batch
@@ -269,6 +282,8 @@ class Client:
                 self._ledger.release(amount)
             for task in follow_ups:  # only left when the batches stopped early (an error, a cancel)
                 task.cancel()
+        if refused:  # what fitted under the cap is answered and cached; a rerun with a higher cap goes on
+            raise refused[0]
         for custom_id in items:
             slots = waiting[custom_id]
             if any(results[i] is not None for i, _ in slots):

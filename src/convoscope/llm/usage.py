@@ -172,6 +172,12 @@ class UsageLedger:
         self.reserved_usd += worst
         return worst
 
+    def hold(self, model: str | None, input_tokens: int, max_tokens: int, *, batch: bool = False) -> float:
+        """A reservation that cannot be refused: for work already submitted (a resumed batch)."""
+        worst = self.prices.worst_case(model, input_tokens, max_tokens, batch=batch)
+        self.reserved_usd += worst
+        return worst
+
     def release(self, reserved: float) -> None:
         self.reserved_usd = max(0.0, self.reserved_usd - reserved)
 
