@@ -99,7 +99,7 @@ def _settings(ctx: RunContext) -> tuple:
     return (*fingerprint_parts(ctx, "namer"), config.llm.spec_for("naming") if config.llm_mode else "none",
             config.privacy.min_accounts, config.privacy.max_conversations_per_account, config.privacy.public_figure_accounts,
             prompts.load("name_cluster").template if config.llm_mode else None, "capped-samples",
-            None if config.llm_mode else ("phrases-v2", config.embedding.model, taxonomy_fingerprint(config)))
+            None if config.llm_mode else ("phrases-v3", config.embedding.model, taxonomy_fingerprint(config)))
 
 
 def _name(ctx: RunContext) -> StageOutput[NameRecord]:
