@@ -242,10 +242,10 @@ def test_llm_cache_is_private_and_keyed(tmp_path, monkeypatch, permissive_umask)
     files = [db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")]
     assert all(p.exists() and mode(p) == 0o600 for p in files), {p.name: oct(mode(p)) for p in files if p.exists()}
     # the key is not a plain hash of the request: holding the file does not let anyone test a guess
-    payload = {"v": 2, "backend": "openai", "model": "m", "messages": [["user", "my landlord Quargmire"]], "system": request.system,
-               "prefill": request.prefill, "temperature": request.temperature, "max_tokens": request.max_tokens, "schema": request.json_schema}
+    payload = {"v": 3, "backend": "openai", "model": "m", "messages": [["user", "my landlord Quargmire"]], "system": request.system,
+               "temperature": request.temperature, "max_tokens": request.max_tokens, "schema": request.json_schema}
     blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
-    assert key not in {hashlib.sha256(blob).hexdigest(), hashlib.sha256(blob.replace(b'"v":2', b'"v":1')).hexdigest()}
+    assert key not in {hashlib.sha256(blob.replace(b'"v":3', f'"v":{v}'.encode())).hexdigest() for v in (1, 2, 3)}
     monkeypatch.setenv(ENV_KEY, KEY_B)
     assert cache_key("openai", "m", request) != key
     cache.close()
