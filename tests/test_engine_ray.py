@@ -61,11 +61,17 @@ def _input_dir(tmp_path: Path, n: int) -> Path:
     return root
 
 
+def _without_map(aggregates: dict) -> dict:
+    # The map (UMAP) is not reproducible from run to run on the local engine itself in LLM mode (two local
+    # runs of the same input in one process place clusters differently), so cluster positions are left out.
+    return {**aggregates, "clusters": [{k: v for k, v in c.items() if k not in ("x", "y")} for c in aggregates["clusters"]]}
+
+
 def _assert_same_run(local: RunStore, ray_run: RunStore) -> None:
-    for table in ("conversations", "facets", "base_assignments", "hierarchy", "clusters"):
+    for table in ("conversations", "facets", "base_assignments", "hierarchy", "assignments", "clusters"):
         assert local.read_table(table).equals(ray_run.read_table(table)), table
     assert np.array_equal(local.read_array("embeddings"), ray_run.read_array("embeddings"))
-    assert local.read_json("aggregates") == ray_run.read_json("aggregates")
+    assert _without_map(local.read_json("aggregates")) == _without_map(ray_run.read_json("aggregates"))
     for stage in ("ingest", "facets", "embed", "cluster", "aggregates"):  # same fingerprints: either engine resumes the other's run
         assert local.stage_fingerprint(stage) == ray_run.stage_fingerprint(stage), stage
 
