@@ -49,9 +49,9 @@ def clinc_input(work: Path, sample: int | None) -> tuple[Path, dict[str, str]]:
     if sample and sample < len(records):
         records = random.Random(0).sample(records, sample)
     path = work / "clinc.jsonl"
-    with path.open("w", encoding="utf-8") as f:
-        for r in records:
-            f.write(json.dumps({"id": r["id"], "text": r["text"]}) + "\n")
+    text = "".join(json.dumps({"id": r["id"], "text": r["text"]}) + "\n" for r in records)
+    if not path.exists() or path.read_text(encoding="utf-8") != text:  # unchanged input: the threshold run is reused
+        path.write_text(text, encoding="utf-8")
     return path, {r["id"]: r["parent_label"] for r in records}
 
 

@@ -2,7 +2,7 @@
 
 Lloyd's algorithm with noisy counts and noisy sums (the "DP-Lloyd" of Blum et al. 2005 and Su et al.
 2016, the building block of Google's DP clustering used by Urania), on the contribution-bounded
-conversations, in a random 32-dimensional projection of the embeddings. Why these choices:
+conversations, in a random 64-dimensional projection of the embeddings. Why these choices:
 
 - **Noisy Lloyd rounds** need only sums and counts, whose sensitivity is exact and small: a unit
   vector moves a sum by at most 1, so an account with at most `cap` conversations moves the stacked
@@ -32,7 +32,7 @@ import numpy as np
 
 from convoscope.dp import Budget
 
-DIMENSIONS = 32
+DIMENSIONS = 64  # CLINC150 (6,000), epsilon 8: base NMI against intents 0.52 at 32 dims, 0.56 at 64
 ROUNDS = 5  # Lloyd rounds after the first (hyperplane cells) release
 SIGNAL_TO_NOISE = 3.0  # a cluster's expected sum norm must exceed this many times its noise's norm
 
@@ -132,4 +132,4 @@ def dp_fingerprint(config) -> tuple:
     p = config.privacy
     if p.mode != "dp":
         return ()
-    return ("dp-kmeans-v4", p.epsilon, p.delta, p.max_conversations_per_account, DIMENSIONS, ROUNDS, len(config.facets.hierarchy_facets))
+    return ("dp-kmeans-v5", p.epsilon, p.delta, p.max_conversations_per_account, DIMENSIONS, ROUNDS, len(config.facets.hierarchy_facets))
