@@ -119,7 +119,7 @@ class EngineSettings(_Section):
     kind: Literal["local", "ray"] = Field("local", description=(
         "Where the per-conversation stages run: 'local' (this process) or 'ray' (Ray Data tasks on a Ray cluster; "
         "pip install 'convoscope[ray]', docs/scale.md). Both give the same artifacts."))
-    ray_address: str | None = Field(None, description="Ray cluster to join, e.g. 'auto' or 'ray://HEAD:10001'; unset: start a local Ray on this machine.")
+    ray_address: str | None = Field(None, description="Ray cluster to join, e.g. 'auto' or 'ray://HEAD:10001'; unset: Ray's rule ($RAY_ADDRESS, else a cluster started here with 'ray start', else a new local Ray for the run).")
     shard_conversations: int = Field(5000, ge=1, description="Ray engine: conversations per task (a lost task is redone from its start; the LLM cache keeps its finished batches).")
     workers: int | None = Field(None, ge=1, description="Ray engine: concurrent LLM and embedding workers; unset: the cluster's CPU count.")
 
