@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import logging
 import pickle
 import tempfile
 import uuid
@@ -345,6 +346,8 @@ class RayEngine:
         items = [{"task": json.dumps({**t, "index": i})} for i, t in enumerate(tasks)]
         data_context = ray.data.DataContext.get_current()
         data_context.enable_progress_bars = ctx.show_progress
+        if not ctx.show_progress:  # --quiet: no per-dataset execution notes from Ray Data either
+            logging.getLogger("ray.data").setLevel(logging.WARNING)
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         ds = ds.map_batches(ShardWorker, fn_constructor_kwargs={"job": job, "config_json": self._worker_config(ctx, split_budget=split_budget),
                                                                 "selected": selected, "single_thread": single_thread},
