@@ -106,7 +106,8 @@ def test_dp_run_publishes_no_planted_data_and_states_its_guarantee(tmp_path):
     for c in agg["clusters"]:  # the tree adds up: a parent is the sum of its published parts and its remainder
         if c["id"] in by_parent:
             assert sum(k["size"] for k in by_parent[c["id"]]) == c["size"], c["id"]
-    assert sum(c["size"] for c in by_parent[None]) == agg["run"]["conversations"]
+    # (a run this small may release nothing at epsilon 1: noisy sizes clamp to 0; then both are 0)
+    assert sum(c["size"] for c in by_parent.get(None, [])) == agg["run"]["conversations"]
     assert store.manifest["stages"]["privacy"]["dp"]["privacy_guarantee"]["split"]  # the split is in the manifest
 
 
