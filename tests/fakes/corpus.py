@@ -44,7 +44,7 @@ def make_records(per_topic: int = 60, accounts: int = 40, seed: int = 0, start: 
     records = []
     for topic, prompts in TOPICS.items():
         for i in range(per_topic):
-            text = rng.choice(prompts) + rng.choice(SUFFIXES) + (f" (question {i} on my list)" if distinct else "")
+            text = (f"Question {i}: " if distinct else "") + rng.choice(prompts) + rng.choice(SUFFIXES)
             records.append({
                 "id": f"{topic}-{i}",
                 "user": f"acct-{rng.randrange(accounts)}",
