@@ -260,11 +260,13 @@ def _public_facets(ctx: RunContext, t: Tree) -> tuple[dict[str, tuple[list[Any],
         if facet.type == "category":
             out[facet.name] = ([None if v is None else str(v) for v in col], list(facet.choices or []), None)
         elif facet.type == "number":
-            step = (facet.max - facet.min) / 5
-            edges = [facet.min + i * step for i in range(1, 5)]
+            assert facet.min is not None and facet.max is not None  # the config requires them for a number facet
+            low, high = float(facet.min), float(facet.max)
+            step = (high - low) / 5
+            edges = [low + i * step for i in range(1, 5)]
             labels = policy.bin_labels(edges)
             values = np.array([np.nan if v is None else float(v) for v in col])
-            mids = [facet.min + step / 2 + i * step for i in range(5)]
+            mids = [low + step / 2 + i * step for i in range(5)]
             out[facet.name] = (policy.bin_of(values, edges), labels, dict(zip(labels, mids)))
     unavailable = {"metadata": "not released in DP mode: metadata field names and values are not a public domain"}
     return out, unavailable
