@@ -25,13 +25,14 @@ import scipy.sparse as sp
 from convoscope import policy
 from convoscope.config import PrivacySettings
 from convoscope.keywords import KeywordIndex, class_tfidf_of_counts, group_term_counts, keyword_name, phrase_name
+from convoscope.languages import UNDETERMINED
 
 CANDIDATES = 15  # phrases per cluster, by c-TF-IDF, that MMR chooses from
 SHOWN = 5  # phrases in a description
 DIVERSITY = 0.2  # MMR: 0 ranks by relevance only, 1 by novelty only (0.2 kept names on topic on the demo; 0.35 and 0.5 pulled in 'best way', 'tips')
 BOILERPLATE_SHARE = 0.5  # a phrase in at least this share of clusters (and 3) is boilerplate ...
 BOILERPLATE_MIN_DOC_SHARE = 0.01  # ... counting a cluster when at least 1% of its conversations use the phrase
-UNDETERMINED_LANGUAGES = {"Unknown", policy.OTHER}
+UNDETERMINED_LANGUAGES = {UNDETERMINED, policy.OTHER}
 
 
 @dataclass
