@@ -195,7 +195,7 @@ def name_clusters(index: KeywordIndex, labels: np.ndarray, k: int, account_index
     total = max(int(sizes.sum()), 1)
     members_of = np.argsort(labels, kind="stable")
     bounds = np.searchsorted(labels[members_of], np.arange(k + 1))
-    languages = np.asarray(languages, dtype=object)
+    language_of = np.asarray(languages, dtype=object)
     checker: policy.TextChecker | None = None
     names, fallbacks = [], 0
     for c in range(k):
@@ -203,7 +203,7 @@ def name_clusters(index: KeywordIndex, labels: np.ndarray, k: int, account_index
         if not chosen[c]:
             names.append(keyword_name([]))
             continue
-        langs = cluster_languages(languages[members].tolist(), account_index[members].tolist(), p)
+        langs = cluster_languages(language_of[members].tolist(), account_index[members].tolist(), p)
         picked = None
         for i, (name, desc) in enumerate(describe(chosen[c], langs, sizes[c] / total, labels_of[c])):
             text = f"{name}\n{desc}"
@@ -241,7 +241,7 @@ def _diversify(candidates: list[list[str]], centroids: np.ndarray, encode: Calla
     vectors = np.asarray(encode(unique), dtype=np.float32)
     vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     row = {t: i for i, t in enumerate(unique)}
-    out = []
+    out: list[list[str]] = []
     for c, terms in enumerate(candidates):
         if not terms:
             out.append([])
