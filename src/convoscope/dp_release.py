@@ -105,7 +105,8 @@ def dp_privacy(ctx: RunContext) -> tuple[pa.Table, dict[str, Any]]:
     run_accounts = int(_round(b.gaussian("cluster_counts", np.array([len(np.unique(t.account_index))], dtype=float), 1.0,
                                          share * COUNT_SHARES["run_accounts"]))[0])
     node_size = {i: int(sizes[t.base_of[i]].sum()) for i in range(len(t.rows))}
-    node_accounts = {i: int(min(noisy_accounts[i], node_size[i])) for i in range(len(t.rows))}
+    # post-processing: a node has no more accounts than conversations, nor than the run has
+    node_accounts = {i: int(min(noisy_accounts[i], node_size[i], run_accounts)) for i in range(len(t.rows))}
     threshold = dp.publish_threshold(p.min_accounts, dp.gaussian_scale(acc_sensitivity, acc_rho))
 
     shown: dict[int, bool] = {}

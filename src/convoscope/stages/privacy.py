@@ -112,7 +112,7 @@ def _privacy_settings(p) -> dict:
 def _settings(ctx: RunContext) -> tuple:
     config = ctx.config
     if config.privacy.mode == "dp":
-        return (_privacy_settings(config.privacy), "dp-release-v3", len(config.facets.hierarchy_facets), (config.llm.spec_for("auditor"), config.llm.spec_for("naming"),
+        return (_privacy_settings(config.privacy), "dp-release-v4", len(config.facets.hierarchy_facets), (config.llm.spec_for("auditor"), config.llm.spec_for("naming"),
                 prompts.load("audit").template, prompts.load("dp_name_cluster").template) if config.llm_mode else None)
     return (_privacy_settings(config.privacy), "suppression-v2",
             (config.llm.spec_for("auditor"), config.llm.spec_for("naming"), prompts.load("audit").template, prompts.load("rewrite_name").template)
