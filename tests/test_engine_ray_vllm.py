@@ -22,7 +22,14 @@ def test_the_processor_config_serves_the_facets_model_with_json_schema_decoding(
     assert kwargs["concurrency"] == 4 and kwargs["batch_size"] > 0
     assert kwargs["engine_kwargs"]["max_model_len"] == 16384
     assert kwargs["engine_kwargs"]["structured_outputs_config"] == {"backend": "xgrammar"}
-    assert kwargs["apply_chat_template"] and kwargs["tokenize"] and kwargs["detokenize"]
+
+
+def test_the_installed_ray_accepts_the_config():
+    llm = pytest.importorskip("ray.data.llm")  # the config class needs no GPU and no vLLM to be built
+    config = load_config(None, {"llm.facets": "vllm:Qwen/Qwen2.5-7B-Instruct"})
+    built = llm.vLLMEngineProcessorConfig(**processor_config_kwargs(config, gpu_workers=2))
+    assert built.model_source == "Qwen/Qwen2.5-7B-Instruct" and built.concurrency == 2
+    assert callable(getattr(llm, "build_processor", None) or getattr(llm, "build_llm_processor", None))
 
 
 def test_a_request_becomes_chat_messages_with_its_schema_and_comes_back_parsed():

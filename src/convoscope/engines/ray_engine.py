@@ -32,7 +32,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -310,9 +310,9 @@ class RayEngine:
         self._charged = 0.0  # workers' spending already counted by the driver's client
         if not ray.is_initialized():
             address = config.engine.ray_address
-            ray.init(address=address, include_dashboard=False, log_to_driver=True, **({} if address else {"configure_logging": False}))
+            ray.init(address=address, include_dashboard=False, log_to_driver=True, configure_logging=False)
         self.workers = config.engine.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        self._stages = {"ingest": self._ingest, "screen": self._screen, "facets": self._facets, "embed": self._embed}
+        self._stages: dict[str, Callable[..., StageOutput[Any]]] = {"ingest": self._ingest, "screen": self._screen, "facets": self._facets, "embed": self._embed}
 
     def stage(self, stage: Stage[Any]) -> Stage[Any]:
         work = self._stages.get(stage.name)
@@ -348,7 +348,7 @@ class RayEngine:
         data_context.enable_progress_bars = ctx.show_progress
         if not ctx.show_progress:  # --quiet: no per-dataset execution notes from Ray Data either
             logging.getLogger("ray.data").setLevel(logging.WARNING)
-        ds = ray.data.from_items(items, override_num_blocks=len(items))
+        ds: Any = ray.data.from_items(items, override_num_blocks=len(items))
         ds = ds.map_batches(ShardWorker, fn_constructor_kwargs={"job": job, "config_json": self._worker_config(ctx, split_budget=split_budget),
                                                                 "selected": selected, "single_thread": single_thread},
                             batch_size=1, compute=ray.data.ActorPoolStrategy(size=min(self.workers, len(items))), num_cpus=1)
@@ -461,7 +461,9 @@ class RayEngine:
         if components_of(ctx).embedder is not None:  # an injected Python object: embed in the driver
             return EMBED.work(ctx)
         config = ctx.config
-        n_rows = ctx.store.stage_record("facets")["rows"]
+        facets_record = ctx.store.stage_record("facets")
+        assert facets_record is not None, "embed runs after facets"
+        n_rows = facets_record["rows"]
         per_task = max(config.embedding.batch_size, config.engine.shard_conversations // config.embedding.batch_size * config.embedding.batch_size)
         if config.llm_mode:
             column = ctx.store.read_table("facets", columns=[_facet_column(ctx)]).column(0).to_pylist()

@@ -1,7 +1,7 @@
 """`--llm vllm:MODEL --engine ray`: screening and facets through `ray.data.llm` with vLLM engines on GPU workers.
 
 UNTESTED ON A GPU (none was available where this was written): it is built against Ray's documented API
-(`ray.data.llm.vLLMEngineProcessorConfig` and `build_llm_processor`, docs.ray.io "Working with LLMs" and
+(`ray.data.llm.vLLMEngineProcessorConfig` and `build_processor` / `build_llm_processor`, docs.ray.io "Working with LLMs" and
 "Batch Inference with Structural Outputs"), and the tests check the configuration and the rows it
 produces and reads back, not a model. The stage's own work runs in the driver unchanged; only its LLM
 requests go to the processor, as one Ray Data pipeline per batch of requests. Answers are constrained to
@@ -40,9 +40,7 @@ def processor_config_kwargs(config: Config, gpu_workers: int) -> dict[str, Any]:
         "engine_kwargs": {"max_model_len": config.llm.local_context_tokens, "structured_outputs_config": {"backend": "xgrammar"}},
         "concurrency": gpu_workers,
         "batch_size": VLLM_BATCH_SIZE,
-        "apply_chat_template": True,
-        "tokenize": True,
-        "detokenize": True,
+        # chat template, tokenizer and detokenizer stages: on by default (flags renamed across Ray versions)
     }
 
 
@@ -72,10 +70,12 @@ def response_from_row(row: dict[str, Any], request: LLMRequest) -> LLMResponse:
 
 def build_processor(config: Config, gpu_workers: int) -> Any:
     """The `ray.data.llm` processor (needs `pip install "ray[data,llm]" vllm` and GPU workers)."""
-    from ray.data.llm import build_llm_processor, vLLMEngineProcessorConfig
+    import ray.data.llm as ray_llm
 
-    return build_llm_processor(vLLMEngineProcessorConfig(**processor_config_kwargs(config, gpu_workers)),
-                               postprocess=lambda row: {k: row.get(k) for k in ("index", "generated_text", "num_input_tokens", "num_generated_tokens")})
+    # `build_processor` in recent Ray, `build_llm_processor` before
+    build = getattr(ray_llm, "build_processor", None) or getattr(ray_llm, "build_llm_processor")
+    return build(ray_llm.vLLMEngineProcessorConfig(**processor_config_kwargs(config, gpu_workers)),
+                 postprocess=lambda row: {k: row.get(k) for k in ("index", "generated_text", "num_input_tokens", "num_generated_tokens")})
 
 
 @dataclass
