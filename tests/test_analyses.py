@@ -228,5 +228,5 @@ def test_only_published_clusters(run):
     ids |= {r["id"] for r in res["concentration"]["clusters"]} | {r["id"] for r in res["templates"]["groups"]} | {r["id"] for r in res["bursts"]["bursts"]}
     ids |= {r["after_id"] for r in compare_split(run, NEW_TOPIC_FROM)["clusters"]}
     assert ids <= published
-    view = conversation_view(run)
+    view = conversation_view(run, "test")
     assert all(c is None or c in run.published_ids() for level in view.cluster for c in level)

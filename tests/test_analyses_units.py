@@ -233,3 +233,18 @@ def test_compare_two_runs(tmp_path):
     z, _ = two_proportion_z(300, 1000, 100, 1000)
     assert rows["a2"]["z"] == pytest.approx(z)
     assert result["clusters"][0]["after_id"] in ("a5", "a2")  # sorted by |z|
+
+
+def test_coordination_refuses_a_differential_privacy_run(tmp_path):
+    """coordination counts conversations anew (templates, bursts): outside a DP run's release, so refused."""
+    from convoscope.analyses.coordination import coordination
+    from convoscope.errors import ConvoscopeError
+
+    root = _write_run(tmp_path / "dp", [_cluster("a", "Cooking recipes", 200)], mode="extractive")
+    store = RunStore(root)
+    aggregates = store.read_json("aggregates")
+    store.write_json("aggregates", {**aggregates, "privacy_guarantee": {"mode": "dp", "epsilon": 1.0, "delta": 1e-6, "unit": "account"}})
+    run = load_run(root)
+    assert run.differentially_private
+    with pytest.raises(ConvoscopeError, match="differential-privacy release"):
+        coordination(run)

@@ -268,3 +268,17 @@ def test_no_map_positions_from_a_run_that_published_none(tmp_path):
     xs = store.read_table("map").column("x").to_pylist()
     assert all(x != x for x in xs)  # NaN: no position
     assert build_payload(tmp_path / "new")["points"]["n"] == 0
+
+
+def test_refuses_a_differential_privacy_run(runs, tmp_path):
+    """New data into a DP run would publish counts outside its budget: refused with a reason, nothing written."""
+    import shutil
+
+    dp_run = tmp_path / "dp-run"
+    shutil.copytree(runs["run"], dp_run)
+    manifest = json.loads((dp_run / "manifest.json").read_text())
+    manifest["config"]["privacy"]["mode"] = "dp"
+    (dp_run / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ConvoscopeError, match="differential-privacy run"):
+        assign(dp_run, runs["new_input"], tmp_path / "out", show_progress=False)
+    assert not (tmp_path / "out").exists()

@@ -81,6 +81,9 @@ def _finished_run(run_dir: str | Path) -> RunStore:
                               "finish it with `convoscope run` first")
     if "config" not in source.manifest:
         raise ConvoscopeError(f"{run_dir}: the run's manifest has no configuration; re-run it with this version of convoscope")
+    if (source.manifest["config"].get("privacy") or {}).get("mode") == "dp":
+        raise ConvoscopeError(f"{run_dir}: a differential-privacy run; assigning new data into it would publish counts outside its "
+                              "(epsilon, delta) budget, which is not supported: run the new data with `convoscope run --privacy dp`")
     return source
 
 

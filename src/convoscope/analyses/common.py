@@ -62,6 +62,11 @@ class Run:
             out.append(c)
         return out
 
+    @property
+    def differentially_private(self) -> bool:
+        """A run released under `--privacy dp`: only its aggregates are covered by the guarantee."""
+        return (self.aggregates.get("privacy_guarantee") or {}).get("mode") == "dp"
+
     def published_ids(self) -> set[str]:
         return {c["id"] for c in self.aggregates["clusters"] if c["kind"] == "cluster"}
 
@@ -158,8 +163,15 @@ class ConversationView:
         return len(self.accounts)
 
 
-def conversation_view(run: Run) -> ConversationView:
+def conversation_view(run: Run, analysis: str) -> ConversationView:
+    """The run's conversations with their published clusters, for analyses that count them anew (with their own
+    gates). Refused for a differential-privacy run: those counts are not covered by its (epsilon, delta)."""
+    from convoscope.errors import ConvoscopeError
     from convoscope.stages.rows import analysed_rows
+
+    if run.differentially_private:
+        raise ConvoscopeError(f"`analyze {analysis}` counts the run's conversations anew, outside the differential-privacy release, so it "
+                              "would break the run's guarantee; it is available for runs with --privacy thresholds only")
 
     rows = analysed_rows(run.store)
     assignments = run.store.read_table("assignments")

@@ -166,7 +166,7 @@ def _gate_settings(run: Run) -> PrivacySettings:
 
 def coordination(run: Run, *, rate_ratio: float = 3.0, min_template_accounts: int = 5, burst_z: float = 4.0, min_burst: int = 10,
                  top: int = 15) -> dict[str, Any]:
-    view = conversation_view(run)
+    view = conversation_view(run, "coordination")
     conc = concentration(run, rate_ratio)
     overall_rate = int(run.info["conversations"]) / max(1, int(run.info["accounts"]))
     return {
