@@ -81,7 +81,7 @@ class _PendingBatch:
                 self.cache.put_many(self.distinct, fresh)
             by_text = dict(zip(self.distinct, fresh))
             self.vectors = [by_text[t] if v is None else v for t, v in zip(self.texts, self.vectors)]
-        return np.vstack(self.vectors).astype(np.float32, copy=False)
+        return np.vstack([v for v in self.vectors if v is not None]).astype(np.float32, copy=False)
 
 
 def embed_texts(embedder: Any, texts: list[str], cache: VectorCache | None = None) -> tuple[np.ndarray, int]:
