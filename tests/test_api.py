@@ -145,8 +145,10 @@ def test_injected_components_are_used_and_fingerprinted(records, tmp_path):
     out = tmp_path / "run"
     result = Pipeline(embedder=embedder, clusterer=KMeans(n_clusters=4, n_init=3, random_state=0), reducer=reducer,
                       cache=False, **SMALL).fit(records, out=out)
-    assert embedder.calls > 0 and 0 < embedder.texts <= len(records) and reducer.calls == 1  # each distinct text once
     manifest = result.store.manifest
+    # the embed stage encodes each distinct text once; the naming stage adds its candidate phrases (MMR)
+    assert embedder.calls > 0 and 0 < manifest["stages"]["embed"]["computed"] <= len(records) and reducer.calls == 1
+    assert embedder.texts > manifest["stages"]["embed"]["computed"]
     assert manifest["stages"]["cluster"]["k"] == 4 and "KMeans" in manifest["stages"]["cluster"]["rule"]
     assert manifest["stages"]["embed"]["model"] == "counting-embedder"
     assert manifest["components"]["embedder"] == "counting-embedder" and "KMeans" in manifest["components"]["clusterer"]
@@ -158,11 +160,14 @@ def test_injected_components_are_used_and_fingerprinted(records, tmp_path):
     # another clusterer: clustering (and what follows) recomputes, the embeddings do not
     again = Pipeline(embedder=embedder, clusterer=KMeans(n_clusters=6, n_init=3, random_state=0), reducer=reducer, cache=False,
                      **SMALL).fit(records, out=out)
-    assert embedder.calls == calls and again.store.manifest["stages"]["cluster"]["k"] == 6
+    embed_stage = manifest["stages"]["embed"]
+    assert again.store.manifest["stages"]["embed"] == embed_stage and again.store.manifest["stages"]["cluster"]["k"] == 6
+    assert embedder.calls > calls  # only for naming's phrases
     # another embedder name: embeddings recompute
     other = HashEmbedder("counting-embedder-2")
-    Pipeline(embedder=other, reducer=reducer, cache=False, **SMALL).fit(records, out=out)
-    assert other.texts == embedder.texts
+    recomputed = Pipeline(embedder=other, reducer=reducer, cache=False, **SMALL).fit(records, out=out)
+    assert recomputed.store.manifest["stages"]["embed"]["model"] == "counting-embedder-2"
+    assert recomputed.store.manifest["stages"]["embed"]["computed"] == embed_stage["computed"]
 
 
 class TopicNamer:
