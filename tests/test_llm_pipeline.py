@@ -98,7 +98,9 @@ def test_bad_key_stops_the_run_at_once_with_one_line_and_exit_2(tmp_path):
                       env={"OPENAI_API_KEY": "wrong-key"})
         sent = server.request_count
     assert result.returncode == 2
-    assert sent <= 16  # stopped at once: no retries, nothing beyond the requests already in flight
+    from convoscope.llm import LLMSettings
+
+    assert sent <= LLMSettings().max_concurrency  # stopped at once: no retries, nothing beyond the requests already in flight
     assert "Traceback" not in result.stderr
     error_lines = [l for l in result.stderr.splitlines() if l.startswith("error:")]
     assert len(error_lines) == 1 and "401" in error_lines[0], result.stderr
