@@ -45,6 +45,7 @@ from convoscope.config import Config
 from convoscope.context import RunContext
 from convoscope.errors import ConfigError, ConvoscopeError
 from convoscope.ingest import MemorySource
+from convoscope.language_centering import centre_rows, offsets_from_json
 from convoscope.neighbours import cosine_knn
 from convoscope.policy import NAME_WITHHELD
 from convoscope.stages.rows import analysed_rows, distinct_per_group
@@ -107,6 +108,9 @@ def assign_config(source: RunStore, overrides: dict[str, Any] | None = None) -> 
         for key in parents:
             node = node.setdefault(key, {})
         node[leaf] = value
+    # the new conversations are embedded as they are, then moved by RUN's own language offsets (in _place),
+    # so they land in RUN's space instead of being centred on their own languages' means
+    data.setdefault("embedding", {})["centre_languages_min"] = 0
     data.setdefault("facets", {})["hierarchy_facets"] = [_run_facet(source)]
     data["facets"].pop("hierarchy_facet", None)
     try:
@@ -161,6 +165,9 @@ def _place(ctx: RunContext, source: RunStore, upstream: str, threshold: float, t
     started = time.perf_counter()
     centroids = _unit(source.read_array("base_centroids", mmap=False))
     vectors = np.asarray(store.read_array("embeddings", mmap=False), dtype=np.float32)
+    if source.has("json:language_offsets"):  # RUN clustered language-centred vectors (convoscope.language_centering)
+        languages = store.read_table("facets", columns=["language"]).column("language").to_pylist()
+        vectors = centre_rows(vectors, languages, offsets_from_json(source.read_json("language_offsets")))
     sims = vectors @ centroids.T
     best = np.argmax(sims, axis=1)
     best_sim = sims[np.arange(len(vectors)), best]

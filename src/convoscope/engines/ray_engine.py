@@ -49,7 +49,7 @@ from convoscope.ingest.reader import SKIP_INVALID_HINT, mixed_accounts_error, re
 from convoscope.model import Conversation
 from convoscope.secrets_key import key_id, keyed_hash, secret_key
 from convoscope.stage_runner import Stage, StageOutput, optional_field
-from convoscope.stages.embed import EMBED, EMBEDDING_DTYPE, EmbedRecord, embed_texts
+from convoscope.stages.embed import EMBED, EMBEDDING_DTYPE, EmbedRecord, centre_languages, embed_texts
 from convoscope.stages.facets import FACETS, FacetsRecord
 from convoscope.stages.ingest import INGEST, IngestRecord
 from convoscope.stages.screen import SCREEN, ScreenRecord
@@ -517,9 +517,10 @@ class RayEngine:
         with ctx.store.array_writer("embeddings", (n_rows, dims), EMBEDDING_DTYPE) as out:
             for r in range(n_rows):
                 out[r] = vectors[int(source[r])] if source[r] >= 0 else cached[r]  # every row planned from the cache is in `cached`
+            centred = centre_languages(ctx, out)  # the local stage's own step, on the driver
         artifact = "array:embeddings"
         computed = sum(len(g) for g in groups)
-        return StageOutput([artifact], EmbedRecord(model=model, dims=int(dims), computed=computed, reused=int(n_rows - computed)))
+        return StageOutput([artifact, *centred], EmbedRecord(model=model, dims=int(dims), computed=computed, reused=int(n_rows - computed)))
 
 
 def _overlaps(piece: dict[str, Any], lo: int, hi: int) -> bool:

@@ -25,6 +25,7 @@ from convoscope.context import RunContext
 from convoscope.components import components_of, embedder_for, embedding_model
 from convoscope.embedders import UniversalSentenceEncoder, VectorCache
 from convoscope.analysis_text import analysis_texts
+from convoscope.language_centering import centre_rows, language_offsets, offsets_to_json
 from convoscope.scrub import SCRUB_VERSION
 from convoscope.stage_runner import Stage, StageOutput, StageRecord, run_stage
 
@@ -38,6 +39,7 @@ POOL_MIN_ROWS = 20_000
 # Batches queued per worker: enough to keep every worker busy while the parent reads and scrubs text.
 POOL_BATCHES_AHEAD = 3
 POOLED_MODELS = ("use-multilingual", "use")
+LANGUAGE_BLOCK_ROWS = 65_536
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ def _cache_dir(ctx: RunContext):
 def _settings(ctx: RunContext) -> tuple:
     config = ctx.config
     return (embedding_model(ctx), ctx.hierarchy_facet, config.facets.extractive_max_chars,
-            config.privacy.scrub_identifiers and SCRUB_VERSION, np.dtype(EMBEDDING_DTYPE).name)
+            config.privacy.scrub_identifiers and SCRUB_VERSION, np.dtype(EMBEDDING_DTYPE).name, centre_languages_min(ctx))
 
 
 def as_float32(rows: np.ndarray) -> np.ndarray:
@@ -125,6 +127,28 @@ def _use_worker_pool(ctx: RunContext, n_rows: int) -> int:
     return cores
 
 
+def centre_languages_min(ctx: RunContext) -> int:
+    """The language-centring rule in force (0: off). Off in DP mode: a mean over every row is not bounded per account."""
+    return 0 if ctx.config.privacy.mode == "dp" else ctx.config.embedding.centre_languages_min
+
+
+def centre_languages(ctx: RunContext, vectors: np.ndarray) -> list[str]:
+    """Topics across languages (convoscope.language_centering): move each large language's rows of the
+    embeddings artifact being written (`vectors`, a writable memory map) onto the common mean, block by
+    block, and store the offsets for `assign`. Returns the artifacts written (none when nothing moved)."""
+    min_rows = centre_languages_min(ctx)
+    if not min_rows:
+        return []
+    languages = ctx.store.read_table("facets", columns=["language"]).column("language").to_pylist()
+    offsets = language_offsets(vectors, languages, min_rows)
+    if not offsets:
+        return []
+    for start in range(0, len(vectors), LANGUAGE_BLOCK_ROWS):
+        stop = start + LANGUAGE_BLOCK_ROWS
+        vectors[start:stop] = centre_rows(vectors[start:stop], languages[start:stop], offsets)
+    return [ctx.store.write_json("language_offsets", offsets_to_json(offsets))]
+
+
 def _batches(texts: Iterable[str], size: int) -> Iterator[list[str]]:
     batch: list[str] = []
     for text in texts:
@@ -192,8 +216,9 @@ def _embed(ctx: RunContext) -> StageOutput[EmbedRecord]:
                 finish_oldest()
         if written != n_rows or out is None:
             raise RuntimeError(f"embed: {written:,} texts for {n_rows:,} facets rows")
+        centred = centre_languages(ctx, out)  # before the artifact gets its name: an interrupted run recomputes
     artifact = "array:embeddings"
-    return StageOutput([artifact], EmbedRecord(model=name, dims=dims, computed=computed, reused=int(n_rows - computed)))
+    return StageOutput([artifact, *centred], EmbedRecord(model=name, dims=dims, computed=computed, reused=int(n_rows - computed)))
 
 
 EMBED = Stage("embed", _settings, _embed)
