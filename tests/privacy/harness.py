@@ -229,6 +229,9 @@ def analyst_outputs(run_dir: Path, extra_runs: Iterable[Path] = (), split_at: Se
         for j in ([], ["--json"]):
             cmd("analyze", "coordination", run_dir, "--top", "1000", "--min-burst", "2", "--burst-z", "1",
                 "--min-template-accounts", "1", *j, *fa)
+    every = run_dir / "explorer-all.html"  # `explore RUN`: one page with every hierarchy (a switcher)
+    cmd("explore", run_dir, "--output", every)
+    chunks.append(every.read_text(encoding="utf-8"))
     return "\n".join(chunks)
 
 
