@@ -312,9 +312,7 @@ def estimate(
     from convoscope.llm import estimate as estimate_cost
 
     cfg = _load(config, {**_ingest_overrides(fmt, None, pool_missing_accounts=pool_missing_accounts), "llm.facets": llm, "llm.naming": naming_llm})
-    plan = CallPlan(max_conversation_tokens=cfg.facets.max_conversation_tokens, conversations_per_cluster=cfg.cluster.conversations_per_cluster,
-                    facet_calls_per_conversation=(4 + len(cfg.facets.custom)) if cfg.facets.per_facet_calls else 1, screen=bool(cfg.facets.screener),
-                    levels=cfg.hierarchy.levels, top_clusters=cfg.hierarchy.top_clusters, neighbourhood_size=cfg.hierarchy.neighbourhood_size)
+    plan = CallPlan.from_config(cfg)  # the run's own rules: levels, privacy gates for audits, custom facets, screener
     result = estimate_cost(read_conversations(input, cfg.ingest), cfg.llm, plan)
     if as_json:
         print(json.dumps(result, indent=2, default=str))
@@ -328,6 +326,9 @@ def estimate(
     total = result["total"]
     out.print(f"total: {total['calls']:,} calls, {total['input_tokens']:,} input tokens, {total['output_tokens']:,} output tokens, "
               f"${total['cost_usd']:.2f}; about {result['time_s'] / 60:.1f} minutes at {cfg.llm.max_concurrency} requests in flight")
+    if total.get("cost_usd_batch") is not None:
+        out.print(f"with prompt caching ${total['cost_usd_cached']:.2f}; with --batch ${total['cost_usd_batch']:.2f} "
+                  f"(${total['cost_usd_batch_cached']:.2f} with caching; batches take up to 24 hours)")
     out.print(f"[dim]{result['conversations']:,} conversations; tokens counted by {result['token_counter']}; nothing was sent[/]")
     for note in result.get("notes", []):
         out.print(f"[yellow]note:[/] {note}")
