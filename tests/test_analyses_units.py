@@ -248,3 +248,11 @@ def test_coordination_refuses_a_differential_privacy_run(tmp_path):
     assert run.differentially_private
     with pytest.raises(ConvoscopeError, match="differential-privacy release"):
         coordination(run)
+
+
+def test_wilson_survives_noisy_counts():
+    """DP releases add noise: a cluster's noisy size can exceed the run's noisy total (no math domain error)."""
+    from convoscope.analyses.common import wilson
+
+    assert wilson(105, 100) == pytest.approx(wilson(100, 100))
+    assert wilson(-3, 100) == pytest.approx(wilson(0, 100))

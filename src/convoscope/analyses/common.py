@@ -100,7 +100,7 @@ def wilson(k: float, n: float, z: float = Z95) -> tuple[float, float]:
     """Wilson score interval for a proportion k/n (95% by default). (0, 0) when n is 0."""
     if n <= 0:
         return (0.0, 0.0)
-    p = k / n
+    p = min(1.0, max(0.0, k / n))  # a differential-privacy release's noisy counts can put a part above its whole
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
