@@ -38,6 +38,7 @@ NAMES.update({"ceb": "Cebuano", "war": "Waray", "fy": "Western Frisian", "gd": "
               "wuu": "Wu Chinese", "yue": "Cantonese", "ast": "Asturian", "bar": "Bavarian", "nds": "Low German"})
 
 UNDETERMINED = "Unknown"  # the facet's value when a text's language cannot be told
+RULE_VERSION = 2  # part of the facets stage's fingerprint: bump when a text's label can change (2: confidence rule for short texts)
 
 # Short texts are often misread; below this many letters we do not trust any guess.
 _MIN_LETTERS = 12

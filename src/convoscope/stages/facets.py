@@ -17,7 +17,7 @@ import pyarrow as pa
 from convoscope import prompts
 from convoscope.config import Config, CustomFacet
 from convoscope.context import RunContext
-from convoscope.languages import detect_languages
+from convoscope.languages import RULE_VERSION as LANGUAGE_RULE_VERSION, detect_languages
 from convoscope.llm.base import ChatMessage, LLMRequest
 from convoscope.model import Conversation
 from convoscope.conversation_format import LLM_BATCH, TRUNCATION_RULE, batches, format_conversation
@@ -159,6 +159,7 @@ class FacetsRecord(StageRecord):
 def _settings(ctx: RunContext) -> tuple:
     c = ctx.config
     return (c.llm.facets if c.llm_mode else "none", c.facets.model_dump(exclude={"hierarchy_facets"}), c.privacy.scrub_identifiers and SCRUB_VERSION,
+            LANGUAGE_RULE_VERSION,
             (prompts.load("facets_system").template, prompts.load("facets").template) if c.llm_mode else None)
 
 
