@@ -1,0 +1,80 @@
+"""Cluster quality of the scale shortcuts (issue 12 part 1), against gold intents, on a finished run.
+
+    python benchmarks/scale_quality.py float16 RUN_DIR LABELLED.jsonl [--seeds 0 1 2]
+    python benchmarks/scale_quality.py sample RUN_DIR            # a benchmarks/pipeline.py --keep run
+
+`float16`: base-level k-means NMI from the run's embeddings in float32 and rounded to float16
+(the artifact's dtype), for a run of a labelled file (`id` and `label` fields, e.g. CLINC150).
+`sample`: NMI of k-means fitted on a sample and assigned in blocks (`kmeans_on_sample`) vs k-means
+over all rows (`kmeans`), for a run of `benchmarks/pipeline.py` input (each conversation labelled
+with the intent of the CLINC150/BANKING77 request it was built from), with CPU seconds.
+k = rows / 100, as the cluster stage chooses it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+from sklearn.metrics import normalized_mutual_info_score
+
+from convoscope.kmeans import kmeans, kmeans_on_sample
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def _ids(run: Path) -> list[str]:
+    return pq.read_table(run / "facets.parquet", columns=["conv_id"]).column("conv_id").to_pylist()
+
+
+def float16_check(run: Path, labelled: Path, seeds: list[int]) -> None:
+    with open(labelled, encoding="utf-8") as fh:
+        gold = {r["id"]: r["label"] for r in map(json.loads, fh)}
+    truth = [gold[i] for i in _ids(run)]
+    vectors = np.asarray(np.load(run / "embeddings.npy"), dtype=np.float32)
+    k = round(len(vectors) / 100)
+    for seed in seeds:
+        for name, x in (("float32", vectors), ("float16", vectors.astype(np.float16).astype(np.float32))):
+            labels, _ = kmeans(x, k, seed)
+            print(f"seed {seed} {name}: k {k}, NMI {normalized_mutual_info_score(truth, labels):.4f}", flush=True)
+
+
+def sample_check(run: Path) -> None:
+    texts_labels: list[str] = []
+    for name in ("clinc150/clinc150.jsonl", "banking77/banking77.jsonl"):
+        with open(SHARED / name, encoding="utf-8") as fh:
+            texts_labels.extend(f"{name.split('/')[0]}:{json.loads(line)['label']}" for line in fh)
+    truth = [texts_labels[int(i[1:]) % len(texts_labels)] for i in _ids(run)]  # ids are c<i> (benchmarks/pipeline.py)
+    vectors = np.load(run / "embeddings.npy", mmap_mode="r")
+    k = round(len(vectors) / 100)
+    for name in ("sample", "all rows"):
+        started = time.process_time()
+        if name == "sample":
+            labels, centroids = kmeans_on_sample(vectors, k, 0)
+        else:
+            labels, centroids = kmeans(np.asarray(vectors, dtype=np.float32), k, 0)
+        print(f"{name}: k {len(centroids)}, NMI {normalized_mutual_info_score(truth, labels):.4f}, "
+              f"{time.process_time() - started:.1f} CPU s", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("check", choices=["float16", "sample"])
+    parser.add_argument("run", type=Path)
+    parser.add_argument("labelled", type=Path, nargs="?")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    args = parser.parse_args()
+    if args.check == "float16":
+        if args.labelled is None:
+            parser.error("float16 needs the labelled input file")
+        float16_check(args.run, args.labelled, args.seeds)
+    else:
+        sample_check(args.run)
+
+
+if __name__ == "__main__":
+    main()
