@@ -4,18 +4,25 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
 import pytest
 
-from privacy.harness import (DOMINANT, MIN_ACCOUNTS, MIN_CONVERSATIONS, attack2_no_account, background, config_file, found, invoke,
-                             members, published, report_json, shared_run, write_records, _tmpdir)
+from privacy.harness import (DOMINANT, MIN_ACCOUNTS, MIN_CONVERSATIONS, attack2_no_account, background, config_file, found, internal,
+                             invoke, members, published, report_json, shared_run, write_records, _tmpdir)
+
+from convoscope import dp
+from convoscope.dp_release import COUNT_SHARES
 
 MAX_ACCOUNT_SHARE = 0.5  # privacy.max_account_share default
 MAX_PER_ACCOUNT = 3      # privacy.max_conversations_per_account default
 BANKRUPTCY = ["Thaddeus", "Ockelbridge", "bankruptcy trustee"]
+DP_ARGS = ("--privacy", "dp", "--epsilon", "1")  # the same DP run as test_attacks_names.py (shared_run caches it by name)
 
 
-@pytest.fixture(scope="module", params=["extractive", "llm"])
+@pytest.fixture(scope="module", params=["extractive", "llm", "dp-extractive"])
 def run(request):
+    if request.param.startswith("dp-"):
+        return shared_run(request.param.removeprefix("dp-"), name="attacks-dp", extra_args=DP_ARGS)
     return shared_run(request.param)
 
 
@@ -24,7 +31,37 @@ def test_attack1_dominating_account_is_never_named(run):
     assert not leaked, f"one account's 25 conversations (+4 cover accounts) published his name: {leaked}"
 
 
+def _dp_bounded_per_account(run) -> None:
+    """DP mode has no account-share gate: contribution bounding is what stops one account. Every released
+    number counts at most `cap` conversations per account (dp.bounded_mask, the same keyed choice), so the
+    dominant account weighs at most `cap` in any size, and each published size is its bounded count plus noise."""
+    report = report_json(run.run_dir)
+    g = report["privacy_guarantee"]
+    cap = g["max_conversations_per_account"]
+    assert cap == MAX_PER_ACCOUNT, g
+    tables = internal(run.run_dir)
+    account = {c["conv_id"]: c["account"] for c in tables["conversations"]}
+    conv_ids = [row["conv_id"] for row in tables["assignments"]]
+    _, account_index = np.unique([account[c] for c in conv_ids], return_inverse=True)
+    kept = {c for c, keep in zip(conv_ids, dp.bounded_mask(conv_ids, account_index.reshape(-1), cap, seed=0)) if keep}
+    dominant = {account[c] for c in conv_ids if c.startswith("a1-main-")}
+    assert len(dominant) == 1 and sum(1 for c in conv_ids if c.startswith("a1-main-")) == 25
+    assert sum(1 for c in kept if account[c] in dominant) == cap, "the dominant account's 25 conversations are not bounded to cap"
+    groups = members(run.run_dir)
+    size_scale = dp.gaussian_scale(cap, g["split"]["cluster_counts"]["rho"] * COUNT_SHARES["sizes"])
+    base = report["levels"] - 1
+    for c in published(report, base):
+        bounded = sum(1 for conv, _ in groups[c["id"]] if conv in kept)
+        raw = len(groups[c["id"]])
+        # 5 deviations: a chance of about 1e-6 per cluster of a false failure
+        assert abs(c["size"] - bounded) <= 5 * size_scale, f"{c['id']}: released size {c['size']}, bounded count {bounded} (raw {raw})"
+    assert sum(c["size"] for c in published(report, base)) < len(conv_ids), "published sizes do not count bounded conversations"
+
+
 def test_attack1_published_clusters_are_bounded_per_account(run):
+    if (report_json(run.run_dir).get("privacy_guarantee") or {}).get("mode") == "dp":
+        _dp_bounded_per_account(run)
+        return
     groups = members(run.run_dir)
     for facet in report_json(run.run_dir)["hierarchies"]:
         report = report_json(run.run_dir, facet)

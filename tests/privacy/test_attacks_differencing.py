@@ -9,13 +9,31 @@ from typing import Any
 
 import pytest
 
-from privacy.harness import (GHOST_DAY, LONE_DAY, MIN_ACCOUNTS, attack_dataset, internal, invoke, json_of, published, report_json,
-                             shared_run, timeline_dict)
+from privacy.harness import (GHOST_DAY, LONE_DAY, MIN_ACCOUNTS, attack4d_ghost, attack_dataset, internal, invoke, json_of, published,
+                             report_json, shared_run, timeline_dict, words)
+from convoscope import dp
+from convoscope.dp_release import COUNT_SHARES
+
+DP_ARGS = ("--privacy", "dp", "--epsilon", "1")  # the same DP run as test_attacks_names.py (shared_run caches it by name)
 
 
-@pytest.fixture(scope="module", params=["extractive", "llm"])
+@pytest.fixture(scope="module", params=["extractive", "llm", "dp-extractive"])
 def run(request):
+    if request.param.startswith("dp-"):
+        return shared_run(request.param.removeprefix("dp-"), name="attacks-dp", extra_args=DP_ARGS)
     return shared_run(request.param)
+
+
+def _guarantee(run_dir) -> dict[str, Any] | None:
+    """The release's DP guarantee, or None for a threshold-mode run."""
+    g = report_json(run_dir).get("privacy_guarantee") or {}
+    return g if g.get("mode") == "dp" else None
+
+
+def _size_noise_scale(g: dict[str, Any]) -> float:
+    """Standard deviation of the Gaussian noise on every released base cluster size (and so on every
+    difference of sizes): the sizes' share of the cluster_counts budget, sensitivity `cap`."""
+    return dp.gaussian_scale(g["max_conversations_per_account"], g["split"]["cluster_counts"]["rho"] * COUNT_SHARES["sizes"])
 
 
 def _cells(c: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -56,6 +74,14 @@ def test_attack4a_parent_minus_children_reveals_nothing_withheld(run):
                     assert rest == shown, (f"{facet}/{parent['id']} '{parent['name']}' {key}[{cell}]: parent {value} - published children "
                                            f"= {rest}, but the published remainder shows {shown}: a withheld cluster is recoverable")
                     checked += 1
+    g = _guarantee(run.run_dir)
+    if g is not None:
+        # DP: the tree adds up exactly (checked above wherever there is a parent), and what subtraction yields is
+        # noisy: the noise on a size covers many times what the planted 2 accounts (at most 2 x cap) contribute
+        assert _size_noise_scale(g) >= 4 * 2 * g["max_conversations_per_account"], g
+        report = report_json(run.run_dir)  # and at the root: the header's total is the sum of the top level, nothing left over
+        assert report["run"]["conversations"] == sum(c["size"] for c in report["clusters"] if c["parent"] is None), report["run"]
+        return
     assert checked
     # the planted situation occurs: a withheld base cluster (2 accounts) under a published parent
     tables = internal(run.run_dir)
@@ -64,8 +90,11 @@ def test_attack4a_parent_minus_children_reveals_nothing_withheld(run):
 
 
 def test_attack4a_distinctive_signature_is_not_published(run):
+    dp_mode = _guarantee(run.run_dir) is not None
     for facet in report_json(run.run_dir)["hierarchies"]:
         for c in report_json(run.run_dir, facet)["clusters"]:
+            if dp_mode:  # DP releases no metadata field at all (names and values are not a public domain)
+                assert not [k for k in (c.get("facets") or {}) if k.startswith("meta.")], f"{facet}/{c['id']}: {c.get('facets')}"
             plans = (c.get("facets") or {}).get("meta.plan") or {}
             assert "diamond" not in plans, f"{facet}/{c['id']}: 'diamond' (2 accounts) is a published category"
 
@@ -90,6 +119,11 @@ def test_attack4b_coordination_reports_only_published_clusters(run):
     for facet in report_json(run.run_dir)["hierarchies"]:
         result = invoke(["analyze", "coordination", str(run.run_dir), "--json", "--facet", facet, "--min-burst", "2", "--burst-z", "1",
                          "--min-template-accounts", "1", "--top", "1000"])
+        if _guarantee(run.run_dir) is not None:  # DP: coordination counts conversations outside the release, so it refuses
+            assert result.exit_code != 0 and "Traceback" not in result.output, str(result)
+            assert "differential-privacy" in result.output and "--privacy thresholds" in result.output, str(result)
+            assert "{" not in result.output, f"a refused coordination analysis still printed a result: {result}"
+            continue
         assert result.exit_code == 0 and "Traceback" not in result.output, str(result)
         values = _strings_and_keys(json_of(result.output), set())
         bad_keys = [k for k in values if any(f in k for f in FORBIDDEN_KEYS)]
@@ -117,15 +151,23 @@ def _numbers(obj: Any, path: str = "") -> dict[str, float]:
 def test_attack4c_split_is_rounded_to_published_buckets(run):
     for facet in report_json(run.run_dir)["hierarchies"]:
         outs = []
+        unit = report_json(run.run_dir, facet)["run"].get("time_unit")
         for split in ("2026-03-10T11:59:59", "2026-03-10T12:00:01"):
             result = invoke(["compare", str(run.run_dir), "--split-at", split, "--json", "--facet", facet, "--top", "1000"])
+            if unit is None and _guarantee(run.run_dir) is not None:
+                # DP: no (cluster, month) passed partition selection, so there is no timeline to split: a clean refusal
+                assert result.exit_code != 0 and "Traceback" not in result.output and "cannot be split by date" in result.output, str(result)
+                continue
             assert result.exit_code == 0 and "Traceback" not in result.output, str(result)
             outs.append(json_of(result.output))
+        if not outs:
+            continue
         a, b = (_numbers(o) for o in outs)
         diff = {k: (a.get(k), b.get(k)) for k in set(a) | set(b) if a.get(k) != b.get(k)}
         assert not diff, f"{facet}: splits 2 seconds apart give different counts (3 conversations isolated): {sorted(diff.items())[:8]}"
         text = json.dumps(outs[0])
-        assert "2026-03-10" in text and "11:59:59" not in text, "the result does not say which (rounded) date it used"
+        rounded = "2026-03" if unit == "month" else "2026-03-10"  # DP timelines are months
+        assert rounded in text and "11:59:59" not in text, "the result does not say which (rounded) date it used"
 
 
 @pytest.fixture(scope="module")
@@ -156,7 +198,48 @@ def test_attack4d_two_runs_differing_by_one_account(without_ghost):
     assert "Traceback" not in result.output
 
 
+@pytest.fixture(scope="module")
+def dp_without_ghost():
+    return shared_run("extractive", "no-ghost-dp", records_fn=lambda: attack_dataset(ghost=False), extra_args=DP_ARGS)
+
+
+def _publish_threshold(report: dict[str, Any]) -> float:
+    """The noisy account count a DP cluster needs (min_accounts plus two noise deviations, dp_release.dp_privacy)."""
+    g, levels = report["privacy_guarantee"], report["levels"]
+    cap = g["max_conversations_per_account"]
+    scale = dp.gaussian_scale((cap * levels) ** 0.5, g["split"]["cluster_counts"]["rho"] * COUNT_SHARES["accounts"])
+    return dp.publish_threshold(report["run"]["min_accounts"], scale)
+
+
+def test_attack4d_dp_two_runs_differing_by_one_account(dp_without_ghost):
+    """Two DP runs (fresh noise each) on data that differ by the ghost account: nothing in either release
+    exists only because of that account; what differs is noise."""
+    with_ghost = shared_run("extractive", name="attacks-dp", extra_args=DP_ARGS)
+    ghost_only = ({w.lower() for r in attack4d_ghost() for w in words(r["text"])}
+                  - {w.lower() for r in attack_dataset(ghost=False) for w in words(r["text"])})
+    assert ghost_only, "the ghost account has no word of its own: the name check below would test nothing"
+    for run_dir in (with_ghost.run_dir, dp_without_ghost.run_dir):
+        report = report_json(run_dir)
+        assert report["privacy_guarantee"]["mode"] == "dp"
+        # a word only the ghost used cannot pass partition selection (it needs many accounts), in any name or cell
+        text = json.dumps(report).lower()
+        leaked = [w for w in ghost_only if re.search(rf"\b{re.escape(w)}\b", text)]
+        assert not leaked, f"{run_dir}: a word only the ghost account used is in the release: {leaked}"
+        # a cluster is shown only when its noisy account count is well above min_accounts: one account cannot make one
+        threshold = _publish_threshold(report)
+        low = [(c["id"], c["accounts"]) for c in published(report) if c["accounts"] < threshold]
+        assert not low, f"{run_dir}: published clusters below the noisy account threshold {threshold:.1f}: {low}"
+        # time buckets are months, never the ghost's day
+        days = [d for d in _top_level_sum(run_dir) if d.startswith(GHOST_DAY) or not re.match(r"\d{4}-\d{2}-01", d)]
+        assert not days, f"{run_dir}: timeline buckets finer than a month: {days}"
+    result = invoke(["compare", str(with_ghost.run_dir), str(dp_without_ghost.run_dir), "--json", "--top", "1000"])
+    assert "Traceback" not in result.output, str(result)
+
+
 def test_attack5_numeric_bins_are_not_raw_outliers(run):
+    if _guarantee(run.run_dir) is not None:  # DP releases no metadata field, so no age bins at all
+        for facet in report_json(run.run_dir)["hierarchies"]:
+            assert not [f for f in report_json(run.run_dir, facet)["facets"] if f["name"].startswith("meta.")]
     for facet in report_json(run.run_dir)["hierarchies"]:
         report = report_json(run.run_dir, facet)
         for c in report["clusters"]:
@@ -172,7 +255,10 @@ def test_attack5_numeric_bins_are_not_raw_outliers(run):
 
 
 def test_attack5_lone_account_day_is_not_a_published_bucket(run):
+    dp_mode = _guarantee(run.run_dir) is not None
     for facet in report_json(run.run_dir)["hierarchies"]:
         for c in report_json(run.run_dir, facet)["clusters"]:
+            if dp_mode:  # DP timelines are months chosen by partition selection: never a day, let alone one account's
+                assert all(re.fullmatch(r"\d{4}-\d{2}-01(T00:00:00(\+00:00)?)?", d) for d in timeline_dict(c.get("timeline"))), c["timeline"]
             days = [d for d in timeline_dict(c.get("timeline")) if d.startswith(LONE_DAY)]
             assert not days, f"{facet}/{c['id']} '{c['name']}': the timeline has {LONE_DAY}, when one account alone was active"
