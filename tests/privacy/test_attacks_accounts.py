@@ -81,9 +81,10 @@ def no_account_input():
     return write_records(directory / "mixed.jsonl", background() + attack2_no_account())
 
 
-def test_attack2_run_refuses_records_without_account(no_account_input):
-    result = invoke(["run", str(no_account_input), "--out", str(no_account_input.parent / "refused"), "--quiet",
-                     "--config", str(config_file(no_account_input.parent))])
+@pytest.mark.parametrize("privacy_args", [(), DP_ARGS], ids=["thresholds", "dp"])
+def test_attack2_run_refuses_records_without_account(no_account_input, privacy_args):
+    result = invoke(["run", str(no_account_input), "--out", str(no_account_input.parent / f"refused{len(privacy_args)}"), "--quiet",
+                     "--config", str(config_file(no_account_input.parent)), *privacy_args])
     assert result.exit_code != 0, "a file mixing records with and without an account id was run silently"
     assert "Traceback" not in result.output
     assert "mixed.jsonl" in result.output and "--pool-missing-accounts" in result.output, result.output[-2000:]
@@ -103,13 +104,21 @@ def test_attack2_validate_counts_records_without_account(no_account_input):
     assert "20" in text and "account" in text.lower(), text
 
 
-@pytest.mark.parametrize("mode", ["extractive", "llm"])
+@pytest.mark.parametrize("mode", ["extractive", "llm", "dp-extractive"])
 def test_attack2_pooled_records_are_one_account(no_account_input, mode):
     def pooled():
         return background() + attack2_no_account()
 
-    run = shared_run(mode, "pooled", records_fn=pooled, extra_args=["--pool-missing-accounts"])
+    dp_mode = mode.startswith("dp-")
+    run = shared_run(mode.removeprefix("dp-"), "pooled-dp" if dp_mode else "pooled", records_fn=pooled,
+                     extra_args=["--pool-missing-accounts", *(DP_ARGS if dp_mode else ())])
     leaked = found(run.outputs(), BANKRUPTCY)
     assert not leaked, f"20 records of one (pooled) account were published: {leaked}"
     report = report_json(run.run_dir)
+    if dp_mode:  # DP's account count is noisy; what bounds the pool is that it is one account, so it weighs at most cap
+        tables = internal(run.run_dir)
+        pool = {c["account"] for c in tables["conversations"] if c["conv_id"].startswith("a2-")}
+        assert len(pool) == 1 and report["privacy_guarantee"]["max_conversations_per_account"] == MAX_PER_ACCOUNT, pool
+        assert "note" not in report["privacy_guarantee"], "the input has account ids: conversations are not their own accounts"
+        return
     assert report["run"]["accounts"] <= 151  # 150 background accounts + one pool
