@@ -67,6 +67,9 @@ def compare_split(run: Run, split_at: datetime, level: int | None = None, alpha:
     level = run.check_level(level)
     unit = run.info.get("time_unit")
     if not unit:
+        if run.differentially_private:
+            raise AnalysisError("the run's differential-privacy release has no timeline (no month had enough accounts to pass its "
+                                "noisy selection), so it cannot be split by date")
         raise AnalysisError("the run has no conversation timestamps, so it cannot be split by date")
     split = policy.bucket_start(split_at, unit)
     # the nodes that partition the run at this level: its clusters and the withheld remainders above it
