@@ -99,7 +99,8 @@ def test_unfinished_run_names_the_missing_stage_and_the_resume_command(tmp_path,
 
 # ------------------------------------------------------------------------------------------- Ctrl-C
 def test_ctrl_c_prints_the_resume_message_and_exits_130(tmp_path):
-    data = write_jsonl(tmp_path / "c.jsonl", make_records(per_topic=500, accounts=40))
+    # distinct: 2,000 conversations after deduplication, so the run outlasts a loaded machine's polling
+    data = write_jsonl(tmp_path / "c.jsonl", make_records(per_topic=500, accounts=40, distinct=True))
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "convoscope", "run", str(data), "--out", str(out), "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
