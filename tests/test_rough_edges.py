@@ -98,12 +98,20 @@ def test_unfinished_run_names_the_missing_stage_and_the_resume_command(tmp_path,
 
 
 # ------------------------------------------------------------------------------------------- Ctrl-C
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT as a terminal would deliver it. A child inherits an ignored or blocked
+    SIGINT from the test process, which something earlier in the full suite leaves that way (the run then
+    finished with exit code 0 in CI, never seeing the signal), so the test sets what a user's shell gives."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_prints_the_resume_message_and_exits_130(tmp_path):
     # distinct: 2,000 conversations after deduplication, so the run outlasts a loaded machine's polling
     data = write_jsonl(tmp_path / "c.jsonl", make_records(per_topic=500, accounts=40, distinct=True))
     out = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "convoscope", "run", str(data), "--out", str(out), "--quiet"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     deadline = time.monotonic() + 120
     manifest = out / "manifest.json"
     while time.monotonic() < deadline and proc.poll() is None:  # interrupt once ingest has finished
