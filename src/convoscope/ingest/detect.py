@@ -8,7 +8,7 @@ from typing import Any
 from convoscope.text import clean_text
 
 from . import hh, prompt
-from .files import PARQUET_MAGIC
+from .files import PARQUET_MAGIC, RemoteFile
 from .options import FORMATS, IngestOptions
 from .record import SHOWN_CHARS, shown
 
@@ -16,7 +16,7 @@ _TABLE_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz")
 RECORD_FORMATS = tuple(f for f in FORMATS if f not in ("csv", "parquet"))
 
 
-def detect_container(path: Path, head: bytes, options: IngestOptions) -> str | None:
+def detect_container(path: Path | RemoteFile, head: bytes, options: IngestOptions) -> str | None:
     """"parquet", "csv", "jsonl", "json" (one document: array or object), or None when the file is empty."""
     if head.startswith(PARQUET_MAGIC) or options.format == "parquet":
         return "parquet"

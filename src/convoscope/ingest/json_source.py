@@ -15,7 +15,7 @@ from convoscope.model import Conversation
 
 from . import chatgpt_export, claude_export, hh, openai, prompt, sharegpt
 from .detect import describe_unknown, detect_record
-from .files import RecordTooLarge, StreamCut, cut_record, encoding_error, guard_of, iter_lines, oversize_record
+from .files import RecordTooLarge, RemoteFile, StreamCut, cut_record, encoding_error, guard_of, iter_lines, oversize_record
 from .options import IngestOptions
 from .record import RecordContext, RecordError
 
@@ -36,7 +36,7 @@ class UnknownFormat(InputError):
 
 
 def read_json(
-    path: Path, name: str, stream: io.BufferedReader, container: str, options: IngestOptions, formats: list[str]
+    path: Path | RemoteFile, name: str, stream: io.BufferedReader, container: str, options: IngestOptions, formats: list[str]
 ) -> Iterator[Item]:
     """(position, Conversation or RecordError) for each record; the detected format is appended to `formats`."""
     limit = options.max_record_bytes
@@ -68,7 +68,7 @@ def read_json(
             yield pos, e
 
 
-def _jsonl(path: Path, stream: io.BufferedReader, max_record_bytes: int) -> Iterator[tuple[int, Any]]:
+def _jsonl(path: Path | RemoteFile, stream: io.BufferedReader, max_record_bytes: int) -> Iterator[tuple[int, Any]]:
     loads = orjson.loads
     for number, line in iter_lines(stream, max_record_bytes):
         if isinstance(line, RecordError):  # oversize line, or the unreadable rest of the file
@@ -88,7 +88,7 @@ def _jsonl(path: Path, stream: io.BufferedReader, max_record_bytes: int) -> Iter
 _READ_AHEAD = 2 << 16
 
 
-def _document(path: Path, stream: io.BufferedReader, max_record_bytes: int) -> Iterator[tuple[int, Any]]:
+def _document(path: Path | RemoteFile, stream: io.BufferedReader, max_record_bytes: int) -> Iterator[tuple[int, Any]]:
     """Items of a top-level array (position = 1-based item number), or top-level values (a single object).
 
     Each element may take about max_record_bytes of input: ijson builds an element whole before yielding it,

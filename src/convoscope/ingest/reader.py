@@ -11,7 +11,7 @@ from convoscope.errors import InputError
 from convoscope.model import Conversation
 
 from .detect import detect_container
-from .files import list_files, open_bytes
+from .files import RemoteFile, input_location, list_files, open_bytes
 from .json_source import Item, UnknownFormat, read_json
 from .options import IngestOptions
 from .record import RecordError
@@ -20,7 +20,7 @@ from .tables import read_csv, read_parquet
 
 
 def read_conversations(
-    path: str | Path, options: IngestOptions, report: IngestReport | None = None, *, refuse_mixed_accounts: bool = True
+    path: str | Path | RemoteFile, options: IngestOptions, report: IngestReport | None = None, *, refuse_mixed_accounts: bool = True
 ) -> Iterator[Conversation]:
     """Yield valid, de-duplicated conversations one at a time (memory does not grow with the input, apart from
     small per-conversation hashes for dedupe, id uniqueness and account counting; no record larger than
@@ -32,7 +32,7 @@ def read_conversations(
     input is seen to mix conversations with and without an account id."""
     report = report if report is not None else IngestReport()
     report._pooling = options.missing_accounts == "pool"
-    root = Path(path)
+    root = input_location(path)  # a local path, or a URI on a pyarrow filesystem (s3://...)
     files = list_files(root)
     in_directory = root.is_dir()
     seen = Seen()
@@ -139,7 +139,7 @@ def _split_where(where: str | None) -> tuple[str | None, str | None, int | None]
     return path, unit, int(number)
 
 
-def validate_input(path: str | Path, options: IngestOptions) -> IngestReport:
+def validate_input(path: str | Path | RemoteFile, options: IngestOptions) -> IngestReport:
     """Read everything, keep nothing: the report says what a run would ingest (input a run would refuse for
     mixed account ids is read to the end and explained in `account_problem`)."""
     report = IngestReport()
@@ -150,7 +150,7 @@ def validate_input(path: str | Path, options: IngestOptions) -> IngestReport:
     return report
 
 
-def _read_file(path: Path, name: str, options: IngestOptions, formats: list[str], unit: list[str]) -> Iterator[Item]:
+def _read_file(path: Path | RemoteFile, name: str, options: IngestOptions, formats: list[str], unit: list[str]) -> Iterator[Item]:
     stream, head = open_bytes(path, options.max_decompressed_bytes)
     with stream:
         container = detect_container(path, head, options)
@@ -176,7 +176,7 @@ def _invalid(report: IngestReport, options: IngestOptions, error: RecordError, p
 SKIP_INVALID_HINT = "fix the record, or pass --skip-invalid (ingest.skip_invalid) to skip malformed records and count them"
 
 
-def read_file(file_path: Path, name: str, options: IngestOptions, report: IngestReport, *, refuse_mixed_accounts: bool = True) -> Iterator[Conversation]:
+def read_file(file_path: Path | RemoteFile, name: str, options: IngestOptions, report: IngestReport, *, refuse_mixed_accounts: bool = True) -> Iterator[Conversation]:
     """One file of an input read on its own, with its own dedupe and id checks, its records named `name` as
     `read_conversations` names them (the path inside the directory): for engines that read the files of a
     directory in parallel and merge what they read (engines/ray_engine.py). Raises UnknownFormat for a file

@@ -15,7 +15,7 @@ from convoscope.errors import InputError
 from convoscope.model import Conversation
 
 from . import openai, prompt
-from .files import StreamCut, cut_record, human_bytes, oversize_record
+from .files import RemoteFile, StreamCut, cut_record, human_bytes, oversize_record
 from .json_source import Item, Parser, UnknownFormat
 from .options import IngestOptions
 from .record import TEXT_FIELDS, RecordContext, RecordError, build, message, shown
@@ -57,7 +57,7 @@ class _BoundedLines:
 
 
 def read_csv(
-    path: Path, name: str, stream: io.BufferedReader, options: IngestOptions, formats: list[str]
+    path: Path | RemoteFile, name: str, stream: io.BufferedReader, options: IngestOptions, formats: list[str]
 ) -> Iterator[Item]:
     # A cell is capped like a record (the 128 KiB default is too small for conversation text).
     csv.field_size_limit(options.max_record_bytes or sys.maxsize)
@@ -103,11 +103,11 @@ def read_csv(
     yield from _read_table(path, name, list(columns), rows(), options)
 
 
-def read_parquet(path: Path, name: str, options: IngestOptions, formats: list[str]) -> Iterator[Item]:
+def read_parquet(path: Path | RemoteFile, name: str, options: IngestOptions, formats: list[str]) -> Iterator[Item]:
     import pyarrow.parquet as pq
 
     try:
-        table = pq.ParquetFile(path)
+        table = pq.ParquetFile(path.open_random() if isinstance(path, RemoteFile) else path)
     except Exception as e:  # pyarrow raises several types for corrupt files
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InputError(f"cannot read Parquet file: {reason}", path=str(path)) from None
@@ -125,7 +125,7 @@ def read_parquet(path: Path, name: str, options: IngestOptions, formats: list[st
     yield from _read_table(path, name, table.schema_arrow.names, rows(), options)
 
 
-def _check_parquet_size(path: Path, table: Any, max_bytes: int) -> None:
+def _check_parquet_size(path: Path | RemoteFile, table: Any, max_bytes: int) -> None:
     """Parquet compresses too: refuse a file whose uncompressed size (from its metadata) exceeds the limit."""
     meta = table.metadata
     size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
@@ -150,7 +150,7 @@ def _row_chars(row: dict[str, Any]) -> int:
     return sum(len(v) for v in row.values() if isinstance(v, (str, bytes)))
 
 
-def _read_table(path: Path, name: str, columns: list[str], rows: Iterator[Row], options: IngestOptions) -> Iterator[Item]:
+def _read_table(path: Path | RemoteFile, name: str, columns: list[str], rows: Iterator[Row], options: IngestOptions) -> Iterator[Item]:
     msg_columns = {options.conversation_column, options.role_column, options.content_column}
     layout = options.table_layout
     if layout == "auto":
