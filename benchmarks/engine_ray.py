@@ -2,6 +2,7 @@
 
     python benchmarks/engine_ray.py --sizes 10000
     python benchmarks/engine_ray.py --sizes 10000 --engines ray --files 4 --shard 2500
+    python benchmarks/engine_ray.py --table-rows 1000000 10000000   # one Parquet file per artifact: how far it goes
 
 Same input as benchmarks/pipeline.py (CLINC150 + BANKING77 texts, 2,000 accounts), written as `--files`
 JSONL files in a directory (the Ray engine reads files in parallel, and a shard never spans files), then
@@ -17,6 +18,8 @@ import argparse
 import json
 import os
 import platform
+import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -37,14 +40,68 @@ def split(source: Path, directory: Path, files: int) -> None:
         (directory / f"part-{i:03d}.jsonl").write_text("".join(lines[i * per:(i + 1) * per]), encoding="utf-8")
 
 
+def table_io(rows: int) -> dict:
+    """Write and read back a `conversations` table of `rows` rows (the widest per-conversation artifact: its
+    columns as ingest writes them, with 32-hex keyed account hashes) through RunStore, as one Parquet file.
+    Run in a fresh process so its peak memory is its own."""
+    import numpy as np
+    import pyarrow as pa
+
+    from convoscope.store import RunStore
+
+    rng = np.random.default_rng(0)
+    accounts = np.array([f"{i:032x}" for i in rng.integers(0, 2**62, size=max(1, rows // 50))])
+    table = pa.table({
+        "conv_id": pa.array([f"part-{i // 1_000_000:03d}.jsonl:{i}" for i in range(rows)]),
+        "account": pa.array(accounts[rng.integers(0, len(accounts), size=rows)]),
+        "created_at": pa.array(np.datetime64("2026-01-01", "us") + rng.integers(0, 86_400 * 10**6 * 90, size=rows).astype("timedelta64[us]")).cast(pa.timestamp("us", tz="UTC")),
+        "n_messages": pa.array(rng.integers(1, 20, size=rows).astype(np.int32)),
+        "n_turns": pa.array(rng.integers(1, 10, size=rows).astype(np.int32)),
+        "user_chars": pa.array(rng.integers(10, 5000, size=rows).astype(np.int32)),
+        "assistant_chars": pa.array(rng.integers(10, 5000, size=rows).astype(np.int32)),
+        "metadata": pa.array(["{}"] * rows),
+    })
+    built_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    with tempfile.TemporaryDirectory() as tmp:
+        store = RunStore(Path(tmp) / "run", create=True)
+        cpu, wall = time.process_time(), time.perf_counter()
+        store.write_table("conversations", table)
+        write = (time.process_time() - cpu, time.perf_counter() - wall)
+        size = (Path(tmp) / "run" / "conversations.parquet").stat().st_size
+        del table
+        cpu, wall = time.process_time(), time.perf_counter()
+        back = store.read_table("conversations")
+        read = (time.process_time() - cpu, time.perf_counter() - wall)
+        in_memory = back.nbytes
+        cpu, wall = time.process_time(), time.perf_counter()
+        store.read_table("conversations", columns=["conv_id"])
+        one_column = (time.process_time() - cpu, time.perf_counter() - wall)
+    return {"rows": rows, "file_mb": size / 2**20, "arrow_mb": in_memory / 2**20, "write_cpu_s": write[0], "write_wall_s": write[1],
+            "read_cpu_s": read[0], "read_wall_s": read[1], "read_conv_id_cpu_s": one_column[0],
+            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "built_peak_mb": built_rss / 2**20}
+
+
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--table-child":
+        print(json.dumps(table_io(int(sys.argv[2]))))
+        return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000])
     parser.add_argument("--engines", nargs="+", default=["local", "ray"], choices=["local", "ray"])
     parser.add_argument("--files", type=int, default=2, help="input files (the Ray engine's unit of parallel reading)")
     parser.add_argument("--shard", type=int, default=5000, help="engine.shard_conversations")
+    parser.add_argument("--table-rows", type=int, nargs="+", help="only measure one Parquet file per per-conversation artifact at these rows")
     args = parser.parse_args()
     print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
+    if args.table_rows:
+        for rows in args.table_rows:
+            load = os.getloadavg()[0]
+            out = json.loads(subprocess.run([sys.executable, __file__, "--table-child", str(rows)], check=True, capture_output=True, text=True).stdout)
+            print(f"{rows:>12,} rows: file {out['file_mb']:,.0f} MB (Arrow in memory {out['arrow_mb']:,.0f} MB); write {out['write_cpu_s']:.1f} CPU s "
+                  f"({out['write_wall_s']:.1f} s wall), read {out['read_cpu_s']:.1f} CPU s ({out['read_wall_s']:.1f} s wall), conv_id column alone "
+                  f"{out['read_conv_id_cpu_s']:.1f} CPU s; process peak {out['peak_mb']:,.0f} MB (after building the table: {out['built_peak_mb']:,.0f} MB); "
+                  f"load average {load:.1f}")
+        return
     for n in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:
             where = Path(tmp)
