@@ -8,7 +8,7 @@ from sklearn.metrics import normalized_mutual_info_score
 
 from convoscope import language_centering
 from convoscope.kmeans import kmeans
-from convoscope.language_centering import centre_rows, language_offsets, offsets_from_json, offsets_to_json
+from convoscope.language_centering import centre_rows, language_offsets, language_subspace, offsets_from_json, offsets_to_json, project_out
 
 
 def unit(a):
@@ -65,6 +65,29 @@ def test_block_by_block_equals_in_memory(monkeypatch):
     blocks = language_offsets(vectors.astype(np.float16), language, min_rows=50)
     assert set(whole) == set(blocks) and all(np.allclose(whole[k], blocks[k], atol=2e-3) for k in whole)
     assert all(np.array_equal(v, offsets_from_json(offsets_to_json(whole))[k]) for k, v in whole.items())
+
+
+def test_projecting_out_the_language_subspace_clusters_by_topic():
+    rng = np.random.default_rng(4)
+    vectors, topic, language = two_languages(rng)
+    languages = list(language)
+    languages[:10] = ["Unknown"] * 10
+    basis = language_subspace(vectors, languages, min_rows=50)
+    assert basis.shape == (1, vectors.shape[1])  # two languages: one direction between their means
+    assert np.allclose(basis @ basis.T, np.eye(1), atol=1e-5)
+    projected = project_out(vectors, basis)
+    assert np.allclose(np.linalg.norm(projected, axis=1), 1.0, atol=1e-5) and np.allclose(projected @ basis.T, 0, atol=1e-5)
+    labels, _ = kmeans(projected, 2, 0)
+    assert normalized_mutual_info_score(topic, labels) > 0.9 and normalized_mutual_info_score(language, labels) < 0.05
+    three = np.where(np.arange(len(languages)) % 3 == 0, "French", np.array(languages, dtype=object))
+    assert language_subspace(vectors, list(three), min_rows=50).shape[0] == 2
+
+
+def test_no_subspace_for_one_language():
+    rng = np.random.default_rng(5)
+    vectors, _, _ = two_languages(rng)
+    basis = language_subspace(vectors, ["English"] * (len(vectors) - 5) + ["German"] * 5, min_rows=50)
+    assert basis.shape == (0, vectors.shape[1]) and np.array_equal(project_out(vectors, basis), vectors)
 
 
 def test_mismatched_lengths_are_an_error():

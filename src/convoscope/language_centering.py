@@ -23,23 +23,55 @@ NOT_A_LANGUAGE = frozenset({"", "Unknown", "unknown", "undetermined", "Undetermi
 BLOCK_ROWS = 65_536
 
 
-def language_offsets(vectors: np.ndarray, languages: Sequence[str | None], min_rows: int) -> dict[str, np.ndarray]:
-    """Per language with at least `min_rows` rows: the float32 vector to add to its rows (the mean of all
-    such rows minus the language's own mean). Empty when fewer than two languages qualify: nothing moves."""
+def _language_means(vectors: np.ndarray, languages: Sequence[str | None], min_rows: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The languages with at least `min_rows` rows, their float64 mean vectors and row counts (none when
+    fewer than two languages qualify)."""
     labels = np.asarray([str(x) if x is not None else "" for x in languages], dtype=object)
     if len(labels) != len(vectors):
         raise ValueError(f"{len(labels)} languages for {len(vectors)} vectors")
     names, codes, counts = np.unique(labels, return_inverse=True, return_counts=True)
     kept = [i for i, name in enumerate(names) if counts[i] >= min_rows and name not in NOT_A_LANGUAGE]
     if len(kept) < 2:
-        return {}
+        return [], np.zeros((0, vectors.shape[1])), np.zeros(0, dtype=np.int64)
     sums = np.zeros((len(names), vectors.shape[1]), dtype=np.float64)
     for start in range(0, len(vectors), BLOCK_ROWS):
         block = np.asarray(vectors[start:start + BLOCK_ROWS], dtype=np.float64)
         np.add.at(sums, codes[start:start + BLOCK_ROWS], block)
-    means = sums[kept] / counts[kept, None]
-    centre = sums[kept].sum(axis=0) / counts[kept].sum()
-    return {str(names[i]): (centre - mean).astype(np.float32) for i, mean in zip(kept, means)}
+    return [str(names[i]) for i in kept], sums[kept] / counts[kept, None], counts[kept]
+
+
+def language_offsets(vectors: np.ndarray, languages: Sequence[str | None], min_rows: int) -> dict[str, np.ndarray]:
+    """Per language with at least `min_rows` rows: the float32 vector to add to its rows (the mean of all
+    such rows minus the language's own mean). Empty when fewer than two languages qualify: nothing moves."""
+    kept, means, counts = _language_means(vectors, languages, min_rows)
+    if not kept:
+        return {}
+    centre = (means * counts[:, None]).sum(axis=0) / counts.sum()
+    return {name: (centre - mean).astype(np.float32) for name, mean in zip(kept, means)}
+
+
+def language_subspace(vectors: np.ndarray, languages: Sequence[str | None], min_rows: int, rank_tolerance: float = 1e-6) -> np.ndarray:
+    """An orthonormal basis (rows, float32) of the span of the differences between the means of the languages
+    with at least `min_rows` rows: the directions along which languages differ on average. Projecting it out
+    (`project_out`) removes every such language's offset, like centring, and also each row's spread along those
+    directions (after Xie et al. 2022, "Discovering Low-rank Subspaces for Language-agnostic Multilingual
+    Representations"). Empty (0 rows) when fewer than two languages qualify."""
+    kept, means, counts = _language_means(vectors, languages, min_rows)
+    if not kept:
+        return np.zeros((0, vectors.shape[1]), dtype=np.float32)
+    centre = (means * counts[:, None]).sum(axis=0) / counts.sum()
+    _, singular, basis = np.linalg.svd(means - centre, full_matrices=False)
+    return basis[singular > rank_tolerance * max(float(singular[0]), 1e-12)].astype(np.float32)
+
+
+def project_out(rows: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """`rows` without their components along `basis` (orthonormal rows), renormalised, as float32."""
+    out = np.array(rows, dtype=np.float32, copy=True)
+    if len(basis) == 0:
+        return out
+    out -= (out @ basis.T) @ basis
+    out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+    return out
 
 
 def centre_rows(rows: np.ndarray, languages: Sequence[str | None], offsets: dict[str, np.ndarray]) -> np.ndarray:
