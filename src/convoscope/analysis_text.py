@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterator
 
+import numpy as np
+
 from convoscope.scrub import scrub
 
 if TYPE_CHECKING:
@@ -41,6 +43,32 @@ def analysis_texts(ctx: "RunContext") -> Iterator[str]:
         from convoscope.errors import InputError
 
         raise InputError("the input changed while the run was using it; start the run again", path=str(ctx.input_path))
+
+
+def word_check_units(ctx: "RunContext", account_index: np.ndarray) -> np.ndarray:
+    """What the word checks of published text count, per row of the facets table: the account index
+    given, or, when the facets stage shared calls between conversations, their call bucket. A model may
+    copy a detail of one conversation into the answers of the others in its call; every call stays
+    within one bucket and all of an account's conversations are in one bucket, so a word found in k
+    buckets was written from the conversations of at least k accounts, and a copied word counts once.
+    (Size gates keep counting accounts: copying changes no membership.)"""
+    import pyarrow as pa
+
+    try:
+        column = ctx.store.read_table("facets", columns=["call_bucket"]).column("call_bucket")
+    except pa.ArrowInvalid:  # a run from before shared calls: no such column
+        return account_index
+    if column.null_count == len(column):  # no call was shared
+        return account_index
+    if column.null_count:
+        from convoscope.errors import InputError
+
+        raise InputError(f"the facets table has a call bucket for {len(column) - column.null_count} of {len(column)} conversations "
+                         "only (it was not written by one facets stage); run the facets stage again", path=str(ctx.store.root), field="call_bucket")
+    buckets = column.to_numpy()
+    if len(buckets) != len(account_index):
+        raise ValueError(f"{len(buckets)} facet rows for {len(account_index)} accounts")
+    return np.unique(buckets, return_inverse=True)[1].reshape(-1)
 
 
 def _facet_column(ctx: "RunContext") -> str:

@@ -64,6 +64,11 @@ class FacetSettings(_Section):
         "facets other than request need an LLM."))
     custom: list[CustomFacet] = Field(default_factory=list, description="User-defined facets ([[facets.custom]] tables in TOML).")
     per_facet_calls: bool = Field(False, description="One LLM call per facet (the paper's cost model) instead of one call for all facets.")
+    conversations_per_call: int = Field(4, ge=1, le=16, description=(
+        "LLM mode: conversations summarised in one facets call (the static prompt is paid once per call). A call holds conversations "
+        "of one account bucket only (accounts split into buckets of about this many by the keyed account hash), and the word checks "
+        "then count buckets instead of accounts, so a detail a model copies between conversations of one call counts once "
+        "(docs/privacy.md). Always 1 with --privacy dp and with per_facet_calls."))
     max_conversation_tokens: int = Field(6000, ge=200, description="Token budget for the conversation shown to the facet model; longer ones keep their start and end (rule recorded in the manifest).")
     screener: str | None = Field(None, description="Optional yes/no question; only conversations answered 'yes' are analysed (needs an LLM).")
     extractive_max_chars: int = Field(1000, ge=50, description="Extractive mode: characters of the user's messages embedded per conversation.")

@@ -3,7 +3,7 @@ facets stages, the estimator and the benchmarks)."""
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Sequence
 
 from convoscope.model import Conversation
 from convoscope.scrub import scrub
@@ -38,3 +38,28 @@ def batches(items: Iterable[Conversation], size: int) -> Iterable[list[Conversat
             batch = []
     if batch:
         yield batch
+
+
+def approx_tokens(text: str) -> int:
+    """The budget's token unit (4 characters a token, as TRUNCATION_RULE)."""
+    return len(text) // 4 + 1
+
+
+def call_groups(buckets: Sequence[int], tokens: Sequence[int], size: int, budget: int) -> list[list[int]]:
+    """Items (by index) grouped for shared calls, in order of their first item: a group holds items of one
+    bucket only, at most `size` of them, whose tokens together stay within `budget` (an item that fills
+    the budget goes alone). Shared by the facets stage and the estimator, so both count the same calls."""
+    groups: list[list[int]] = []
+    open_group: dict[int, int] = {}  # bucket -> index in groups of its group still taking items
+    used: dict[int, int] = {}  # bucket -> tokens in that group
+    for i, (bucket, n) in enumerate(zip(buckets, tokens)):
+        g = open_group.get(bucket)
+        if g is not None and (len(groups[g]) >= size or used[bucket] + n > budget):
+            g = None
+        if g is None:
+            open_group[bucket] = g = len(groups)
+            groups.append([])
+            used[bucket] = 0
+        groups[g].append(i)
+        used[bucket] += n
+    return groups

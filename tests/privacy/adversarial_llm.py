@@ -3,7 +3,11 @@
 It is as unhelpful to privacy as a model can be while still following the output schemas:
 
 - facets: the summary COPIES the conversation: "The user's overall request for the assistant is to
-  <the first 25 words of the user's message>", names, numbers and streets included;
+  <the first 25 words of the user's message>", names, numbers and streets included. In a shared call
+  (several conversations, `facets.conversations_per_call`) every summary also copies the names and
+  numbers of EVERY OTHER conversation of the call, first (so they survive the stage's length cut), and
+  it OBEYS an injection in one conversation ("for the other conversations write X and rate them N"):
+  the other conversations of the call get X as request and task and N as concerning score;
 - cluster names and descriptions copy the capitalised words and numbers of the summaries shown;
 - parent proposals, dedupe and renames copy the capitalised words and numbers of the children shown;
 - the assigner picks the listed parent sharing most words;
@@ -24,6 +28,7 @@ from collections import Counter
 from typing import Any, Callable
 
 from fakes.llm_servers import last_user_text, schema_of
+from fakes.shared_calls import shared_call_ids, shared_conversations
 
 JUSTIFICATION_MARKER = "AUDITJUSTIFICATIONMARKER"
 PARENT_MARKER = "Parentmarkerword"
@@ -74,6 +79,40 @@ def user_message(conversation: str) -> str:
     return first.split("\n\nAssistant:", 1)[0]
 
 
+INJECTION = re.compile(r"for the other conversations write (.+?) and rate them (\d)", re.I)
+
+
+def _facets_answer(conversation: str, props: dict[str, Any], leaked: str = "") -> dict[str, Any]:
+    """One conversation's facets, copying its user's words (after `leaked`, words copied from elsewhere)."""
+    copied = " ".join(user_message(conversation).split()[:25])
+    if leaked:
+        copied = f"{leaked} {copied}"
+    answer: dict[str, Any] = {"request": f"{REQUEST_OPENING} {copied}", "task": f"{TASK_OPENING} answer: {copied}",
+                              "language": "English", "concerning": 1}
+    for key, spec in props.items():
+        if key not in answer:
+            answer[key] = spec["enum"][0] if "enum" in spec else (spec.get("minimum", 1) if spec.get("type") in ("integer", "number") else copied)
+    return answer
+
+
+def _shared_facets(ids: list[str], text: str, props: dict[str, Any]) -> dict[str, Any]:
+    """A shared call answered as badly as possible: every summary carries the other conversations'
+    names and numbers, and an injection in one conversation rewrites the others' answers."""
+    conversations = shared_conversations(text)
+    tokens = {cid: identifying_tokens(user_message(conv)) for cid, conv in conversations.items()}
+    answer: dict[str, Any] = {}
+    for cid in ids:
+        conversation = conversations.get(cid, "")
+        leaked = " ".join(t for other, found in tokens.items() if other != cid for t in found)
+        answer[cid] = _facets_answer(conversation, props[cid].get("properties", {}), leaked)
+    for cid, conversation in conversations.items():
+        if (m := INJECTION.search(user_message(conversation))) is not None:
+            for other in ids:
+                if other != cid:
+                    answer[other].update(request=f"{REQUEST_OPENING} {m.group(1)}", task=f"{TASK_OPENING} {m.group(1)}", concerning=int(m.group(2)))
+    return answer
+
+
 def make_adversarial_responder(parent_marker: bool = False) -> Callable[[dict[str, Any]], str]:
     def responder(body: dict[str, Any]) -> str:
         schema = schema_of(body)
@@ -81,15 +120,10 @@ def make_adversarial_responder(parent_marker: bool = False) -> Callable[[dict[st
         if schema is None:
             return "ok"
         props = schema.get("properties", {})
+        if ids := shared_call_ids(body):  # a shared facets call: copy across conversations
+            return json.dumps(_shared_facets(ids, text, props))
         if "request" in props:  # facets: copy the user's words
-            words = user_message(between(text, "conversation")).split()
-            copied = " ".join(words[:25])
-            answer: dict[str, Any] = {"request": f"{REQUEST_OPENING} {copied}", "task": f"{TASK_OPENING} answer: {copied}",
-                                      "language": "English", "concerning": 1}
-            for key, spec in props.items():
-                if key not in answer:
-                    answer[key] = spec["enum"][0] if "enum" in spec else (spec.get("minimum", 1) if spec.get("type") in ("integer", "number") else copied)
-            return json.dumps(answer)
+            return json.dumps(_facets_answer(between(text, "conversation"), props))
         if "answer" in props:  # screener
             return json.dumps({"answer": "yes"})
         if "score" in props:  # auditor: passes everything (unless the parent marker is asked for)

@@ -1,9 +1,16 @@
 """Stage 2: facets. One row per analysed conversation.
 
 LLM mode: the Clio facets (Request, Task, Language, Concerning, and the user's custom facets) come
-from one call per conversation by default (the paper pays once per facet; we pay once), or one call
-per facet with `facets.per_facet_calls`. Extractive mode: only computed facets (language by fastText's identifier, see languages.py);
+from one call for several conversations by default (`facets.conversations_per_call`: the static prompt
+is paid once per call; the paper pays once per facet and conversation), one call per conversation, or
+one call per facet with `facets.per_facet_calls`. Extractive mode: only computed facets (language by fastText's identifier, see languages.py);
 the LLM facets are recorded as unavailable, never faked.
+
+Shared calls and privacy: a model may copy one conversation's details into another's answer. A call
+therefore holds conversations of one *account bucket* only (accounts split into buckets of about
+`conversations_per_call` by their keyed hash, so all of an account's conversations share a bucket), the
+bucket is stored per conversation (column `call_bucket`), and the word checks of published text count
+distinct buckets instead of accounts (analysis_text.word_check_units): a copied word counts once.
 """
 
 from __future__ import annotations
@@ -19,10 +26,9 @@ from convoscope.config import Config, CustomFacet
 from convoscope.context import RunContext
 from convoscope.languages import RULE_VERSION as LANGUAGE_RULE_VERSION, detect_languages
 from convoscope.llm.base import ChatMessage, LLMRequest
-from convoscope.model import Conversation
-from convoscope.conversation_format import LLM_BATCH, TRUNCATION_RULE, batches, format_conversation
+from convoscope.conversation_format import LLM_BATCH, TRUNCATION_RULE, approx_tokens, batches, call_groups, format_conversation
 from convoscope.scrub import SCRUB_VERSION
-from convoscope.stage_runner import Stage, StageOutput, StageRecord, run_stage
+from convoscope.stage_runner import Stage, StageOutput, StageRecord, optional_field, run_stage
 from convoscope.wording import count
 
 REQUEST_OPENING = "The user's overall request for the assistant is to"
@@ -97,6 +103,107 @@ def _facet_request(conversation_text: str, questions: dict[str, tuple[str | None
     )
 
 
+def group_ids(size: int) -> list[str]:
+    """The ids a shared call gives its conversations (never their own ids, which the model need not see)."""
+    return [f"c{j + 1}" for j in range(size)]
+
+
+def _answer_schema(questions: dict[str, tuple[str | None, dict[str, Any]]]) -> dict[str, Any]:
+    keys = list(questions)
+    return {"type": "object", "properties": {key: questions[key][1] for key in keys}, "required": keys, "additionalProperties": False}
+
+
+def _group_request(conversation_texts: list[str], questions: dict[str, tuple[str | None, dict[str, Any]]]) -> LLMRequest:
+    """One call for several conversations of one account bucket; the answer has one entry per id, each
+    checked on its own by the stage (an entry that fails is re-asked alone, so no answer_check here:
+    it would re-ask the whole group for one bad entry)."""
+    ids = group_ids(len(conversation_texts))
+    entry = _answer_schema(questions)
+    schema = {"type": "object", "properties": {i: entry for i in ids}, "required": ids, "additionalProperties": False}
+    body = "\n\n".join(f'<conversation id="{i}">\n{text}\n</conversation>' for i, text in zip(ids, conversation_texts))
+    return LLMRequest(
+        messages=(ChatMessage("user", body),),
+        system=f"{facets_system_prompt(questions)}\n\n{prompts.render('facets_group')}",
+        temperature=0.2,
+        max_tokens=len(ids) * (100 + 60 * len(questions)),
+        json_schema=schema,
+        role="facets",
+        task="facets",
+    )
+
+
+def conversations_per_call(ctx: RunContext) -> int:
+    """Conversations per facets call in this run: 1 in DP mode (a shared call would let one account's
+    conversation change another's facets, breaking the per-account sensitivity), with per-facet calls,
+    and on a Ray shard (its scratch store does not know the run's accounts, which the buckets need)."""
+    config = ctx.config
+    if (not config.llm_mode or config.privacy.mode == "dp" or config.facets.per_facet_calls
+            or getattr(ctx, "shard", None) is not None):
+        return 1
+    return config.facets.conversations_per_call
+
+
+def _single_row(resp: Any) -> dict[str, Any]:
+    if resp.failed or not isinstance(resp.parsed, dict):
+        return {"failed": True}
+    return {**resp.parsed, "failed": False}
+
+
+def _entry_problem(entry: Any, validator: Any, openings: dict[str, str]) -> str | None:
+    if not isinstance(entry, dict):
+        return "missing"
+    error = next(iter(validator.iter_errors(entry)), None)
+    if error is not None:
+        return error.message
+    return prompts.facet_answer_problem(entry, openings)
+
+
+def _group_entries(resp: Any) -> dict[str, Any]:
+    """The entries of a shared call's answer; from the raw text when the whole answer failed its schema
+    (so the entries that are fine are kept and only the others re-asked)."""
+    if not resp.failed and isinstance(resp.parsed, dict):
+        return resp.parsed
+    try:
+        import json
+
+        value = json.loads(resp.text or "")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _grouped_facets(ctx: RunContext, texts: list[str], buckets: list[int], size: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Facets of `texts` in shared calls within buckets; entries missing or failing the checks are re-asked
+    alone. Returns the rows in order and the call counts."""
+    from jsonschema import Draft202012Validator
+
+    config = ctx.config
+    questions = facet_questions(config)
+    validator = Draft202012Validator(_answer_schema(questions))
+    groups = call_groups(buckets, [approx_tokens(t) for t in texts], size, config.facets.max_conversation_tokens)
+    requests = [_group_request([texts[i] for i in g], questions) if len(g) > 1 else _facet_request(texts[g[0]], questions) for g in groups]
+    responses = ctx.complete_many(requests, description="Facets", show_progress=False)  # the stage shows its own bar
+    rows: list[dict[str, Any] | None] = [None] * len(texts)
+    alone: list[int] = []
+    for g, resp in zip(groups, responses):
+        if len(g) == 1:
+            rows[g[0]] = _single_row(resp)
+            continue
+        entries = _group_entries(resp)
+        for conv_id, i in zip(group_ids(len(g)), g):
+            entry = entries.get(conv_id)
+            if _entry_problem(entry, validator, SUMMARY_OPENINGS) is None:
+                rows[i] = {**entry, "failed": False}
+            else:
+                alone.append(i)
+    if alone:
+        answers = ctx.complete_many([_facet_request(texts[i], questions) for i in alone], description="Facets", show_progress=False)
+        for i, resp in zip(alone, answers):
+            rows[i] = _single_row(resp)
+    calls = {"shared": sum(1 for g in groups if len(g) > 1), "single": sum(1 for g in groups if len(g) == 1), "asked_alone_again": len(alone)}
+    return [r if r is not None else {"failed": True} for r in rows], calls
+
+
 MAX_SUMMARY_WORDS = 60  # the prompt asks for one sentence; a model that rambles is cut here
 
 
@@ -117,10 +224,9 @@ def _first_language(value: Any) -> str:
     return value.split(",")[0].strip().title() or "Unknown"
 
 
-def _llm_facets(ctx: RunContext, convs: list[Conversation]) -> list[dict[str, Any]]:
+def _llm_facets(ctx: RunContext, texts: list[str]) -> list[dict[str, Any]]:
     config = ctx.config
     questions = facet_questions(config)
-    texts = [format_conversation(c, config.facets.max_conversation_tokens, scrub_text=config.privacy.scrub_identifiers) for c in convs]
     if config.facets.per_facet_calls:
         keys = list(questions)
         requests = [_facet_request(t, questions, only=k) for t in texts for k in keys]
@@ -137,13 +243,7 @@ def _llm_facets(ctx: RunContext, convs: list[Conversation]) -> list[dict[str, An
             merged.append(row)
         return merged
     responses = ctx.complete_many([_facet_request(t, questions) for t in texts], description="Facets", show_progress=False)  # the stage shows its own bar
-    out = []
-    for resp in responses:
-        if resp.failed or not isinstance(resp.parsed, dict):
-            out.append({"failed": True})
-        else:
-            out.append({**resp.parsed, "failed": False})
-    return out
+    return [_single_row(resp) for resp in responses]
 
 
 @dataclass(frozen=True)
@@ -154,53 +254,114 @@ class FacetsRecord(StageRecord):
     truncation_rule: str
     max_conversation_tokens: int
     unavailable: dict[str, str]  # facet -> why it is not computed in this mode
+    conversations_per_call: int | None = optional_field()  # LLM mode: at most this many conversations shared a call
+    call_buckets: int | None = optional_field()  # account buckets calls were formed in (shared calls only)
+    calls: dict[str, int] | None = optional_field()  # shared calls, single calls, conversations re-asked alone
 
 
 def _settings(ctx: RunContext) -> tuple:
     c = ctx.config
     return (c.llm.facets if c.llm_mode else "none", c.facets.model_dump(exclude={"hierarchy_facets"}), c.privacy.scrub_identifiers and SCRUB_VERSION,
-            LANGUAGE_RULE_VERSION,
-            (prompts.load("facets_system").template, prompts.load("facets").template) if c.llm_mode else None)
+            LANGUAGE_RULE_VERSION, conversations_per_call(ctx),
+            (prompts.load("facets_system").template, prompts.load("facets").template, prompts.load("facets_group").template) if c.llm_mode else None)
+
+
+# Shared calls wait for their bucket-mates: conversations are held (formatted, in memory) until this many
+# characters are pending, then grouped and sent. Inputs below it (about 100,000 conversations of HH's
+# length) are grouped as well as their buckets allow; above, groups get smaller, never wrong.
+GROUP_BUFFER_CHARS = 64_000_000
+
+
+def call_bucket_count(ctx: RunContext, selected: set[str] | None, size: int) -> int:
+    """Buckets of about `size` accounts among the conversations analysed."""
+    table = ctx.store.read_table("conversations", columns=["conv_id", "account"])
+    accounts = table.column("account").to_pylist()
+    if selected is not None:
+        accounts = [a for a, c in zip(accounts, table.column("conv_id").to_pylist()) if c in selected]
+    return max(1, round(len(set(accounts)) / size))
+
+
+def call_bucket(account_hash: str, n_buckets: int) -> int:
+    """The bucket of an account, from its keyed hash (the one ingest stores), so every conversation of
+    the account lands in the same bucket and nobody without the key can tell buckets in advance."""
+    return int(account_hash[:15], 16) % n_buckets
 
 
 def _facets(ctx: RunContext, selected: set[str] | None) -> StageOutput[FacetsRecord]:
     config = ctx.config
     custom_names = [f.name for f in config.facets.custom]
-    cols: dict[str, list] = {k: [] for k in ("conv_id", "request", "task", "language", "concerning", "failed")}
+    cols: dict[str, list] = {k: [] for k in ("conv_id", "request", "task", "language", "concerning", "failed", "call_bucket")}
     for name in custom_names:
         cols[f"facet.{name}"] = []
     total = ctx.store.stage_record("ingest")["report"]["conversations"]
     convs = (c for c in ctx.iter_input() if selected is None or c.id in selected)
+    size = conversations_per_call(ctx)
+    n_buckets = call_bucket_count(ctx, selected, size) if size > 1 else 0
+    account_key = ctx.account_key() if size > 1 else b""
+    llm_rows: list[dict[str, Any] | None] = []
+    detected: list[str] = []
+    pending: list[tuple[int, int, str]] = []  # (row, bucket, text) waiting for a shared call
+    pending_chars = 0
+    calls = {"shared": 0, "single": 0, "asked_alone_again": 0}
     with ctx.progress() as progress:
         task = progress.add_task("Facets", total=len(selected) if selected is not None else total)
+
+        def flush() -> None:
+            nonlocal pending_chars
+            rows, counts = _grouped_facets(ctx, [t for _, _, t in pending], [b for _, b, _ in pending], size)
+            for (position, _, _), row in zip(pending, rows):
+                llm_rows[position] = row
+            for key, value in counts.items():
+                calls[key] += value
+            progress.advance(task, len(pending))
+            pending.clear()
+            pending_chars = 0
+
         for batch in batches(convs, LLM_BATCH):
-            llm_rows = _llm_facets(ctx, batch) if config.llm_mode else [None] * len(batch)
-            languages = detect_languages([c.user_text(" ") for c in batch])
-            for conv, row, detected in zip(batch, llm_rows, languages):
+            first = len(llm_rows)
+            for conv in batch:
                 cols["conv_id"].append(conv.id)
-                if row is None:
-                    cols["request"].append(None)
-                    cols["task"].append(None)
-                    cols["language"].append(detected)
-                    cols["concerning"].append(None)
-                    cols["failed"].append(False)
-                    for name in custom_names:
-                        cols[f"facet.{name}"].append(None)
-                    continue
-                cols["request"].append(_with_opening(row.get("request"), REQUEST_OPENING))
-                cols["task"].append(_with_opening(row.get("task"), TASK_OPENING))
-                language = _first_language(row.get("language"))
-                cols["language"].append(language if language != "Unknown" else detected)
-                concern = row.get("concerning")
-                cols["concerning"].append(int(concern) if isinstance(concern, (int, float)) and 1 <= concern <= 5 else None)
-                cols["failed"].append(bool(row.get("failed")))
-                for name in custom_names:
-                    value = row.get(name)
-                    cols[f"facet.{name}"].append(None if value is None else str(value))
-            progress.advance(task, len(batch))
-    table = pa.table(
-        {k: pa.array(v, type=pa.int8() if k == "concerning" else (pa.bool_() if k == "failed" else pa.string())) for k, v in cols.items()}
-    )
+                cols["call_bucket"].append(call_bucket(ctx.hash_account(conv.effective_account, account_key), n_buckets) if size > 1 else None)
+            detected.extend(detect_languages([c.user_text(" ") for c in batch]))
+            llm_rows.extend([None] * len(batch))
+            if not config.llm_mode:
+                progress.advance(task, len(batch))
+                continue
+            texts = [format_conversation(c, config.facets.max_conversation_tokens, scrub_text=config.privacy.scrub_identifiers) for c in batch]
+            if size == 1:
+                llm_rows[first:] = _llm_facets(ctx, texts)
+                calls["single"] += len(batch)
+                progress.advance(task, len(batch))
+                continue
+            for j, text in enumerate(texts):
+                pending.append((first + j, cols["call_bucket"][first + j], text))
+                pending_chars += len(text)
+            if pending_chars >= GROUP_BUFFER_CHARS:
+                flush()
+        if pending:
+            flush()
+    for row, language in zip(llm_rows, detected):
+        if row is None:  # extractive mode
+            cols["request"].append(None)
+            cols["task"].append(None)
+            cols["language"].append(language)
+            cols["concerning"].append(None)
+            cols["failed"].append(False)
+            for name in custom_names:
+                cols[f"facet.{name}"].append(None)
+            continue
+        cols["request"].append(_with_opening(row.get("request"), REQUEST_OPENING))
+        cols["task"].append(_with_opening(row.get("task"), TASK_OPENING))
+        model_language = _first_language(row.get("language"))
+        cols["language"].append(model_language if model_language != "Unknown" else language)
+        concern = row.get("concerning")
+        cols["concerning"].append(int(concern) if isinstance(concern, (int, float)) and 1 <= concern <= 5 else None)
+        cols["failed"].append(bool(row.get("failed")))
+        for name in custom_names:
+            value = row.get(name)
+            cols[f"facet.{name}"].append(None if value is None else str(value))
+    types = {"concerning": pa.int8(), "failed": pa.bool_(), "call_bucket": pa.int32()}
+    table = pa.table({k: pa.array(v, type=types.get(k, pa.string())) for k, v in cols.items()})
     failed = sum(cols["failed"])
     if failed:
         ctx.console.print(f"[yellow]warning:[/] facet extraction failed for {count(failed, 'conversation')}; they are kept with empty facets and counted in the manifest")
@@ -209,6 +370,7 @@ def _facets(ctx: RunContext, selected: set[str] | None) -> StageOutput[FacetsRec
         mode="llm" if config.llm_mode else "extractive", failed=failed, rows=table.num_rows,
         truncation_rule=TRUNCATION_RULE, max_conversation_tokens=config.facets.max_conversation_tokens,
         unavailable={} if config.llm_mode else {"request": "needs an LLM", "task": "needs an LLM", "concerning": "needs an LLM (run with --llm)"},
+        conversations_per_call=size if config.llm_mode else None, call_buckets=n_buckets or None, calls=calls if config.llm_mode else None,
     ))
 
 

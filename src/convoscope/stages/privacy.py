@@ -175,9 +175,11 @@ def _privacy(ctx: RunContext) -> StageOutput[PrivacyRecord]:
         candidates = [i for i in candidates if custom and rows[i]["level"] == n_levels - 1]
     rewritten = 0
     if candidates:
-        from convoscope.analysis_text import analysis_texts
+        from convoscope.analysis_text import analysis_texts, word_check_units
 
-        checker = policy.TextChecker(list(analysis_texts(ctx)), account_index, p)
+        # words count distinct accounts, or distinct call buckets when facet calls were shared (copying
+        # inside a call must not make a word look widely used); the size gates above count accounts
+        checker = policy.TextChecker(list(analysis_texts(ctx)), word_check_units(ctx, account_index), p)
         checked = check_texts(ctx, checker, [(names[i][0], names[i][1], members_of[i]) for i in candidates], "Rewriting names that fail the checks")
         for i, (name, desc, bad) in zip(candidates, checked):
             rewritten += (name, desc) != names[i]
