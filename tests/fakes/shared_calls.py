@@ -37,6 +37,13 @@ def shared_conversations(text: str) -> dict[str, str]:
     return dict(BLOCK.findall(text))
 
 
+def entry_schema(schema: dict[str, Any], cid: str) -> dict[str, Any]:
+    """The schema of one entry of a shared call (its `$ref` resolved)."""
+    entry = schema["properties"][cid]
+    ref = entry.get("$ref", "")
+    return schema["$defs"][ref.rsplit("/", 1)[-1]] if ref.startswith("#/$defs/") else entry
+
+
 def single_body(body: dict[str, Any], conversation: str, entry_schema: dict[str, Any]) -> dict[str, Any]:
     """The body of a one-conversation facets call, in the protocol of `body` (OpenAI or Anthropic)."""
     out = copy.deepcopy(body)
@@ -63,7 +70,7 @@ def answer_shared_calls(responder: Callable[[dict[str, Any]], str]) -> Callable[
         answer = {}
         for cid in ids:
             if cid in conversations:
-                answer[cid] = json.loads(responder(single_body(body, conversations[cid], schema["properties"][cid])))
+                answer[cid] = json.loads(responder(single_body(body, conversations[cid], entry_schema(schema, cid))))
         return json.dumps(answer)
 
     return wrapped

@@ -28,7 +28,7 @@ from collections import Counter
 from typing import Any, Callable
 
 from fakes.llm_servers import last_user_text, schema_of
-from fakes.shared_calls import shared_call_ids, shared_conversations
+from fakes.shared_calls import entry_schema, shared_call_ids, shared_conversations
 
 JUSTIFICATION_MARKER = "AUDITJUSTIFICATIONMARKER"
 PARENT_MARKER = "Parentmarkerword"
@@ -95,7 +95,7 @@ def _facets_answer(conversation: str, props: dict[str, Any], leaked: str = "") -
     return answer
 
 
-def _shared_facets(ids: list[str], text: str, props: dict[str, Any]) -> dict[str, Any]:
+def _shared_facets(ids: list[str], text: str, schema: dict[str, Any]) -> dict[str, Any]:
     """A shared call answered as badly as possible: every summary carries the other conversations'
     names and numbers, and an injection in one conversation rewrites the others' answers."""
     conversations = shared_conversations(text)
@@ -104,7 +104,7 @@ def _shared_facets(ids: list[str], text: str, props: dict[str, Any]) -> dict[str
     for cid in ids:
         conversation = conversations.get(cid, "")
         leaked = " ".join(t for other, found in tokens.items() if other != cid for t in found)
-        answer[cid] = _facets_answer(conversation, props[cid].get("properties", {}), leaked)
+        answer[cid] = _facets_answer(conversation, entry_schema(schema, cid).get("properties", {}), leaked)
     for cid, conversation in conversations.items():
         if (m := INJECTION.search(user_message(conversation))) is not None:
             for other in ids:
@@ -121,7 +121,7 @@ def make_adversarial_responder(parent_marker: bool = False) -> Callable[[dict[st
             return "ok"
         props = schema.get("properties", {})
         if ids := shared_call_ids(body):  # a shared facets call: copy across conversations
-            return json.dumps(_shared_facets(ids, text, props))
+            return json.dumps(_shared_facets(ids, text, schema))
         if "request" in props:  # facets: copy the user's words
             return json.dumps(_facets_answer(between(text, "conversation"), props))
         if "answer" in props:  # screener

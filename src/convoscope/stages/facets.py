@@ -118,8 +118,9 @@ def _group_request(conversation_texts: list[str], questions: dict[str, tuple[str
     checked on its own by the stage (an entry that fails is re-asked alone, so no answer_check here:
     it would re-ask the whole group for one bad entry)."""
     ids = group_ids(len(conversation_texts))
-    entry = _answer_schema(questions)
-    schema = {"type": "object", "properties": {i: entry for i in ids}, "required": ids, "additionalProperties": False}
+    # the entry schema once, referenced by every id: providers bill the schema as input tokens
+    schema = {"$defs": {"facets": _answer_schema(questions)}, "type": "object", "properties": {i: {"$ref": "#/$defs/facets"} for i in ids},
+              "required": ids, "additionalProperties": False}
     body = "\n\n".join(f'<conversation id="{i}">\n{text}\n</conversation>' for i, text in zip(ids, conversation_texts))
     return LLMRequest(
         messages=(ChatMessage("user", body),),
