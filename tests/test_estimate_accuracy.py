@@ -16,6 +16,7 @@ import pytest
 from fakes.clio_responder import make_responder
 from fakes.corpus import make_records, write_jsonl
 from fakes.llm_servers import FakeOpenAIServer
+from fakes.shared_calls import answer_shared_calls
 
 from convoscope.config import PrivacySettings, load_config
 from convoscope.ingest import read_conversations
@@ -45,13 +46,15 @@ def _mean_tokens(texts) -> int:
 
 
 def _compare(data: Path, tmp_path: Path, overrides: dict, responder) -> tuple[dict, dict]:
-    with FakeOpenAIServer(responder=responder) as server:
+    with FakeOpenAIServer(responder=answer_shared_calls(responder)) as server:
         cfg = load_config(None, {**overrides, "llm.facets": f"openai:fake@{server.url}", "llm.cache": False, "llm.max_concurrency": 4})
         store = run_pipeline(data, tmp_path / "run", cfg, show_progress=False)
     usage = store.manifest["llm_usage"]
     hierarchy = store.read_table("hierarchy").to_pylist()
+    rows = store.read_table("facets").num_rows
     fake_answers = {
-        "facet_output_tokens": _per_call(usage, "facets", 60), "naming_output_tokens": _per_call(usage, "name", 60),
+        # per conversation: a shared call's answer holds several conversations' facets
+        "facet_output_tokens": round(usage["tasks"]["facets"]["output_tokens"] / rows), "naming_output_tokens": _per_call(usage, "name", 60),
         "assign_output_tokens": _per_call(usage, "assign", 40), "audit_output_tokens": _per_call(usage, "audit", 35),
         "summary_tokens": _mean_tokens(store.read_table("facets").column("request").to_pylist()),
         "cluster_tokens": _mean_tokens(f"{r['name']}: {r['description']}" for r in hierarchy),
@@ -98,11 +101,17 @@ def test_caching_is_priced_only_where_the_prefix_reaches_the_minimum():
     assert long["stages"]["facets"]["cacheable"] and long["stages"]["facets"]["cost_usd_cached"] < long["stages"]["facets"]["cost_usd"]
 
 
-def test_estimate_is_within_ten_percent_of_a_small_run(tmp_path, chars_over_4):
+@pytest.mark.parametrize("per_call", [4, 1])
+def test_estimate_is_within_ten_percent_of_a_small_run(tmp_path, chars_over_4, per_call):
     data = write_jsonl(tmp_path / "c.jsonl", make_records(per_topic=60, accounts=60))
-    usage, predicted = _compare(data, tmp_path, {"cluster.conversations_per_cluster": 10, "privacy.min_conversations": 5, "privacy.min_accounts": 3},
-                                make_responder())
+    usage, predicted = _compare(data, tmp_path, {"cluster.conversations_per_cluster": 10, "privacy.min_conversations": 5, "privacy.min_accounts": 3,
+                                                 "facets.conversations_per_call": per_call}, make_responder())
     _check(usage, predicted)
+    assert predicted["assumptions"]["conversations_per_call"] == per_call
+    facet_calls = usage["tasks"]["facets"]["calls"]
+    assert predicted["stages"]["facets"]["calls"] == pytest.approx(facet_calls, rel=0.10)
+    if per_call > 1:
+        assert facet_calls < predicted["conversations"] / 2  # calls really were shared
 
 
 @pytest.mark.slow
@@ -128,8 +137,20 @@ def _uniform(n: int, words: int = 100):
     return [Conversation(id=str(i), messages=[{"role": "user", "content": "word " * words}]) for i in range(n)]
 
 
+def test_shared_calls_are_counted_per_group():
+    settings = LLMSettings(facets="anthropic:claude-haiku-4-5")
+    one = estimate(_uniform(1000), settings, CallPlan(conversations_per_call=1))["stages"]["facets"]
+    four = estimate(_uniform(1000), settings, CallPlan(conversations_per_call=4))["stages"]["facets"]
+    # 1,000 accounts in 250 buckets of about 4 (hashing makes some bigger, some smaller): about 300 calls
+    assert 250 <= four["calls"] <= 400 and four["shared_calls"] > 0.8 * four["calls"] - 50
+    assert four["output_tokens"] == one["output_tokens"]  # the same answers, in fewer calls
+    assert four["input_tokens"] < 0.7 * one["input_tokens"]  # the static prompt shared
+    long = estimate(_uniform(20, words=2000), settings, CallPlan(conversations_per_call=4, max_conversation_tokens=1000))["stages"]["facets"]
+    assert long["calls"] == 20  # each fills the per-call budget: alone
+
+
 def test_estimate_counts_calls_and_cost():
-    plan = CallPlan()
+    plan = CallPlan(conversations_per_call=1)
     result = estimate(_uniform(1000), LLMSettings(facets="anthropic:claude-haiku-4-5", max_concurrency=10), plan)
     facets = result["stages"]["facets"]
     assert facets["calls"] == 1000 and facets["output_tokens"] == 1000 * plan.facet_output_tokens

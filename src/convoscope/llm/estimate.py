@@ -62,8 +62,9 @@ class CallPlan(BaseModel):
     prompts; the fields here are what only a run knows (answer lengths, cluster sizes)."""
 
     max_conversation_tokens: int = Field(6000, description="Conversations are truncated to this many tokens in the facet prompt.")
-    facet_output_tokens: int = Field(60, description="Answer tokens per facet call (verb-phrase summaries, language, score as JSON).")
+    facet_output_tokens: int = Field(60, description="Answer tokens per conversation and facet call (verb-phrase summaries, language, score as JSON).")
     facet_calls_per_conversation: int = Field(1, description="1 when all facets share one call; the number of facets otherwise.")
+    conversations_per_call: int = Field(4, description="facets.conversations_per_call: conversations of one account bucket per facets call (1 in DP mode and with per-facet calls).")
     custom_facets: list[dict[str, Any]] = Field(default_factory=list, description="facets.custom: each adds a line to the facet prompt.")
     screen: bool = Field(False, description="A screener question is asked of every conversation first.")
     screen_question: str = Field("Is this conversation about the topic of interest?", description="The screener question (part of its prompt).")
@@ -91,6 +92,7 @@ class CallPlan(BaseModel):
         values: dict[str, Any] = {
             "max_conversation_tokens": facets.max_conversation_tokens,
             "facet_calls_per_conversation": (4 + len(facets.custom)) if facets.per_facet_calls else 1,
+            "conversations_per_call": 1 if facets.per_facet_calls or config.privacy.mode == "dp" else facets.conversations_per_call,
             "custom_facets": [f.model_dump() for f in facets.custom],
             "screen": bool(facets.screener), "conversations_per_cluster": config.cluster.conversations_per_cluster,
             "levels": config.hierarchy.levels, "top_clusters": config.hierarchy.top_clusters,
@@ -179,6 +181,20 @@ def passing_clusters(account_index: np.ndarray, k: int, privacy: Any, *, share_c
     return sum(policy.group_gate_reason(part, privacy, share_cap=share_cap) is None for part in np.array_split(shuffled, k))
 
 
+def _facet_groups(accounts: list[str], budget_tokens: list[int], plan: CallPlan) -> list[list[int]]:
+    """The facets stage's shared calls, simulated: accounts in buckets of about `conversations_per_call`
+    (by a plain hash here: the stage's keyed hash splits them alike), groups by the stage's own rule
+    (conversation_format.call_groups). The stage's holding buffer (GROUP_BUFFER_CHARS) is not simulated:
+    above about 100,000 conversations the stage may make a few more calls than this."""
+    import hashlib
+
+    from convoscope.conversation_format import call_groups
+
+    n_buckets = max(1, round(len(set(accounts)) / plan.conversations_per_call))
+    buckets = [int.from_bytes(hashlib.blake2b(a.encode(), digest_size=8).digest(), "big") % n_buckets for a in accounts]
+    return call_groups(buckets, budget_tokens, plan.conversations_per_call, plan.max_conversation_tokens)
+
+
 class _Prompts:
     """Token sizes of the stages' real requests: fixed part (system prompt, tags, framing, schema) and
     the per-item part, measured by building requests with empty and one-item contents."""
@@ -204,12 +220,13 @@ def _requests(plan: CallPlan) -> dict[str, Any]:
     from convoscope import prompts
     from convoscope.config import load_config
     from convoscope.stages import hierarchy, naming, privacy, screen
-    from convoscope.stages.facets import _facet_request, facet_questions
+    from convoscope.stages.facets import _facet_request, _group_request, facet_questions
 
     config = load_config(None, {"llm.facets": "openai:estimate@http://127.0.0.1:9", "facets.custom": plan.custom_facets})
     questions = facet_questions(config)
     return {
         "facets": _facet_request("", questions) if plan.facet_calls_per_conversation == 1 else _facet_request("", questions, only="request"),
+        "facets_group": {m: _group_request([""] * m, questions) for m in range(2, plan.conversations_per_call + 1)},
         "screen": LLMRequest(messages=(), system=prompts.system_prompt("screen", question=plan.screen_question), json_schema=screen.SCREEN_SCHEMA),
         "screen_user": prompts.user_prompt("screen", conversation=""),
         "name": naming._name_request([], [], "request"),
@@ -224,7 +241,7 @@ def _requests(plan: CallPlan) -> dict[str, Any]:
 
 def estimate(conversations: Iterable[Conversation], settings: LLMSettings, plan: CallPlan | None = None) -> dict[str, Any]:
     from convoscope.config import PrivacySettings
-    from convoscope.conversation_format import format_conversation
+    from convoscope.conversation_format import approx_tokens, format_conversation
 
     plan = plan or CallPlan()
     counter_name, count = token_counter()
@@ -232,10 +249,15 @@ def estimate(conversations: Iterable[Conversation], settings: LLMSettings, plan:
     privacy = PrivacySettings(**plan.privacy)
     n = conversation_tokens = 0
     accounts: list[str] = []
+    per_conversation: list[int] = []  # tokens of each conversation in the facet prompt
+    budget_tokens: list[int] = []  # the same in the stage's budget unit (characters / 4), for forming shared calls
     for conversation in conversations:
         n += 1
         # the text the facet prompt holds (scrubbing changes its length little and is left out for speed)
-        conversation_tokens += count(format_conversation(conversation, plan.max_conversation_tokens, scrub_text=False))
+        text = format_conversation(conversation, plan.max_conversation_tokens, scrub_text=False)
+        per_conversation.append(count(text))
+        budget_tokens.append(approx_tokens(text))
+        conversation_tokens += per_conversation[-1]
         accounts.append(conversation.account_id if conversation.account_id is not None else f"conversation:{conversation.id}")
     account_index = np.unique(np.asarray(accounts, dtype=object), return_inverse=True)[1].reshape(-1) if n else np.zeros(0, dtype=np.int64)
 
@@ -248,8 +270,17 @@ def estimate(conversations: Iterable[Conversation], settings: LLMSettings, plan:
                                   settings.spec_for("screener"), prices)
     k = plan.facet_calls_per_conversation
     facet_fixed = p.tokens(req["facets"])
-    stages["facets"] = _stage("facets", n * k, k * (n * facet_fixed + conversation_tokens), n * k * plan.facet_output_tokens,
-                              p.system(req["facets"]), 1, settings.spec_for("facets"), prices)
+    if k == 1 and plan.conversations_per_call > 1 and n:
+        groups = _facet_groups(accounts, budget_tokens, plan)
+        fixed = {1: facet_fixed, **{m: p.tokens(r) for m, r in req["facets_group"].items()}}
+        shared = [g for g in groups if len(g) > 1]
+        system = p.system(req["facets_group"][plan.conversations_per_call]) if shared else p.system(req["facets"])
+        stages["facets"] = _stage("facets", len(groups), sum(fixed[len(g)] for g in groups) + conversation_tokens, n * plan.facet_output_tokens,
+                                  system, 2 if len(shared) < len(groups) else 1, settings.spec_for("facets"), prices)
+        stages["facets"]["shared_calls"] = len(shared)
+    else:
+        stages["facets"] = _stage("facets", n * k, k * (n * facet_fixed + conversation_tokens), n * k * plan.facet_output_tokens,
+                                  p.system(req["facets"]), 1, settings.spec_for("facets"), prices)
 
     base = _base_clusters(n, plan)
     item = plan.summary_tokens + 1  # "- " and a line break around each summary
