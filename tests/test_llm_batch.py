@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
+from fakes.llm_settings import fast_settings
 from fakes.llm_servers import FakeAnthropicServer, FakeOpenAIServer, last_user_text, schema_of
 
 from convoscope.errors import BudgetExceeded, ConfigError, LLMFatalError
@@ -33,9 +34,7 @@ def responder(body: dict) -> str:
 
 
 def settings(kind: str, url: str, tmp_path: Path, **overrides) -> LLMSettings:
-    model = SERVERS[kind][1]
-    base = {"retry_initial_s": 0.01, "retry_max_s": 0.05, "batch_poll_s": 0.01, "batch_poll_max_s": 0.02, "cache_dir": tmp_path / "cache"}
-    return LLMSettings(facets=f"{kind}:{model}@{url}", batch=True, **{**base, **overrides})
+    return fast_settings(f"{kind}:{SERVERS[kind][1]}@{url}", tmp_path, **{"batch": True, **overrides})
 
 
 def facets(n: int, start: int = 0, role: str = "facets") -> list[LLMRequest]:

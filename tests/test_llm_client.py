@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from fakes.llm_settings import fast_settings
 from fakes.llm_servers import FakeAnthropicServer, FakeOpenAIServer, schema_of
 
 from convoscope.errors import BudgetExceeded, ConfigError, LLMFatalError
@@ -23,8 +24,7 @@ SCHEMA = {
 
 
 def settings(spec: str, tmp_path: Path, **overrides) -> LLMSettings:
-    fast_retries = {"retry_initial_s": 0.01, "retry_max_s": 0.05}
-    return LLMSettings(facets=spec, cache_dir=tmp_path / "cache", **{**fast_retries, **overrides})
+    return fast_settings(spec, tmp_path, **overrides)
 
 
 def ask(text: str, **fields) -> LLMRequest:
