@@ -15,6 +15,7 @@ distinct buckets instead of accounts (analysis_text.word_check_units): a copied 
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -165,8 +166,6 @@ def _group_entries(resp: Any) -> dict[str, Any]:
     if not resp.failed and isinstance(resp.parsed, dict):
         return resp.parsed
     try:
-        import json
-
         value = json.loads(resp.text or "")
     except ValueError:
         return {}
