@@ -15,8 +15,12 @@ what the shards return in shard order, so the artifacts are the local engine's, 
   rows, the texts not yet cached, and the last float digits depend on what is encoded together; so the
   driver first learns every row's text key (a keyed hash) and which are cached, plans the same encode
   batches, and the actors encode exactly those: bit-identical vectors.
-- cluster and everything after it run in the driver (k-means needs every vector).
+- cluster: the driver fits k-means on its sample (as the local stage does); assigning every row to its
+  nearest centroid is a Ray Data map over blocks of the embeddings, in the local stage's block size.
+- everything after it runs in the driver (per-cluster work).
 
+The input is a local file or directory, or a URI on any pyarrow filesystem (`s3://bucket/prefix/`): the
+workers open the files themselves through pyarrow.fs (ingest/files.py), with the local readers and checks.
 Raw conversation text stays inside the worker that reads it: tasks carry file names and positions,
 and return facets, keyed hashes and vectors (in LLM mode the texts embedded are the facet summaries).
 """
@@ -43,12 +47,13 @@ from convoscope.context import RunContext
 from convoscope.engines.ray_vllm import VLLMContext, build_processor, uses_vllm
 from convoscope.errors import ConfigError, ConvoscopeError, InputError
 from convoscope.ingest import IngestReport
-from convoscope.ingest.files import list_files
+from convoscope.ingest.files import input_location, list_files
 from convoscope.ingest.json_source import UnknownFormat
 from convoscope.ingest.reader import SKIP_INVALID_HINT, mixed_accounts_error, read_file
 from convoscope.model import Conversation
 from convoscope.secrets_key import key_id, keyed_hash, secret_key
 from convoscope.stage_runner import Stage, StageOutput, optional_field
+from convoscope.stages.cluster import ClusterRecord
 from convoscope.stages.embed import EMBED, EMBEDDING_DTYPE, EmbedRecord, centre_languages, embed_texts
 from convoscope.stages.facets import FACETS, FacetsRecord
 from convoscope.stages.ingest import INGEST, IngestRecord
@@ -117,7 +122,8 @@ def _contains(sorted_list: list[int], value: int) -> bool:
 def shard_conversations(shard: Shard, config: Config, report: IngestReport | None = None) -> Iterator[Conversation]:
     """The shard's conversations, read from its file (the text never leaves the worker)."""
     drop = set(shard.drop)
-    for pos, conv in enumerate(read_file(Path(shard.path), shard.name, config.ingest, report if report is not None else IngestReport())):
+    source = input_location(shard.path)  # a local path, or a file on S3 or another pyarrow filesystem
+    for pos, conv in enumerate(read_file(source, shard.name, config.ingest, report if report is not None else IngestReport())):
         if pos >= shard.stop:
             return
         if pos >= shard.start and pos not in drop:
@@ -184,6 +190,16 @@ class ShardWorker:
             model = getattr(self.embedder, "_model", None)
             if single_thread and model is not None and hasattr(model, "threads"):
                 model.threads = 1
+
+    def __del__(self) -> None:
+        # Ray Data deletes the actor's UDF on a graceful shutdown: close the client's HTTP session there
+        # (else aiohttp prints "Unclosed client session" from every worker)
+        llm, loop = getattr(self, "llm", None), getattr(self, "loop", None)
+        if llm is not None and loop is not None and not loop.is_closed():
+            try:
+                loop.run_until_complete(llm.aclose())
+            finally:
+                loop.close()
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list]:
         out: dict[str, list] = {"index": [], "payload": []}
@@ -290,6 +306,11 @@ class RayIngestRecord(IngestRecord):
     ray_files: list[list[Any]] | None = optional_field()  # [[path, name, read, drop]]: the shard plan, kept for a resume
 
 
+@dataclass(frozen=True)
+class RayClusterRecord(ClusterRecord):
+    assigned_blocks: int | None = optional_field()  # blocks of rows assigned to their centroids on Ray workers
+
+
 class RayEngine:
     """Connects to Ray (a local one unless `engine.ray_address`) and gives each per-conversation stage its
     Ray work; `stage(s)` returns `s` unchanged for the stages that run in the driver."""
@@ -312,7 +333,8 @@ class RayEngine:
             address = config.engine.ray_address
             ray.init(address=address, include_dashboard=False, log_to_driver=True, configure_logging=False)
         self.workers = config.engine.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        self._stages: dict[str, Callable[..., StageOutput[Any]]] = {"ingest": self._ingest, "screen": self._screen, "facets": self._facets, "embed": self._embed}
+        self._stages: dict[str, Callable[..., StageOutput[Any]]] = {"ingest": self._ingest, "screen": self._screen, "facets": self._facets,
+                                                                    "embed": self._embed, "cluster": self._cluster}
 
     def stage(self, stage: Stage[Any]) -> Stage[Any]:
         work = self._stages.get(stage.name)
@@ -371,7 +393,7 @@ class RayEngine:
     def _files(self, ctx: RunContext) -> tuple[list[tuple[Path, str]], bool]:
         if ctx.memory is not None:
             raise ConfigError("--engine ray reads files or directories; conversations held in memory run on the local engine")
-        root = Path(ctx.input_path)
+        root = input_location(ctx.input_path)  # a local path, or s3://... (any pyarrow filesystem)
         return list_files(root), root.is_dir()
 
     def shards(self, ctx: RunContext) -> list[Shard]:
@@ -521,6 +543,78 @@ class RayEngine:
         artifact = "array:embeddings"
         computed = sum(len(g) for g in groups)
         return StageOutput([artifact, *centred], EmbedRecord(model=model, dims=int(dims), computed=computed, reused=int(n_rows - computed)))
+
+    # -- cluster --------------------------------------------------------------------------------
+
+    def _cluster(self, ctx: RunContext) -> StageOutput[Any]:
+        """The local stage's k-means (fitted on the same seeded sample, in the driver), with the assignment of
+        every row to its nearest centroid spread over Ray workers. Up to the sample size k-means is fitted on
+        every row and there is nothing to spread: the local stage runs as it is (so too for an injected
+        clusterer and differential privacy)."""
+        from convoscope import kmeans
+        from convoscope.components import custom_clusterer
+        from convoscope.hierarchy_levels import choose_k
+        from convoscope.stages.cluster import CLUSTER
+
+        config = ctx.config
+        vectors = ctx.store.read_array("embeddings")  # memory-mapped float16
+        n = len(vectors)
+        k = choose_k(n, config.cluster)
+        fit_rows = max(kmeans.FIT_SAMPLE_ROWS, kmeans.FIT_ROWS_PER_CENTROID * k)  # kmeans_on_sample's rule
+        if custom_clusterer(ctx) is not None or config.privacy.mode == "dp" or n <= fit_rows:
+            return CLUSTER.work(ctx)
+        with ctx.console.status(f"k-means: fitting {k} base clusters on {fit_rows:,} of {n:,} conversations"):
+            sample = np.sort(np.random.default_rng(config.seed).choice(n, size=fit_rows, replace=False))
+            _, centroids = kmeans.kmeans(np.asarray(vectors[sample], dtype=np.float32), k, config.seed, max_steps=kmeans.FIT_STEPS)
+        labels = self.assign_to_centroids(ctx, vectors, centroids)
+        used, labels = np.unique(labels, return_inverse=True)  # a centroid no row is nearest to is dropped, as locally
+        conv_ids = ctx.store.read_table("facets", columns=["conv_id"]).column("conv_id")
+        table = pa.table({"conv_id": conv_ids, "cluster": pa.array(labels.reshape(-1), type=pa.int32())})
+        artifacts = [ctx.store.write_table("base_assignments", table), ctx.store.write_array("base_centroids", centroids[used])]
+        rule = f"k = conversations / {config.cluster.conversations_per_cluster}, within [{config.cluster.min_clusters}, {config.cluster.max_clusters}]"
+        return StageOutput(artifacts, RayClusterRecord(k=int(k), rule=rule, assigned_blocks=-(-n // kmeans.ASSIGN_BLOCK_ROWS)))
+
+    def assign_to_centroids(self, ctx: RunContext, vectors: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+        """Each row's nearest centroid (`kmeans.assign_blocks`), as a Ray Data map over blocks of `vectors` of
+        `kmeans.ASSIGN_BLOCK_ROWS` rows (the local stage's block, so the same float sums decide every tie)."""
+        import ray
+
+        from convoscope import kmeans
+
+        rows = kmeans.ASSIGN_BLOCK_ROWS
+        # the blocks go through Ray's object store (spilled to disk when full): workers on other nodes need
+        # not see the run directory
+        refs = [ray.put(np.ascontiguousarray(vectors[lo:lo + rows])) for lo in range(0, len(vectors), rows)]
+        data_context = ray.data.DataContext.get_current()
+        data_context.enable_progress_bars = ctx.show_progress
+        preserve = data_context.execution_options.preserve_order
+        data_context.execution_options.preserve_order = True  # labels come back in row order
+        try:
+            ds: Any = ray.data.from_numpy_refs(refs)  # type: ignore[arg-type]
+            ds = ds.map_batches(CentroidAssigner, fn_constructor_kwargs={"centroids": np.asarray(centroids, dtype=np.float32)},
+                                batch_size=rows, batch_format="numpy", zero_copy_batch=True,
+                                compute=ray.data.ActorPoolStrategy(size=min(self.workers, len(refs))), num_cpus=1)
+            labels = np.concatenate([batch["label"] for batch in ds.iter_batches(batch_size=None, batch_format="numpy")]) \
+                if refs else np.empty(0, dtype=np.int64)
+        finally:
+            data_context.execution_options.preserve_order = preserve
+            del refs
+        if len(labels) != len(vectors):
+            raise ConvoscopeError(f"Ray returned {len(labels):,} centroid assignments for {len(vectors):,} conversations")
+        return labels.astype(np.int64)
+
+
+class CentroidAssigner:
+    """A Ray Data actor holding the fitted centroids: the nearest one for each row of a block of embeddings."""
+
+    def __init__(self, centroids: np.ndarray):
+        self.centroids = centroids
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from convoscope.kmeans import assign_blocks
+
+        vectors = batch["data"]
+        return {"label": assign_blocks(vectors, self.centroids, block=max(1, len(vectors)))}
 
 
 def _overlaps(piece: dict[str, Any], lo: int, hi: int) -> bool:
