@@ -45,7 +45,8 @@ BUILTIN_SCHEMAS: dict[str, dict[str, Any]] = {
     "request": {"type": "string"},
     "task": {"type": "string"},
     "language": {"type": "string"},
-    "concerning": {"type": "integer", "minimum": 1, "maximum": 5},
+    # an enum, not minimum/maximum: llama.cpp's grammar enforces enums but not integer bounds (SmolLM2 answered 7)
+    "concerning": {"type": "integer", "enum": [1, 2, 3, 4, 5]},
 }
 
 
