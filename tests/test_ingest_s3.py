@@ -97,3 +97,15 @@ def test_local_paths_stay_local(tmp_path):
     assert input_location(f"file://{tmp_path}") == tmp_path
     assert isinstance(input_location("s3://bucket/key"), RemoteFile) and is_remote("gs://bucket/key")
     assert file_stats(tmp_path)[0][0] == str(tmp_path / "a.jsonl")
+
+
+def test_validate_takes_an_s3_uri_on_the_command_line(s3, tmp_path):
+    from typer.testing import CliRunner
+
+    from convoscope.cli import app
+
+    upload_tree(s3, "logs", "cli", _tree(tmp_path / "cli"))
+    result = CliRunner().invoke(app, ["validate", "s3://logs/cli/", "--json"])  # the argument becomes a Path: "s3:/logs/cli"
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["valid"] and report["conversations"] == 27 and report["files"] == 4
