@@ -397,13 +397,7 @@ def dp_aggregates(ctx: RunContext) -> tuple[dict[str, Any], pa.Table]:
             "timeline_suppressed": max(0, int(c["size"]) - sum(v for _, v in timeline)) if has_times else None,
         })
     total = sum(c["size"] for c in out_clusters if c["parent"] is None)
-    children: dict[str | None, list[str]] = {}
-    for c in out_clusters:
-        c["share"] = round(c["size"] / total, 6) if total else 0.0
-        children.setdefault(c["parent"], []).append(c["id"])
-    for c in out_clusters:
-        c["children"] = children.get(c["id"], [])
-    out_clusters.sort(key=lambda c: (c["level"], c["kind"] == "other", -c["size"]))
+    policy.link_published(out_clusters, total)
     buckets = [bk for c in out_clusters if c["level"] == 0 for bk, _ in c.get("timeline") or []]
     hierarchy = ctx.store.stage_record("hierarchy") or {}
     ingest_report = (ctx.store.stage_record("ingest") or {}).get("report") or {}

@@ -208,6 +208,19 @@ def bin_of(values: np.ndarray, edges: list[float]) -> list[str | None]:
     idx = np.searchsorted(np.asarray(edges, dtype=np.float64), values, side="right") if edges else np.zeros(len(values), dtype=np.int64)
     return [None if not np.isfinite(v) else labels[i] for v, i in zip(values, idx)]
 
+def link_published(clusters: list[dict], total: int) -> None:
+    """Set each published cluster's `share` of `total` conversations and its `children` ids, and order
+    the list as the explorer reads it: by level, "other" groups after clusters, larger first (in place).
+    Shared by the threshold release (stages/aggregates.py) and the DP release (dp_release.py)."""
+    children: dict[str | None, list[str]] = {}
+    for c in clusters:
+        c["share"] = round(c["size"] / total, 6) if total else 0.0
+        children.setdefault(c["parent"], []).append(c["id"])
+    for c in clusters:
+        c["children"] = children.get(c["id"], [])
+    clusters.sort(key=lambda c: (c["level"], c["kind"] == "other", -c["size"]))
+
+
 
 # ----------------------------------------------------------------------------------- vocabulary
 _TOKEN = re.compile(r"[^\W_]+(?:['’][^\W_]+)*", re.UNICODE)

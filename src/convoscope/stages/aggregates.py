@@ -266,13 +266,7 @@ def build_aggregates(ctx: RunContext) -> tuple[dict[str, Any], pa.Table]:
             "timeline_suppressed": num["timeline"].get(policy.OTHER, 0) if times else None,
         })
     total = len(x)
-    children: dict[str | None, list[str]] = {}
-    for c in out_clusters:
-        c["share"] = round(c["size"] / total, 6) if total else 0.0
-        children.setdefault(c["parent"], []).append(c["id"])
-    for c in out_clusters:
-        c["children"] = children.get(c["id"], [])
-    out_clusters.sort(key=lambda c: (c["level"], c["kind"] == "other", -c["size"]))
+    policy.link_published(out_clusters, total)
 
     withheld_convs = int(total - on_map.sum())
     facet_list = [{"name": n, "kind": "category"} for n in category_facets] + [
