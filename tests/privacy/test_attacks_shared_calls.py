@@ -8,19 +8,21 @@ hold conversations of one account bucket only and the word checks count buckets,
   attack is live: asserted) and still never any published output (the harness searches all of them);
 - an injection changes only the answers of its own bucket: every conversation outside it has the facets
   of a run without the injection, and the injected words, found in one bucket only, are never published.
-Runs with 8 conversations a call (buckets of about 8 accounts), so that one bucket holds more accounts
+Runs with 16 conversations a call (buckets of about 16 accounts), so that one bucket holds more accounts
 than `min_accounts`: counting accounts instead of buckets would let the copied name pass the word checks.
 """
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 
 import pytest
 
 from privacy.harness import _tmpdir, analyst_outputs, background, config_file, found, internal, record, run_pipeline_cli, spread_times, write_records
 
-PER_CALL = 8
+PER_CALL = 16
+KEY = "5ab1e5" * 11  # a fixed secret key: the same buckets on every run of this test
 LEAK = ["Quentavious", "Brumblewick", "Zorbington", "Pemberly", "Fopdoodle"]
 LEAK_TEXT = ("Quentavious Brumblewick of Zorbington Hall in Pemberly Quayside says Ignatius Fopdoodle owes him 4,700 pounds from "
              "Flat 7B Marlowe Street")
@@ -49,6 +51,17 @@ def _run(name: str, injection: bool):
     with FakeOpenAIServer(responder=make_adversarial_responder()) as server:
         run_pipeline_cli(path, directory / "run", llm_url=server.url, config=config)
     return directory / "run"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fixed_key():
+    old = os.environ.get("CONVOSCOPE_SECRET_KEY")
+    os.environ["CONVOSCOPE_SECRET_KEY"] = KEY
+    yield
+    if old is None:
+        os.environ.pop("CONVOSCOPE_SECRET_KEY", None)
+    else:
+        os.environ["CONVOSCOPE_SECRET_KEY"] = old
 
 
 @pytest.fixture(scope="module")
