@@ -155,7 +155,17 @@ def main() -> None:
         worst = min(accuracy, key=accuracy.get)
         print(f"{base_on:10s} {tree_on:10s} {nmi(gold, base):8.3f} | {scores(top, majority(top, gold), gold, language, known)}"
               f" || named base: accuracy {np.mean(list(accuracy.values())):.3f}, spread"
-              f" {100 * (max(accuracy.values()) - accuracy[worst]):.1f} ({worst} {accuracy[worst]:.2f})")
+              f" {100 * (max(accuracy.values()) - accuracy[worst]):.1f} ({worst} {accuracy[worst]:.2f}){where_is(top, language, 'hi')}")
+
+
+def where_is(top: np.ndarray, language: np.ndarray, code: str) -> str:
+    """Where one language's rows went at the top level: the share in the top cluster holding most of them, and
+    that cluster's share of the language (1.0: a cluster of that language alone)."""
+    mine = top[language == code]
+    if not len(mine):
+        return ""
+    cluster = Counter(mine.tolist()).most_common(1)[0][0]
+    return f" || {code}: {np.mean(mine == cluster):.0%} in one top cluster, which is {np.mean(language[top == cluster] == code):.0%} {code}"
 
 
 if __name__ == "__main__":
