@@ -82,7 +82,12 @@ class EmbeddingSettings(_Section):
 
 
 class ClusterSettings(_Section):
-    conversations_per_cluster: int = Field(100, ge=5, description="Base k = conversations / this (the paper costs about 100 per cluster).")
+    conversations_per_cluster: int = Field(100, ge=5, description=(
+        "Base clusters average this many conversations on large inputs (the paper costs about 100 per cluster); "
+        "below conversations_per_cluster^2 conversations they average sqrt(conversations), at least min_conversations_per_cluster."))
+    min_conversations_per_cluster: int = Field(30, ge=1, description=(
+        "Small inputs: the fewest conversations a base cluster averages (twice privacy.min_conversations, so most clusters "
+        "can pass the gates; the gates, not this, decide what is published). At or above conversations_per_cluster: k = n / that."))
     min_clusters: int = Field(2, ge=2, description="Lower bound on base k.")
     max_clusters: int = Field(5000, ge=2, description="Upper bound on base k.")
 

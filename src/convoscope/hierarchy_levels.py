@@ -25,7 +25,12 @@ def level_sizes(n_base: int, h: HierarchySettings) -> list[int]:
 
 
 def choose_k(n: int, settings: ClusterSettings) -> int:
-    """Base clusters for n conversations: about `conversations_per_cluster` each, within the bounds."""
-    k = round(n / settings.conversations_per_cluster)
+    """Base clusters for n conversations. Clusters average sqrt(n) conversations, between
+    `min_conversations_per_cluster` and `conversations_per_cluster`: so k = n / 100 from 10,000
+    conversations up (the paper's size), and a small input still gets enough clusters to say something
+    (500 conversations: 17 instead of 5), each large enough that the privacy gates can publish most of
+    them. Measured in docs/evaluation.md (benchmarks/base_cluster_count.py)."""
+    per_cluster = min(settings.conversations_per_cluster, max(math.sqrt(n), settings.min_conversations_per_cluster))
+    k = round(n / per_cluster)
     k = max(settings.min_clusters, min(settings.max_clusters, k))
     return max(1, min(k, n))
