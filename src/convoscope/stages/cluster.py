@@ -1,6 +1,8 @@
 """Stage 4: base clusters by k-means over the embeddings (the paper found k-means better than HDBSCAN
-and agglomerative clustering). k follows the data size: conversations / `conversations_per_cluster`
-(the paper costs its pipeline at about 100 conversations per cluster), bounded by the settings."""
+and agglomerative clustering). k follows the data size (`hierarchy_levels.choose_k`): clusters of
+`conversations_per_cluster` conversations on large inputs (the paper costs its pipeline at about 100),
+of about sqrt(n) on small ones, so that 500 conversations still give 17 clusters; the privacy gates,
+not the cluster size, decide what is published."""
 
 from __future__ import annotations
 
@@ -49,8 +51,9 @@ def _cluster(ctx: RunContext) -> StageOutput[ClusterRecord]:
         k = choose_k(len(vectors), config.cluster)
         with ctx.console.status(f"k-means: {len(vectors):,} conversations into {k} base clusters"):
             labels, centroids = kmeans_on_sample(vectors, k, config.seed)
-        record = ClusterRecord(k=int(k), rule=f"k = conversations / {config.cluster.conversations_per_cluster}, "
-                                              f"within [{config.cluster.min_clusters}, {config.cluster.max_clusters}]")
+        c = config.cluster
+        record = ClusterRecord(k=int(k), rule=f"k = conversations / clamp(sqrt(conversations), {c.min_conversations_per_cluster}, "
+                                              f"{c.conversations_per_cluster}), within [{c.min_clusters}, {c.max_clusters}]")
     conv_ids = ctx.store.read_table("facets", columns=["conv_id"]).column("conv_id")
     table = pa.table({"conv_id": conv_ids, "cluster": pa.array(labels, type=pa.int32())})
     artifacts = [ctx.store.write_table("base_assignments", table), ctx.store.write_array("base_centroids", centroids)]
