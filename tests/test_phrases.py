@@ -199,3 +199,25 @@ def test_taxonomy_label_heads_the_name_and_phrases_stay_as_detail():
 
 def test_taxonomy_setting_is_off_by_default():
     assert Config().naming.taxonomy is None
+
+
+def test_names_needing_only_prompt_words_skip_the_checker_and_come_out_the_same(monkeypatch):
+    from convoscope import phrases
+
+    texts, accounts, labels, centroids = corpus()
+    languages = ["English"] * len(texts)
+    for i in np.flatnonzero(labels == 2)[:15]:  # "Languages: English; Spanish." (both flagged: listed surnames)
+        languages[i] = "Spanish"
+    with monkeypatch.context() as m:
+        m.setattr(phrases, "_only_prompt_words", lambda text, words: False)  # every flagged text through the checker
+        checked, _ = names_of(texts, accounts, labels, centroids, languages=languages)
+    built = []
+    real_checker = policy.TextChecker
+    monkeypatch.setattr(policy, "TextChecker", lambda *a, **k: built.append(1) or real_checker(*a, **k))
+    fast, _ = names_of(texts, accounts, labels, centroids, languages=languages)
+    assert fast.names == checked.names and fast.fallbacks == checked.fallbacks
+    assert any("English" in d for _, d in fast.names) and not built  # the checker's index was never built
+    words = {policy._norm(w) for w in policy.prompt_vocabulary()}
+    assert phrases._only_prompt_words("Cake: sourdough\nLanguage: English.", words)
+    assert not phrases._only_prompt_words("Cake: sourdough from Zorblax\nLanguage: English.", words)  # a word users wrote
+    assert not phrases._only_prompt_words("Letters to Margaret Thatcher", words)  # a person-like span
