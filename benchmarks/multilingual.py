@@ -3,7 +3,7 @@ embedded with one model, clustered with and without moving the languages togethe
 (convoscope.language_centering), scored against the topics and against the languages.
 
     python benchmarks/multilingual.py [--embedding use-multilingual|multilingual-e5-small] [--k 7 30] [--grouping]
-                                      [--languages en,de,...] [--split dev,test] [--save-input sib.jsonl] [--threads 1]
+                                      [--languages en,de,...] [--split dev,test] [--save-input sib.jsonl] [--threads 1] [--seeds 0 1 2]
                                       [--data ../shared/data/sib200/sib200.jsonl]
 
 Prints the model's encoding time for 1,000 SIB-200 sentences (a fixed sample across the languages, bypassing
@@ -102,6 +102,7 @@ def main() -> None:
     parser.add_argument("--grouping", action="store_true", help="also replay the pipeline's base clusters and top level")
     parser.add_argument("--min-rows", type=int, default=50, help="the language rule's minimum rows (centre_languages_min)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="*", default=[], help="--grouping: one line per seed (k-means seeds)")
     parser.add_argument("--threads", type=int, default=0, help="threads for the timed encoding (0: the model's default); 1 gives CPU"
                         " seconds that a busy machine inflates least (no thread waits for another)")
     args = parser.parse_args()
@@ -156,12 +157,16 @@ def main() -> None:
     print(f"base on    tree on    base NMI | top: {head}")
     mixes = [("raw", "raw"), ("centred", "centred"), ("centred", "raw"), ("raw", "centred"), ("subspace", "subspace"), ("subspace", "raw")]
     for base_on, tree_on in mixes:
-        base, named, top = grouping(variants[base_on], variants[tree_on], topic_vectors, topics, args.seed)
-        accuracy = {lang: float((named[language == lang] == gold[language == lang]).mean()) for lang in sorted(set(langs))}
-        worst = min(accuracy, key=accuracy.get)
-        print(f"{base_on:10s} {tree_on:10s} {nmi(gold, base):8.3f} | {scores(top, majority(top, gold), gold, language, known)}"
-              f" || named base: accuracy {np.mean(list(accuracy.values())):.3f}, spread"
-              f" {100 * (max(accuracy.values()) - accuracy[worst]):.1f} ({worst} {accuracy[worst]:.2f}){where_is(top, language, 'hi')}")
+        for seed in args.seeds or [args.seed]:
+            base, named, top = grouping(variants[base_on], variants[tree_on], topic_vectors, topics, seed)
+            accuracy = {lang: float((named[language == lang] == gold[language == lang]).mean()) for lang in sorted(set(langs))}
+            worst = min(accuracy, key=accuracy.get)
+            print(f"{base_on:10s} {tree_on:10s} {nmi(gold, base):8.3f} | {scores(top, majority(top, gold), gold, language, known)}"
+                  f" || named base: accuracy {np.mean(list(accuracy.values())):.3f}, spread"
+                  f" {100 * (max(accuracy.values()) - accuracy[worst]):.1f} ({worst} {accuracy[worst]:.2f}){where_is(top, language, 'hi')}"
+                  + (f" [seed {seed}]" if args.seeds else ""))
+        if args.seeds:
+            print()
 
 
 def where_is(top: np.ndarray, language: np.ndarray, code: str) -> str:
