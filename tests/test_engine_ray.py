@@ -99,6 +99,7 @@ def test_extractive_run_is_the_local_engines_and_a_rerun_resumes(tmp_path, monke
     assert ray_run.stage_record("ingest")["report"]["conversations"] == 2000
     assert ray_run.manifest["engine"]["kind"] == "ray"
     assert ray_run.stage_record("cluster")["assigned_blocks"] == 4
+    assert {k: ray_run.stage_record("cluster")[k] for k in ("k", "rule")} == {k: local.stage_record("cluster")[k] for k in ("k", "rule")}
     _assert_same_run(local, ray_run)
     # a rerun on either engine skips every stage (same fingerprints), the local engine's run included
     before = {s: ray_run.stage_record(s)["finished_at"] for s in ("ingest", "facets", "embed", "aggregates")}

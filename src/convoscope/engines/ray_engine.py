@@ -571,7 +571,9 @@ class RayEngine:
         conv_ids = ctx.store.read_table("facets", columns=["conv_id"]).column("conv_id")
         table = pa.table({"conv_id": conv_ids, "cluster": pa.array(labels.reshape(-1), type=pa.int32())})
         artifacts = [ctx.store.write_table("base_assignments", table), ctx.store.write_array("base_centroids", centroids[used])]
-        rule = f"k = conversations / {config.cluster.conversations_per_cluster}, within [{config.cluster.min_clusters}, {config.cluster.max_clusters}]"
+        c = config.cluster  # the local stage's wording (tests/test_engine_ray.py compares the records)
+        rule = (f"k = conversations / clamp(sqrt(conversations), {c.min_conversations_per_cluster}, {c.conversations_per_cluster}), "
+                f"within [{c.min_clusters}, {c.max_clusters}]")
         return StageOutput(artifacts, RayClusterRecord(k=int(k), rule=rule, assigned_blocks=-(-n // kmeans.ASSIGN_BLOCK_ROWS)))
 
     def assign_to_centroids(self, ctx: RunContext, vectors: np.ndarray, centroids: np.ndarray) -> np.ndarray:
