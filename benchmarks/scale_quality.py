@@ -2,6 +2,7 @@
 
     python benchmarks/scale_quality.py float16 RUN_DIR LABELLED.jsonl [--seeds 0 1 2]
     python benchmarks/scale_quality.py sample RUN_DIR            # a benchmarks/pipeline.py --keep run
+    python benchmarks/scale_quality.py map RUN_DIR LABELLED.jsonl [--epochs 500 200] [--fit-sample 10000]
 
 `float16`: base-level k-means NMI from the run's embeddings in float32 and rounded to float16
 (the artifact's dtype), for a run of a labelled file (`id` and `label` fields, e.g. CLINC150).
@@ -9,6 +10,11 @@
 over all rows (`kmeans`), for a run of `benchmarks/pipeline.py` input (each conversation labelled
 with the intent of the CLINC150/BANKING77 request it was built from), with CPU seconds.
 k = rows / 100, as the cluster stage chooses it.
+`map`: the map (`project.project_2d`) of a run of a labelled file with each number of fit epochs: the
+share of each point's 10 nearest map neighbours with its gold label, trustworthiness (scikit-learn, 15
+neighbours, cosine, on a seeded sample of 2,000 points) and the share of each sampled point's 15 nearest
+embedding neighbours that are among its 15 nearest on the map, with CPU seconds (the first variant
+includes numba's compilation unless its cache is warm).
 """
 
 from __future__ import annotations
@@ -61,14 +67,46 @@ def sample_check(run: Path) -> None:
               f"{time.process_time() - started:.1f} CPU s", flush=True)
 
 
+def map_check(run: Path, labelled: Path, epochs: list[int], fit_sample: int, seed: int = 0) -> None:
+    from sklearn.manifold import trustworthiness
+    from sklearn.neighbors import NearestNeighbors
+
+    from convoscope.neighbours import cosine_knn
+    from convoscope.stages.project import project_2d
+
+    with open(labelled, encoding="utf-8") as fh:
+        gold = {r["id"]: r["label"] for r in map(json.loads, fh)}
+    truth = np.asarray([gold[i] for i in _ids(run)])
+    vectors = np.load(run / "embeddings.npy", mmap_mode="r")
+    probe = np.sort(np.random.default_rng(seed).choice(len(vectors), size=min(2000, len(vectors)), replace=False))
+    high = np.asarray(vectors[probe], dtype=np.float32)
+    high_knn = cosine_knn(high, np.asarray(vectors, dtype=np.float32), 16)[0][:, 1:]
+    for n_epochs in epochs:
+        started = time.process_time()
+        coords = project_2d(vectors, 15, 0.0, fit_sample, seed, n_epochs=n_epochs)
+        cpu = time.process_time() - started
+        near = NearestNeighbors(n_neighbors=16).fit(coords).kneighbors(coords, return_distance=False)
+        same = float((truth[near[:, 1:11]] == truth[:, None]).mean())
+        kept = float(np.mean([len(set(high_knn[j]) & set(near[i, 1:16])) / 15 for j, i in enumerate(probe)]))
+        trust = trustworthiness(high, coords[probe], n_neighbors=15, metric="cosine")
+        print(f"fit epochs {n_epochs}: 10-NN same label {same:.4f}, trustworthiness {trust:.4f}, 15-NN kept {kept:.4f}, "
+              f"{cpu:.1f} CPU s ({len(vectors):,} points, fitted on {min(fit_sample, len(vectors)):,})", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("check", choices=["float16", "sample"])
+    parser.add_argument("check", choices=["float16", "sample", "map"])
     parser.add_argument("run", type=Path)
     parser.add_argument("labelled", type=Path, nargs="?")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--epochs", type=int, nargs="+", default=[500, 200], help="map: UMAP fit epochs to compare")
+    parser.add_argument("--fit-sample", type=int, default=10_000, help="map: points UMAP is fitted on")
     args = parser.parse_args()
-    if args.check == "float16":
+    if args.check == "map":
+        if args.labelled is None:
+            parser.error("map needs the labelled input file")
+        map_check(args.run, args.labelled, args.epochs, args.fit_sample)
+    elif args.check == "float16":
         if args.labelled is None:
             parser.error("float16 needs the labelled input file")
         float16_check(args.run, args.labelled, args.seeds)

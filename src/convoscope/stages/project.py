@@ -28,6 +28,27 @@ class MapRecord(StageRecord):
 CELL_SEARCH_MIN_REST = 50_000
 CELL_SIZE = 100
 CELLS_PROBED = 10
+# Layout epochs of the fit: UMAP's own choice for more than 10,000 points (it takes 500 at 10,000 and
+# fewer, which made the default 10,000-point fit 2.5 times as long for the same map quality, see
+# docs/benchmarks.md: `benchmarks/scale_quality.py map`).
+FIT_EPOCHS = 200
+
+
+def _cache_umap_compilation() -> None:
+    """Keep numba's machine code for UMAP's layout and graph functions on disk (numba's own cache, as
+    `cache=True` would, beside UMAP's sources or in numba's user cache directory), so a new process
+    loads them instead of compiling them again: about 8 CPU seconds per run. UMAP compiles these
+    without `cache=True`; a numba without `enable_caching` just compiles as before."""
+    import umap.layouts
+    import umap.umap_
+
+    for function in (umap.layouts._nb_optimize_layout_euclidean_single_epoch, umap.umap_.smooth_knn_dist,
+                     umap.umap_.compute_membership_strengths):
+        if hasattr(function, "enable_caching"):
+            try:
+                function.enable_caching()
+            except Exception:  # noqa: BLE001 - a cache it cannot set up only costs the compilation
+                pass
 
 
 def _place_rest(reducer, rest: np.ndarray, fitted: np.ndarray, seed: int, index: CellIndex | None = None) -> np.ndarray:
@@ -56,7 +77,8 @@ def _place_rest(reducer, rest: np.ndarray, fitted: np.ndarray, seed: int, index:
         reducer._initial_alpha / 4.0, reducer.negative_sample_rate, False, move_other=False)
 
 
-def project_2d(vectors: np.ndarray, n_neighbors: int, min_dist: float, fit_sample: int, seed: int) -> np.ndarray:
+def project_2d(vectors: np.ndarray, n_neighbors: int, min_dist: float, fit_sample: int, seed: int,
+               n_epochs: int = FIT_EPOCHS) -> np.ndarray:
     n = len(vectors)
     if n < 4:
         return np.zeros((n, 2), dtype=np.float32)
@@ -64,6 +86,7 @@ def project_2d(vectors: np.ndarray, n_neighbors: int, min_dist: float, fit_sampl
         warnings.simplefilter("ignore")
         import umap
 
+        _cache_umap_compilation()
         sample = np.arange(n) if n <= fit_sample else np.sort(np.random.default_rng(seed).choice(n, size=fit_sample, replace=False))
         # float32 copies of the sample and of one block of the rest at a time: `vectors` may be a float16 memory map
         fitted = np.ascontiguousarray(vectors[sample], dtype=np.float32)
@@ -71,7 +94,8 @@ def project_2d(vectors: np.ndarray, n_neighbors: int, min_dist: float, fit_sampl
         # neighbours computed here (exact, each point its own first neighbour as UMAP expects)
         knn = cosine_knn(fitted, fitted, k)
         reducer = umap.UMAP(n_neighbors=k, min_dist=min_dist, metric="cosine", random_state=seed, n_components=2,
-                            init="spectral" if len(fitted) > k + 2 else "random", low_memory=True, precomputed_knn=knn)
+                            init="spectral" if len(fitted) > k + 2 else "random", low_memory=True, precomputed_knn=knn,
+                            n_epochs=n_epochs)
         fitted_coords = reducer.fit_transform(fitted)
         if n == len(sample):
             return np.asarray(fitted_coords, dtype=np.float32)
@@ -88,7 +112,7 @@ def project_2d(vectors: np.ndarray, n_neighbors: int, min_dist: float, fit_sampl
 
 
 def _settings(ctx: RunContext) -> tuple:
-    return ctx.config.map.model_dump(), ctx.config.seed, *fingerprint_parts(ctx, "reducer")
+    return ctx.config.map.model_dump(), ctx.config.seed, *fingerprint_parts(ctx, "reducer"), ("fit-epochs", FIT_EPOCHS)
 
 
 def _map(ctx: RunContext) -> StageOutput[MapRecord]:
