@@ -66,12 +66,21 @@ def _custom_question(facet: CustomFacet) -> str:
     return f"{facet.question} At most two sentences, with no detail that could identify anyone."
 
 
+# llama.cpp only: its grammar bounds free-text answers, which a tiny model otherwise fills until max_tokens
+# (SmolLM2-135M did, leaving half its answers cut before the JSON closed). Not sent to hosted APIs:
+# OpenAI's strict structured outputs refuse maxLength.
+LOCAL_MAX_TEXT_CHARS = 300
+
+
 def facet_questions(config: Config) -> dict[str, tuple[str | None, dict[str, Any]]]:
     """key -> (question, JSON schema of the answer); the question is None for the built-in facets,
     which the system prompt describes."""
     questions: dict[str, tuple[str | None, dict[str, Any]]] = {key: (None, schema) for key, schema in BUILTIN_SCHEMAS.items()}
     for facet in config.facets.custom:
         questions[facet.name] = (_custom_question(facet), _custom_schema(facet))
+    if (config.llm.facets or "").startswith("llamacpp:"):
+        questions = {key: (q, {**schema, "maxLength": LOCAL_MAX_TEXT_CHARS} if schema.get("type") == "string" and "enum" not in schema else schema)
+                     for key, (q, schema) in questions.items()}
     return questions
 
 
