@@ -126,6 +126,9 @@ def main() -> None:
                 for name in ORDER:
                     if name in stages:
                         print(f"  {name:<11} {stages[name]:8.1f} s")
+                blocks = manifest["stages"].get("cluster", {}).get("assigned_blocks")
+                if blocks:
+                    print(f"  (cluster: {blocks} blocks of rows assigned to their centroids on Ray workers)")
             if len(args.engines) == 2:
                 from convoscope.store import RunStore
 
