@@ -8,7 +8,8 @@ and never stored.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+import re
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
@@ -69,6 +70,52 @@ def word_check_units(ctx: "RunContext", account_index: np.ndarray) -> np.ndarray
     if len(buckets) != len(account_index):
         raise ValueError(f"{len(buckets)} facet rows for {len(account_index)} accounts")
     return np.unique(buckets, return_inverse=True)[1].reshape(-1)
+
+
+class SharedCallChecker:
+    """`policy.TextChecker` over call buckets (facet calls were shared), plus one rule for every other word.
+
+    TextChecker checks capitalised words and numbers only. A model that copies between the conversations
+    of a call can also carry a lowercased name or rare word into several accounts' summaries, where a
+    namer picks it up as a frequent word of the cluster. So, when calls were shared, every word of a
+    published text that occurs in the summaries must occur in those of at least `min_accounts` buckets
+    across the run: a word copied inside one bucket never does, a word genuinely used by that many
+    buckets has that many accounts behind it. Words in no summary (the namer's own) are not data."""
+
+    _WORD = re.compile(r"[^\W\d_][\w'-]*")
+
+    def __init__(self, texts: list[str], units: np.ndarray, p: Any) -> None:
+        from convoscope import policy
+
+        self.base = policy.TextChecker(texts, units, p)
+        self.need = p.min_accounts
+        seen: dict[str, set[int] | None] = {}  # word -> buckets using it, None once there are enough
+        for text, unit in zip(texts, units.tolist()):
+            for word in set(self._WORD.findall((text or "").lower())):
+                found = seen.setdefault(word, set())
+                if found is not None:
+                    found.add(unit)
+                    if len(found) >= self.need:
+                        seen[word] = None
+        self.rare = {w for w, found in seen.items() if found is not None}
+
+    def problems(self, text: str, members: np.ndarray) -> list[str]:
+        bad = self.base.problems(text, members)
+        rare = [w for w in self._WORD.findall(text) if w.lower() in self.rare]
+        return list(dict.fromkeys(bad + rare))
+
+
+def published_text_checker(ctx: "RunContext", account_index: np.ndarray) -> Any:
+    """The checker of published names and descriptions (the privacy stage's, and what the hierarchy may
+    show its naming model): `policy.TextChecker` over accounts, or `SharedCallChecker` over call buckets
+    when the facets stage shared calls."""
+    from convoscope import policy
+
+    units = word_check_units(ctx, account_index)
+    texts = list(analysis_texts(ctx))
+    if units is account_index:
+        return policy.TextChecker(texts, account_index, ctx.config.privacy)
+    return SharedCallChecker(texts, units, ctx.config.privacy)
 
 
 def _facet_column(ctx: "RunContext") -> str:

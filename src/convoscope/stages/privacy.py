@@ -21,13 +21,13 @@ shown children are withheld too until it passes or nothing is left to hide it in
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
 from convoscope import policy, prompts
+from convoscope.analysis_text import SharedCallChecker, published_text_checker
 from convoscope.context import RunContext
 from convoscope.llm.base import ChatMessage, LLMRequest
 from convoscope.prompts import NAME_SCHEMA
@@ -50,37 +50,6 @@ def rewrite_request(name: str, description: str, words: list[str]) -> LLMRequest
     return LLMRequest(messages=(ChatMessage("user", prompts.user_prompt("rewrite_name", cluster=f"{name}: {description}", words=", ".join(words))),),
                       system=prompts.system_prompt("rewrite_name", shared="naming_system"), temperature=0.0, max_tokens=200, json_schema=NAME_SCHEMA,
                       role="naming", task="rewrite", answer_check=prompts.name_answer_problem)
-
-
-class SharedCallChecker:
-    """`policy.TextChecker` over call buckets (facet calls were shared), plus one rule for every other word.
-
-    TextChecker checks capitalised words and numbers only. A model that copies between the conversations
-    of a call can also carry a lowercased name or rare word into several accounts' summaries, where a
-    namer picks it up as a frequent word of the cluster. So, when calls were shared, every word of a
-    published text that occurs in the summaries must occur in those of at least `min_accounts` buckets
-    across the run: a word copied inside one bucket never does, a word genuinely used by that many
-    buckets has that many accounts behind it. Words in no summary (the namer's own) are not data."""
-
-    _WORD = re.compile(r"[^\W\d_][\w'-]*")
-
-    def __init__(self, texts: list[str], units: np.ndarray, p) -> None:
-        self.base = policy.TextChecker(texts, units, p)
-        self.need = p.min_accounts
-        seen: dict[str, set[int] | None] = {}  # word -> buckets using it, None once there are enough
-        for text, unit in zip(texts, units.tolist()):
-            for word in set(self._WORD.findall((text or "").lower())):
-                found = seen.setdefault(word, set())
-                if found is not None:
-                    found.add(unit)
-                    if len(found) >= self.need:
-                        seen[word] = None
-        self.rare = {w for w, found in seen.items() if found is not None}
-
-    def problems(self, text: str, members: np.ndarray) -> list[str]:
-        bad = self.base.problems(text, members)
-        rare = [w for w in self._WORD.findall(text) if w.lower() in self.rare]
-        return list(dict.fromkeys(bad + rare))
 
 
 def check_texts(ctx: RunContext, checker: policy.TextChecker | SharedCallChecker, items: list[tuple[str, str, np.ndarray]], description: str) -> list[tuple[str, str, list[str]]]:
@@ -207,13 +176,9 @@ def _privacy(ctx: RunContext) -> StageOutput[PrivacyRecord]:
         candidates = [i for i in candidates if custom and rows[i]["level"] == n_levels - 1]
     rewritten = 0
     if candidates:
-        from convoscope.analysis_text import analysis_texts, word_check_units
-
         # words count distinct accounts, or distinct call buckets when facet calls were shared (copying
         # inside a call must not make a word look widely used); the size gates above count accounts
-        units = word_check_units(ctx, account_index)
-        texts = list(analysis_texts(ctx))
-        checker = SharedCallChecker(texts, units, p) if units is not account_index else policy.TextChecker(texts, account_index, p)
+        checker = published_text_checker(ctx, account_index)
         checked = check_texts(ctx, checker, [(names[i][0], names[i][1], members_of[i]) for i in candidates], "Rewriting names that fail the checks")
         for i, (name, desc, bad) in zip(candidates, checked):
             rewritten += (name, desc) != names[i]
