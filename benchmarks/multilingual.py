@@ -3,7 +3,7 @@ embedded with one model, clustered with and without moving the languages togethe
 (convoscope.language_centering), scored against the topics and against the languages.
 
     python benchmarks/multilingual.py [--embedding use-multilingual|multilingual-e5-small] [--k 7 30] [--grouping]
-                                      [--languages en,de,...] [--split dev,test] [--save-input sib.jsonl] [--threads 1] [--seeds 0 1 2]
+                                      [--languages en,de,...] [--split dev,test] [--save-input sib.jsonl] [--threads 1] [--seeds 0 1 2] [--per-cluster 100]
                                       [--data ../shared/data/sib200/sib200.jsonl]
 
 Prints the model's encoding time for 1,000 SIB-200 sentences (a fixed sample across the languages, bypassing
@@ -75,13 +75,15 @@ def majority(labels: np.ndarray, gold: np.ndarray) -> np.ndarray:
 
 
 def grouping(base_vectors: np.ndarray, tree_vectors: np.ndarray, topic_vectors: np.ndarray, topics: list[str], seed: int,
-             per_cluster: int = 100, top: int = 7) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+             per_cluster: int = 0, top: int = 7) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The extractive pipeline's structure: base labels (k-means on `base_vectors`), each conversation's topic
     by its base centroid's nearest topic name, and the top level (Ward over the centroids and neighbour links
     computed on `tree_vectors`)."""
     from convoscope.stages.hierarchy import neighbour_links, ward_cuts
 
-    k = max(2, round(len(base_vectors) / per_cluster))
+    from convoscope.hierarchy_levels import choose_k
+
+    k = max(2, round(len(base_vectors) / per_cluster)) if per_cluster else choose_k(len(base_vectors), Config().cluster)
     base, _ = kmeans(base_vectors, k, seed)
     sums = np.zeros((k, tree_vectors.shape[1]))
     np.add.at(sums, base, tree_vectors)
@@ -102,6 +104,7 @@ def main() -> None:
     parser.add_argument("--grouping", action="store_true", help="also replay the pipeline's base clusters and top level")
     parser.add_argument("--min-rows", type=int, default=50, help="the language rule's minimum rows (centre_languages_min)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--per-cluster", type=int, default=0, help="--grouping: base k = rows / this (default: the pipeline's rule)")
     parser.add_argument("--seeds", type=int, nargs="*", default=[], help="--grouping: one line per seed (k-means seeds)")
     parser.add_argument("--threads", type=int, default=0, help="threads for the timed encoding (0: the model's default); 1 gives CPU"
                         " seconds that a busy machine inflates least (no thread waits for another)")
@@ -153,12 +156,13 @@ def main() -> None:
 
     topics = sorted(set(gold.tolist()))
     topic_vectors = model.encode([category_label(t) for t in topics])
-    print("\nthe pipeline's structure: base k-means (100 per cluster) named by the nearest topic name; top = Ward at 7 over centroids + links")
+    print(f"\nthe pipeline's structure: base k-means ({f'{args.per_cluster} per cluster' if args.per_cluster else 'the pipeline rule'})"
+          " named by the nearest topic name; top = Ward at 7 over centroids + links")
     print(f"base on    tree on    base NMI | top: {head}")
     mixes = [("raw", "raw"), ("centred", "centred"), ("centred", "raw"), ("raw", "centred"), ("subspace", "subspace"), ("subspace", "raw")]
     for base_on, tree_on in mixes:
         for seed in args.seeds or [args.seed]:
-            base, named, top = grouping(variants[base_on], variants[tree_on], topic_vectors, topics, seed)
+            base, named, top = grouping(variants[base_on], variants[tree_on], topic_vectors, topics, seed, args.per_cluster)
             accuracy = {lang: float((named[language == lang] == gold[language == lang]).mean()) for lang in sorted(set(langs))}
             worst = min(accuracy, key=accuracy.get)
             print(f"{base_on:10s} {tree_on:10s} {nmi(gold, base):8.3f} | {scores(top, majority(top, gold), gold, language, known)}"
