@@ -61,3 +61,14 @@ def test_a_translation_is_nearer_than_another_topic_in_the_same_language(e5, lan
     assert (across.argmax(axis=1) == np.arange(3)).all(), across
     # topic over language: each sentence is nearer its English translation than any other sentence of its own language
     assert (np.diag(across) > within.max(axis=1)).all(), (np.diag(across), within.max(axis=1))
+
+
+def test_choosing_e5_turns_language_centring_on_unless_set():
+    from convoscope.config import Config, load_config
+
+    assert load_config(None, {"embedding.model": "multilingual-e5-small"}).embedding.centre_languages_min == 50
+    assert load_config(None, {"embedding.model": "multilingual-e5-small", "embedding.centre_languages_min": 0}).embedding.centre_languages_min == 0
+    assert load_config(None, {}).embedding.centre_languages_min == 0  # USE: off
+    config = Config()
+    config.embedding.model = "e5-small"  # the Python API's assignment path
+    assert config.embedding.centre_languages_min == 50
