@@ -106,6 +106,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--per-cluster", type=int, default=0, help="--grouping: base k = rows / this (default: the pipeline's rule)")
     parser.add_argument("--seeds", type=int, nargs="*", default=[], help="--grouping: one line per seed (k-means seeds)")
+    parser.add_argument("--no-timing", action="store_true", help="skip timing the encoding")
     parser.add_argument("--threads", type=int, default=0, help="threads for the timed encoding (0: the model's default); 1 gives CPU"
                         " seconds that a busy machine inflates least (no thread waits for another)")
     args = parser.parse_args()
@@ -130,7 +131,7 @@ def main() -> None:
         model._model.threads = args.threads  # USE's numpy forward pass (threadpoolctl), read when first used
     sample = texts[:: max(1, len(texts) // 1000)][:1000]
     print(f"load average before: {load_average()}")
-    cpu, wall = encoding_time(model, sample)
+    cpu, wall = encoding_time(model, sample) if not args.no_timing else (float("nan"), float("nan"))
     print(f"{model.name} ({args.threads or 'default'} threads): {len(sample):,} sentences encoded in {cpu:.1f} CPU s, {wall:.1f} s wall (load average after: {load_average()})")
     cache = VectorCache(Config().llm.resolved_cache_dir(), model.name)
     started = time.perf_counter()
