@@ -1,6 +1,9 @@
 """LLM tokens and dollars per conversation: live, live with prompt caching, and batch with caching.
 
-    python benchmarks/llm_cost.py [--n 1000] [--model claude-3-5-haiku-20241022]
+    python benchmarks/llm_cost.py [--n 1000] [--model claude-3-5-haiku-20241022] [--per-call 4,1]
+
+`--per-call` runs once per value of `facets.conversations_per_call` (conversations sharing one facets
+call; the fake answers each conversation of a shared call on its own: tests/fakes/shared_calls.py).
 
 Runs the whole pipeline in LLM mode with `--batch` on N real hh-rlhf dialogues against the fake
 Anthropic server (tests/fakes: Messages API, Message Batches API, prompt caching as the real API reports
@@ -45,9 +48,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--model", default="claude-3-5-haiku-20241022")
+    parser.add_argument("--per-call", default="4,1", help="facets.conversations_per_call values, comma-separated (one run each)")
     args = parser.parse_args()
+    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs (shared with other work)")
+    for per_call in [int(v) for v in args.per_call.split(",")]:
+        print(f"\n=== facets.conversations_per_call = {per_call} ===")
+        measure(args, per_call)
+
+
+def measure(args: argparse.Namespace, per_call: int) -> None:
     from fakes.clio_responder import make_responder
     from fakes.llm_servers import FakeAnthropicServer, approx_tokens
+    from fakes.shared_calls import answer_shared_calls
 
     from convoscope.config import load_config
     from convoscope.conversation_format import format_conversation
@@ -55,14 +67,15 @@ def main() -> None:
     from convoscope.llm.backends.anthropic import cache_min_tokens
     from convoscope.pipeline import run_pipeline
 
-    responder = make_responder(echo_request=True)
+    responder = answer_shared_calls(make_responder(echo_request=True))
     with tempfile.TemporaryDirectory() as tmp, gzip.open(HH, "rt", encoding="utf-8") as fh:
         data = Path(tmp) / "hh.jsonl"
         data.write_text("".join(line for _, line in zip(range(args.n), fh)))
         os.environ["CONVOSCOPE_CACHE_DIR"] = str(Path(tmp) / "cache")
         with FakeAnthropicServer(responder=responder) as server:
             cfg = load_config(None, {"llm.facets": f"anthropic:{args.model}@{server.url}", "llm.cache": False, "llm.batch": True,
-                                     "llm.batch_poll_s": 0.05, "llm.max_concurrency": 8})
+                                     "llm.batch_poll_s": 0.05, "llm.max_concurrency": 8,
+                                     "facets.conversations_per_call": per_call})
             store = run_pipeline(data, Path(tmp) / "run", cfg, show_progress=False)
             batch_bodies = [params for batch in server.batches.values() for _, params in batch["items"]]
             live_bodies = [b for b in server.requests if "messages" in b and "requests" not in b]
@@ -86,7 +99,6 @@ def main() -> None:
     hypothetical = [replay.message(body, "replay")["usage"] for body in batch_bodies + live_bodies]
     in_batch = [True] * len(batch_bodies) + [False] * len(live_bodies)
 
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs (shared with other work)")
     print(f"{n:,} hh-rlhf conversations, model {args.model} (minimum cacheable prefix {cache_min_tokens(args.model):,} tokens), "
           f"{len(batch_bodies):,} requests in batches, {len(live_bodies):,} live\n")
     print(f"{'prompt (system, first words)':<44}{'calls':>7}{'static prefix':>15}{'item':>7}{'output':>8}   (tokens per call)")
@@ -101,12 +113,17 @@ def main() -> None:
     total_in = sum(t["input_tokens"] for t in tasks.values())
     total_out = sum(t["output_tokens"] for t in tasks.values())
     facets = tasks["facets"]
-    facet_bodies = max(groups.values(), key=len)
+    from convoscope import prompts
+
+    opening = prompts.render("facets_system")[:80]  # single and shared facets calls both start with it
+    facet_bodies = [b for b in batch_bodies + live_bodies if system_text(b).startswith(opening)]
     facet_prefix = sum(approx_tokens(b.get("tools", [])) + approx_tokens(system_text(b)) for b in facet_bodies) / len(facet_bodies)
     overhead = (facets["input_tokens"] - conversation_tokens) / n
-    print(f"\nfacets call: {conversation_tokens / n:.0f} tokens of conversation, {overhead:.0f} tokens of prompt around it per conversation")
-    print(f"per conversation: {total_in / n:.0f} input tokens ({facets['input_tokens'] / n:.0f} in the facets call, of which "
-          f"{facet_prefix:.0f} static prefix), {total_out / n:.0f} output tokens ({facets['output_tokens'] / n:.0f} from facets)")
+    print(f"\nfacets: {facets['calls']:,} calls for {n:,} conversations ({n / facets['calls']:.2f} a call); per conversation "
+          f"{conversation_tokens / n:.0f} tokens of conversation, {overhead:.0f} tokens of prompt around it, of which "
+          f"{facet_prefix * len(facet_bodies) / n:.0f} static prefix ({facet_prefix:.0f} a call)")
+    print(f"per conversation: {total_in / n:.0f} input tokens ({facets['input_tokens'] / n:.0f} in facets calls), "
+          f"{total_out / n:.0f} output tokens ({facets['output_tokens'] / n:.0f} from facets)")
 
     total = usage["total"]
     read, write = total["cache_read_tokens"], total["cache_write_tokens"]

@@ -123,7 +123,7 @@ def test_estimate_is_within_ten_percent_on_the_hh_sample(tmp_path, chars_over_4)
     data = tmp_path / "hh.jsonl"
     with gzip.open(HH, "rt", encoding="utf-8") as fh:
         data.write_text("".join(itertools.islice(fh, 1000)))
-    usage, predicted = _compare(data, tmp_path, {}, make_responder(echo_request=True))
+    usage, predicted = _compare(data, tmp_path, {"facets.conversations_per_call": 4}, make_responder(echo_request=True))
     _check(usage, predicted)
 
 
@@ -159,8 +159,10 @@ def test_estimate_counts_calls_and_cost():
     facets = result["stages"]["facets"]
     assert facets["calls"] == 1000 and facets["output_tokens"] == 1000 * plan.facet_output_tokens
     assert facets["input_tokens"] > 1000 * (100 + facets["static_prefix_tokens_per_call"])  # the conversation and the prompt around it
-    assert result["stages"]["naming"]["calls"] == 10  # one per base cluster of 100
-    assert result["stages"]["audit"]["calls"] == 15  # every cluster of both levels passes the gates (10 base, 5 top)
+    base = estimate_module._base_clusters(1000, plan)
+    assert result["stages"]["naming"]["calls"] == base  # one per base cluster (hierarchy_levels' rule)
+    # every cluster of every level passes the gates (1,000 accounts, clusters of at least 30)
+    assert result["stages"]["audit"]["calls"] == sum(estimate_module._level_sizes(base, plan))
     assert result["total"]["cost_usd"] == pytest.approx(sum(s["cost_usd"] for s in result["stages"].values()), abs=1e-3)
     assert result["total"]["cost_usd_batch"] < result["total"]["cost_usd"]
     assert result["token_counter"] and result["time_s"] > 0

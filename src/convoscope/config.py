@@ -64,8 +64,9 @@ class FacetSettings(_Section):
         "facets other than request need an LLM."))
     custom: list[CustomFacet] = Field(default_factory=list, description="User-defined facets ([[facets.custom]] tables in TOML).")
     per_facet_calls: bool = Field(False, description="One LLM call per facet (the paper's cost model) instead of one call for all facets.")
-    conversations_per_call: int = Field(4, ge=1, le=16, description=(
-        "LLM mode: conversations summarised in one facets call (the static prompt is paid once per call). A call holds conversations "
+    conversations_per_call: int = Field(1, ge=1, le=16, description=(
+        "LLM mode: conversations summarised in one facets call (the static prompt is paid once per call; 4 cuts the LLM cost by about "
+        "a quarter on HH, docs/benchmarks.md; not the default yet, docs/llm.md says why). A call holds conversations "
         "of one account bucket only (accounts split into buckets of about this many by the keyed account hash), and the word checks "
         "then count buckets instead of accounts, so a detail a model copies between conversations of one call counts once "
         "(docs/privacy.md). Always 1 with --privacy dp and with per_facet_calls."))

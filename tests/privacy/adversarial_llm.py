@@ -160,7 +160,9 @@ def make_adversarial_responder(parent_marker: bool = False) -> Callable[[dict[st
             drop = {w.strip().lower() for w in listed.split(",")} - ({PARENT_MARKER.lower()} if parent_marker else set())
 
             def without(t: str) -> str:
-                return " ".join(w for w in t.split() if w.strip(".,;:!?'\"").lower() not in drop)
+                # a word left out keeps the sentence's end ("low." -> "."), as a model rewriting would
+                kept = [w if w.strip(".,;:!?'\"").lower() not in drop else w[len(w.rstrip(".!?")):] for w in t.split()]
+                return re.sub(r"\s+([.!?])", r"\1", " ".join(w for w in kept if w))
 
             return json.dumps({"name": without(name), "description": without(description)})
         if "name" in props:  # name a base cluster (<cluster_summaries>) or rename a parent (<clusters>)

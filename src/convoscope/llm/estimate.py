@@ -64,7 +64,7 @@ class CallPlan(BaseModel):
     max_conversation_tokens: int = Field(6000, description="Conversations are truncated to this many tokens in the facet prompt.")
     facet_output_tokens: int = Field(60, description="Answer tokens per conversation and facet call (verb-phrase summaries, language, score as JSON).")
     facet_calls_per_conversation: int = Field(1, description="1 when all facets share one call; the number of facets otherwise.")
-    conversations_per_call: int = Field(4, description="facets.conversations_per_call: conversations of one account bucket per facets call (1 in DP mode and with per-facet calls).")
+    conversations_per_call: int = Field(1, description="facets.conversations_per_call: conversations of one account bucket per facets call (1 in DP mode and with per-facet calls).")
     custom_facets: list[dict[str, Any]] = Field(default_factory=list, description="facets.custom: each adds a line to the facet prompt.")
     screen: bool = Field(False, description="A screener question is asked of every conversation first.")
     screen_question: str = Field("Is this conversation about the topic of interest?", description="The screener question (part of its prompt).")

@@ -1,7 +1,7 @@
 """Stage 2: facets. One row per analysed conversation.
 
 LLM mode: the Clio facets (Request, Task, Language, Concerning, and the user's custom facets) come
-from one call for several conversations by default (`facets.conversations_per_call`: the static prompt
+from one call for several conversations (`facets.conversations_per_call`, 1 by default: the static prompt
 is paid once per call; the paper pays once per facet and conversation), one call per conversation, or
 one call per facet with `facets.per_facet_calls`. Extractive mode: only computed facets (language by fastText's identifier, see languages.py);
 the LLM facets are recorded as unavailable, never faked.
