@@ -72,3 +72,23 @@ def test_choosing_e5_turns_language_centring_on_unless_set():
     config = Config()
     config.embedding.model = "e5-small"  # the Python API's assignment path
     assert config.embedding.centre_languages_min == 50
+
+
+def test_a_two_language_run_with_e5_clusters_by_topic(tmp_path, e5):
+    """End to end: `embedding.model = multilingual-e5-small` embeds with e5, centres the two languages (its default)
+    and the two base clusters are the two topics, not the two languages."""
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from convoscope import Pipeline
+    from test_language_centering import _records
+
+    records = _records("e5", 9)  # 54 conversations per language: above the centring minimum of 50
+    result = Pipeline(min_accounts=3, min_conversations=5, min_clusters=2, max_clusters=2, seed=0, progress=False, cache=False,
+                      settings={"embedding.model": "multilingual-e5-small"}).fit(records, out=tmp_path / "run")
+    store = result.store
+    assert store.stage_record("embed")["model"] == "multilingual-e5-small-q4"
+    assert set(store.read_json("language_offsets")) == {"English", "German"}
+    table = store.read_table("base_assignments")
+    meta = {r["id"]: r["metadata"] for r in records}
+    conv_ids, labels = table.column("conv_id").to_pylist(), table.column("cluster").to_pylist()
+    assert normalized_mutual_info_score([meta[c]["topic"] for c in conv_ids], labels) > 0.9
