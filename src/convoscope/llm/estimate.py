@@ -272,10 +272,10 @@ def estimate(conversations: Iterable[Conversation], settings: LLMSettings, plan:
     facet_fixed = p.tokens(req["facets"])
     if k == 1 and plan.conversations_per_call > 1 and n:
         groups = _facet_groups(accounts, budget_tokens, plan)
-        fixed = {1: facet_fixed, **{m: p.tokens(r) for m, r in req["facets_group"].items()}}
+        fixed_of = {1: facet_fixed, **{m: p.tokens(r) for m, r in req["facets_group"].items()}}
         shared = [g for g in groups if len(g) > 1]
         system = p.system(req["facets_group"][plan.conversations_per_call]) if shared else p.system(req["facets"])
-        stages["facets"] = _stage("facets", len(groups), sum(fixed[len(g)] for g in groups) + conversation_tokens, n * plan.facet_output_tokens,
+        stages["facets"] = _stage("facets", len(groups), sum(fixed_of[len(g)] for g in groups) + conversation_tokens, n * plan.facet_output_tokens,
                                   system, 2 if len(shared) < len(groups) else 1, settings.spec_for("facets"), prices)
         stages["facets"]["shared_calls"] = len(shared)
     else:

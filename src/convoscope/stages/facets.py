@@ -202,7 +202,7 @@ def _grouped_facets(ctx: RunContext, texts: list[str], buckets: list[int], size:
         entries = _group_entries(resp)
         for conv_id, i in zip(group_ids(len(g)), g):
             entry = entries.get(conv_id)
-            if _entry_problem(entry, validator, SUMMARY_OPENINGS) is None:
+            if isinstance(entry, dict) and _entry_problem(entry, validator, SUMMARY_OPENINGS) is None:
                 rows[i] = {**entry, "failed": False}
             else:
                 alone.append(i)
