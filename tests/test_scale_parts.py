@@ -134,3 +134,21 @@ def test_pooled_embedding_matches_this_process(tmp_path, monkeypatch):
     pooled = run_pipeline(data, tmp_path / "two", cfg, show_progress=False).read_array("embeddings")
     assert pooled.shape == in_process.shape and pooled.dtype == np.float16
     np.testing.assert_allclose(np.asarray(pooled, np.float32), np.asarray(in_process, np.float32), atol=2e-3)
+
+
+def test_initial_positions_match_umaps_init_graph_transform():
+    import scipy.sparse
+    from umap.umap_ import init_graph_transform
+
+    from convoscope.stages.project import initial_positions
+
+    rng = np.random.default_rng(0)
+    dense = rng.random((300, 50)) * (rng.random((300, 50)) < 0.1)
+    dense[5] = 0  # no neighbours: NaN
+    dense[7, [3, 9]] = 1.0  # two strengths of 1: the first one's position
+    dense[8, 4] = 1.0
+    graph = scipy.sparse.csr_matrix(dense.astype(np.float32))
+    coords = rng.normal(size=(50, 2)).astype(np.float32)
+    ours, umaps = initial_positions(graph, coords), init_graph_transform(graph, coords)
+    np.testing.assert_allclose(ours, umaps, rtol=1e-5, atol=1e-6)
+    assert np.isnan(ours[5]).all() and np.array_equal(ours[7], coords[3]) and np.array_equal(ours[8], coords[4])

@@ -51,13 +51,28 @@ def _cache_umap_compilation() -> None:
                 pass
 
 
+def initial_positions(graph, fitted_coords: np.ndarray) -> np.ndarray:
+    """UMAP's `init_graph_transform` without its Python loop over rows (two thirds of the placing's time):
+    each new point at the weighted mean of its fitted neighbours' positions, at a neighbour's position
+    where their membership strength is 1 (the first such), NaN without neighbours."""
+    sums = np.asarray(graph.sum(axis=1)).ravel()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.asarray(graph @ fitted_coords, dtype=np.float64) / sums[:, None]
+    out[np.diff(graph.indptr) == 0] = np.nan
+    rows = np.repeat(np.arange(graph.shape[0]), np.diff(graph.indptr))
+    ones = np.flatnonzero(graph.data == 1)
+    first_row, first = np.unique(rows[ones], return_index=True)
+    out[first_row] = fitted_coords[graph.indices[ones[first]]]
+    return out.astype(np.float32)
+
+
 def _place_rest(reducer, rest: np.ndarray, fitted: np.ndarray, seed: int, index: CellIndex | None = None) -> np.ndarray:
     """UMAP's transform for points outside the fitted sample, with the neighbour search above (exact, or
     `index`) instead of UMAP's search index: the same membership weights, initial placement (weighted mean
     of the neighbours' positions) and 30 epochs of layout optimisation with the fitted points held still."""
     import scipy.sparse
     from umap.layouts import optimize_layout_euclidean
-    from umap.umap_ import compute_membership_strengths, init_graph_transform, make_epochs_per_sample, smooth_knn_dist
+    from umap.umap_ import compute_membership_strengths, make_epochs_per_sample, smooth_knn_dist
 
     k = reducer._n_neighbors
     indices, distances = index.search(rest, k) if index is not None else cosine_knn(rest, fitted, k)
@@ -66,7 +81,7 @@ def _place_rest(reducer, rest: np.ndarray, fitted: np.ndarray, seed: int, index:
     graph = scipy.sparse.coo_matrix((vals, (rows, cols)), shape=(len(rest), len(fitted)))
     csr = graph.tocsr()
     csr.eliminate_zeros()
-    embedding = init_graph_transform(csr, reducer.embedding_).astype(np.float32)
+    embedding = initial_positions(csr, reducer.embedding_)
     n_epochs = 30
     graph.data[graph.data < graph.data.max() / n_epochs] = 0.0
     graph.eliminate_zeros()
