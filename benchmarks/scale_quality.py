@@ -3,6 +3,7 @@
     python benchmarks/scale_quality.py float16 RUN_DIR LABELLED.jsonl [--seeds 0 1 2]
     python benchmarks/scale_quality.py sample RUN_DIR            # a benchmarks/pipeline.py --keep run
     python benchmarks/scale_quality.py map RUN_DIR LABELLED.jsonl [--epochs 500 200] [--fit-sample 10000]
+    python benchmarks/scale_quality.py cells RUN_DIR             # the map's inverted file, any run
 
 `float16`: base-level k-means NMI from the run's embeddings in float32 and rounded to float16
 (the artifact's dtype), for a run of a labelled file (`id` and `label` fields, e.g. CLINC150).
@@ -15,6 +16,9 @@ share of each point's 10 nearest map neighbours with its gold label, trustworthi
 neighbours, cosine, on a seeded sample of 2,000 points) and the share of each sampled point's 15 nearest
 embedding neighbours that are among its 15 nearest on the map, with CPU seconds (the first variant
 includes numba's compilation unless its cache is warm).
+`cells`: the map's inverted file (`neighbours.CellIndex`, 100 cells of a seeded 10,000-row sample, 10
+searched) with its cells from `coarse_cells` and from scikit-learn k-means (`kmeans.kmeans`): CPU
+seconds to build and to search 10,000 other rows, and recall of the exact 15 nearest neighbours.
 """
 
 from __future__ import annotations
@@ -93,16 +97,42 @@ def map_check(run: Path, labelled: Path, epochs: list[int], fit_sample: int, see
               f"{cpu:.1f} CPU s ({len(vectors):,} points, fitted on {min(fit_sample, len(vectors)):,})", flush=True)
 
 
+def cells_check(run: Path, seed: int = 0) -> None:
+    import convoscope.neighbours as neighbours
+
+    vectors = np.load(run / "embeddings.npy", mmap_mode="r")
+    picked = np.random.default_rng(seed).permutation(len(vectors))[:20_000]
+    reference = np.asarray(vectors[np.sort(picked[:10_000])], dtype=np.float32)
+    queries = np.asarray(vectors[np.sort(picked[10_000:])], dtype=np.float32)
+    exact = neighbours.cosine_knn(queries, reference, 15)[0]
+    coarse = neighbours.coarse_cells
+    try:
+        for name, cells in (("coarse_cells", coarse), ("scikit-learn k-means", lambda r, c, s: kmeans(r, c, s))):
+            neighbours.coarse_cells = cells
+            started = time.process_time()
+            index = neighbours.CellIndex(reference, cells=100, probe=10, seed=seed)
+            built = time.process_time() - started
+            started = time.process_time()
+            found = index.search(queries, 15)[0]
+            recall = np.mean([len(set(a) & set(b)) / 15 for a, b in zip(found, exact)])
+            print(f"{name}: build {built:.1f} CPU s, search {len(queries):,} {time.process_time() - started:.1f} CPU s, "
+                  f"recall of the 15 nearest {recall:.4f}", flush=True)
+    finally:
+        neighbours.coarse_cells = coarse
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("check", choices=["float16", "sample", "map"])
+    parser.add_argument("check", choices=["float16", "sample", "map", "cells"])
     parser.add_argument("run", type=Path)
     parser.add_argument("labelled", type=Path, nargs="?")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--epochs", type=int, nargs="+", default=[500, 200], help="map: UMAP fit epochs to compare")
     parser.add_argument("--fit-sample", type=int, default=10_000, help="map: points UMAP is fitted on")
     args = parser.parse_args()
-    if args.check == "map":
+    if args.check == "cells":
+        cells_check(args.run)
+    elif args.check == "map":
         if args.labelled is None:
             parser.error("map needs the labelled input file")
         map_check(args.run, args.labelled, args.epochs, args.fit_sample)
