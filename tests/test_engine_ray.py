@@ -109,24 +109,10 @@ def test_extractive_run_is_the_local_engines_and_a_rerun_resumes(tmp_path, monke
     assert RunStore(tmp_path / "local").stage_record("embed")["finished_at"] == local.stage_record("embed")["finished_at"]
 
 
-def _route_uris(monkeypatch) -> None:
-    """Lets run_pipeline take a URI: what `pipeline.resolve_input` and `stages.ingest.input_fingerprint` need
-    to do with convoscope.ingest.files (asked of their owners; until then this test routes it itself)."""
-    from convoscope import pipeline
-    from convoscope.ingest.files import file_stats, input_location, is_remote
-    from convoscope.store import fingerprint
-
-    resolve, input_fingerprint = pipeline.resolve_input, pipeline.input_fingerprint
-    monkeypatch.setattr(pipeline, "resolve_input", lambda source: (input_location(source), str(input_location(source)), None) if is_remote(source) else resolve(source))
-    monkeypatch.setattr(pipeline, "input_fingerprint",
-                        lambda ctx: fingerprint(file_stats(ctx.input_path)) if is_remote(ctx.input_path) else input_fingerprint(ctx))
-
-
 def test_input_on_s3_reads_as_the_same_files_on_disk(tmp_path, local_ray, monkeypatch):
     s3 = local_ray
     if s3 is None:
         pytest.skip("moto is not installed (pip install 'moto[server]': the test extra)")
-    _route_uris(monkeypatch)
     data = _input_dir(tmp_path, 600)
     s3.create_bucket(Bucket="chats")
     upload_tree(s3, "chats", "week-1", data)

@@ -153,3 +153,23 @@ def test_a_rerun_of_the_same_data_reuses_every_shared_call(data, tmp_path):
         first = server.request_count
         facets_only(data, tmp_path / "b", settings, server.url)
         assert server.request_count == first > 0  # the same buckets and groups: every call from the cache
+
+
+def test_the_command_line_sets_conversations_per_call(data, tmp_path):
+    """`run --conversations-per-call N` reaches `facets.conversations_per_call` (an out-of-range N is the
+    config's clear error, before anything runs), and a run with it shares calls."""
+    from typer.testing import CliRunner
+
+    from convoscope.cli import app
+    from convoscope.store import RunStore
+
+    refused = CliRunner().invoke(app, ["run", str(data), "--out", str(tmp_path / "bad"), "--conversations-per-call", "17", "--quiet"])
+    assert refused.exit_code != 0 and "conversations_per_call" in f"{refused.output}{refused.exception}"
+    with FakeOpenAIServer(responder=answer_shared_calls(make_responder())) as server:
+        result = CliRunner().invoke(app, ["run", str(data), "--out", str(tmp_path / "run"), "--llm", f"openai:fake@{server.url}",
+                                          "--no-cache", "--quiet", "--conversations-per-call", "4"])
+        assert result.exit_code == 0, result.output
+        facet_calls = sum(1 for body in server.requests if shared_call_ids(body))
+    store = RunStore(tmp_path / "run")
+    assert store.manifest["config"]["facets"]["conversations_per_call"] == 4
+    assert facet_calls > 0

@@ -110,6 +110,7 @@ def run(
     hierarchies: Optional[str] = typer.Option(None, "--hierarchies", help="Comma-separated open-text facets to build a hierarchy for, the primary first (default: request; others need --llm), e.g. request,task."),
     max_cost: Optional[float] = typer.Option(None, "--max-cost", help="Stop cleanly before spending more than this many USD."),
     batch: bool = typer.Option(False, "--batch", help="Facets, screener and audits through the provider's batch API (anthropic/openai): half price, answers within 24 hours; a rerun resumes polling."),
+    conversations_per_call: Optional[int] = typer.Option(None, "--conversations-per-call", help="LLM mode: conversations summarised per facets call (default 1; 4 costs about a quarter less, see docs/llm.md). Calls share only within an account bucket and word checks then count buckets (docs/privacy.md)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not use the LLM/embedding cache."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Cache location (default: ~/.cache/convoscope, or $CONVOSCOPE_CACHE_DIR)."),
     include_raw_text: bool = typer.Option(False, "--include-raw-text", help="Also store raw conversation text in the run directory (never in the explorer). Off by default."),
@@ -128,7 +129,7 @@ def run(
     overrides = _ingest_overrides(fmt, skip_invalid, account_field, time_field, pool_missing_accounts)
     overrides.update({"llm.facets": llm, "llm.naming": naming_llm, "llm.auditor": auditor_llm, "embedding.model": embedding, "naming.taxonomy": taxonomy,
                       "facets.screener": screener, "llm.max_cost_usd": max_cost, "llm.cache": False if no_cache else None,
-                      "llm.batch": True if batch else None, "embedding.cache": False if no_cache else None, "llm.cache_dir": str(cache_dir) if cache_dir else None,
+                      "llm.batch": True if batch else None, "facets.conversations_per_call": conversations_per_call, "embedding.cache": False if no_cache else None, "llm.cache_dir": str(cache_dir) if cache_dir else None,
                       "privacy.include_raw_text": True if include_raw_text else None, "privacy.min_accounts": min_accounts,
                       "privacy.min_conversations": min_conversations, "privacy.mode": privacy, "privacy.epsilon": epsilon, "privacy.delta": delta, "engine.kind": engine, "engine.ray_address": ray_address,
                       "facets.hierarchy_facets": [f.strip() for f in hierarchies.split(",") if f.strip()] if hierarchies else None})

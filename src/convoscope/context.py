@@ -23,7 +23,7 @@ from convoscope.store import RunStore
 class RunContext:
     config: Config
     store: RunStore
-    input_path: Path
+    input_path: Path  # or an ingest.files.RemoteFile for s3:// and other pyarrow filesystems (same interface for ingest)
     console: Console = field(default_factory=lambda: Console(stderr=True))
     show_progress: bool = True
     llm: Any = None  # convoscope.llm client, built by the pipeline in LLM mode

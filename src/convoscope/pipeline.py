@@ -90,6 +90,11 @@ def resolve_input(source: str | Path | MemorySource) -> tuple[Path, str, MemoryS
     exist, or conversations held in memory (labelled, never written anywhere)."""
     if isinstance(source, MemorySource):
         return Path(source.label), source.label, source
+    from convoscope.ingest.files import input_location, is_remote
+
+    if is_remote(source):  # s3://bucket/prefix/ and other pyarrow filesystems
+        location = input_location(source)
+        return location, str(location), None  # type: ignore[return-value]  # read through the same readers
     path = Path(source)
     if not path.exists():
         from convoscope.errors import InputError

@@ -241,13 +241,15 @@ class PromptGate:
     the privacy gates' deterministic checks (convoscope.policy), before any auditor."""
 
     def __init__(self, ctx: RunContext) -> None:
-        from convoscope.analysis_text import analysis_texts
+        from convoscope.analysis_text import published_text_checker
 
         self.p = ctx.config.privacy
         rows = analysed_rows(ctx.store)
         _, self.account_index = np.unique(rows.accounts, return_inverse=True)
         self.account_index = self.account_index.reshape(-1)
-        self.checker = policy.TextChecker(list(analysis_texts(ctx)), self.account_index, self.p)
+        # The same checker as the privacy stage's (call buckets instead of accounts when facets calls were
+        # shared), so the naming model never sees a name the release would withhold.
+        self.checker = published_text_checker(ctx, self.account_index)
 
     def publishable(self, nodes: list[Node], conv_labels: np.ndarray, base: bool) -> np.ndarray:
         counts = policy.group_counts(conv_labels, self.account_index, len(nodes), self.p.max_conversations_per_account)

@@ -27,9 +27,9 @@ def input_fingerprint(ctx: RunContext) -> str:
     a hash of their content, computed once)."""
     if ctx.memory is not None:
         return ctx.memory.fingerprint
-    path = ctx.input_path
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    return fingerprint([(str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files])
+    from convoscope.ingest.files import file_stats
+
+    return fingerprint(file_stats(ctx.input_path))  # local files or the objects under a remote prefix
 
 
 def _scalar_metadata(meta: dict) -> str:
