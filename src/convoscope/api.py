@@ -30,8 +30,8 @@ from convoscope.store import RunStore
 SETTINGS: dict[str, str] = {
     "llm": "llm.facets", "naming_llm": "llm.naming", "auditor_llm": "llm.auditor", "max_cost": "llm.max_cost_usd",
     "cache_dir": "llm.cache_dir",
-    "embedding": "embedding.model",
-    "conversations_per_cluster": "cluster.conversations_per_cluster", "min_clusters": "cluster.min_clusters",
+    "embedding": "embedding.model", "conversations_per_call": "facets.conversations_per_call",
+    "conversations_per_cluster": "cluster.conversations_per_cluster", "min_conversations_per_cluster": "cluster.min_conversations_per_cluster", "min_clusters": "cluster.min_clusters",
     "max_clusters": "cluster.max_clusters",
     "levels": "hierarchy.levels", "top_clusters": "hierarchy.top_clusters",
     "min_accounts": "privacy.min_accounts", "min_conversations": "privacy.min_conversations",

@@ -417,7 +417,7 @@ class RayEngine:
         return _merge_ingest(ctx, files, results)
 
     def _ingest(self, ctx: RunContext) -> StageOutput[IngestRecord]:
-        from convoscope.stages.ingest import _warn_about_accounts  # the local stage's own wording
+        from convoscope.stages.ingest import warn_about_accounts  # the local stage's own wording
 
         table, report, worker_key, plan = self._read_input(ctx)
         account_key = ctx.account_key()
@@ -426,7 +426,7 @@ class RayEngine:
                               "(CONVOSCOPE_SECRET_KEY, or the same key file: docs/privacy.md)")
         self._plan = plan
         artifacts = [ctx.store.write_table("conversations", table)]
-        _warn_about_accounts(ctx, report)
+        warn_about_accounts(ctx, report)
         if report.invalid:
             ctx.console.print(f"[yellow]warning:[/] skipped {report.invalid} invalid records")
         ctx.store.update_manifest(account_key_id=key_id(account_key))
@@ -531,9 +531,9 @@ class RayEngine:
             task_groups = [g for g in groups if lo <= g[0] < hi]
             if task_groups:
                 tasks.append({"groups": task_groups, "pieces": [p for p in pieces if _overlaps(p, lo, hi)]})
-        from convoscope.stages.embed import _use_worker_pool  # the local stage's rule, which decides the model's threads
+        from convoscope.stages.embed import use_worker_pool  # the local stage's rule, which decides the model's threads
 
-        for result in self._run(ctx, "embed_encode", tasks, single_thread=_use_worker_pool(ctx, n_rows) > 0):
+        for result in self._run(ctx, "embed_encode", tasks, single_thread=use_worker_pool(ctx, n_rows) > 0):
             vectors.update(result["vectors"])
         dims = len(next(iter(vectors.values()))) if vectors else len(next(iter(cached.values())))
         with ctx.store.array_writer("embeddings", (n_rows, dims), EMBEDDING_DTYPE) as out:

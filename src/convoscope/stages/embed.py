@@ -7,7 +7,7 @@ re-read from the input whenever needed and never stored.
 The vectors go straight to a memory-mapped `.npy` in float16 (EMBEDDING_DTYPE), one batch at a
 time, so a million conversations never hold their vectors in memory (a float32 copy was 2 GB, and
 the stacking doubled it). The bundled USE model is encoded by one single-threaded worker process
-per core on large inputs (see `_use_worker_pool`).
+per core on large inputs (see `use_worker_pool`).
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def _worker_encode(texts: list[str]) -> np.ndarray:
     return _worker_embedder.encode(texts)
 
 
-def _use_worker_pool(ctx: RunContext, n_rows: int) -> int:
+def use_worker_pool(ctx: RunContext, n_rows: int) -> int:
     """Worker processes for this run's embedding: one per core for the bundled USE model (pure numpy,
     fastest single-threaded) on inputs large enough to pay for starting them; 0 (encode in this process)
     otherwise, and always for an injected embedder or a model with threads or a server of its own."""
@@ -163,7 +163,7 @@ def _batches(texts: Iterable[str], size: int) -> Iterator[list[str]]:
 def _embed(ctx: RunContext) -> StageOutput[EmbedRecord]:
     config = ctx.config
     n_rows = ctx.store.stage_record("facets")["rows"]
-    workers = _use_worker_pool(ctx, n_rows)
+    workers = use_worker_pool(ctx, n_rows)
     # the workers load the model; the name (the vector cache's key) is the class's
     embedder = None if workers else embedder_for(ctx)  # an injected one (convoscope.components), else the configured model
     name = UniversalSentenceEncoder.name if embedder is None else embedder.name

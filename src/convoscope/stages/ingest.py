@@ -85,7 +85,7 @@ def _ingest(ctx: RunContext) -> StageOutput[IngestRecord]:
         artifacts.append(ctx.store.write_table("raw_text", pa.table({"conv_id": cols["conv_id"], "text": raw_text})))
         ctx.console.print("[yellow]note:[/] raw conversation text is stored in the run directory (privacy.include_raw_text); treat the directory as sensitive")
     ingest_report = report.to_dict()
-    _warn_about_accounts(ctx, report)
+    warn_about_accounts(ctx, report)
     if report.invalid:
         ctx.console.print(f"[yellow]warning:[/] skipped {report.invalid} invalid records, e.g. {markup_safe(str(report.invalid_examples[:3]))}")
     # the key's id, never the key; runs from before the key kept a salt here, which made hashes reversible
@@ -102,7 +102,7 @@ def run_ingest(ctx: RunContext) -> str:
     return run_stage(INGEST, ctx, input_fingerprint(ctx))
 
 
-def _warn_about_accounts(ctx: RunContext, report: IngestReport) -> None:
+def warn_about_accounts(ctx: RunContext, report: IngestReport) -> None:
     """Say plainly what the privacy thresholds count (report["account_ids"] keeps it for later stages)."""
     if report.account_ids == "absent":
         ctx.console.print(
