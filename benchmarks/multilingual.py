@@ -23,6 +23,17 @@ Variants: raw; centred (each language's mean moved onto the common mean: the pip
 `embedding.centre_languages_min`); subspace (the span of the language means' differences projected out
 of every vector: the offsets go and so does every row's spread along them, after Xie et al. 2022, LIR).
 Embeddings go through the vector cache, so a second run is quick.
+
+`--summarise` reads `convoscope eval reconstruction --json` outputs instead (one file each) and prints one
+line per run and, per language-centring setting (read from the run's manifest), the mean, sd and range over
+the runs (seeds): top NMI and the naive baseline's on the same vectors, base NMI, accuracy, worst and best
+language and their spread, and which languages were centred (the run's `language_offsets`):
+
+    python benchmarks/multilingual.py --summarise runs/sib16-*.json
+
+`--centred-languages RUN...` prints, for finished runs, the language facet's counts and the languages that
+centring with `--min-rows` would move (`language_offsets` on the run's own vectors and languages, the function
+the embed stage calls): none means the setting cannot change that run.
 """
 
 from __future__ import annotations
@@ -109,7 +120,18 @@ def main() -> None:
     parser.add_argument("--no-timing", action="store_true", help="skip timing the encoding")
     parser.add_argument("--threads", type=int, default=0, help="threads for the timed encoding (0: the model's default); 1 gives CPU"
                         " seconds that a busy machine inflates least (no thread waits for another)")
+    parser.add_argument("--summarise", nargs="+", metavar="JSON", help="summarise `convoscope eval reconstruction --json` outputs"
+                        " by language-centring setting over seeds (and do nothing else)")
+    parser.add_argument("--centred-languages", nargs="+", metavar="RUN", help="for finished runs: the languages that centring with"
+                        " --min-rows would move (and do nothing else)")
     args = parser.parse_args()
+    if args.summarise:
+        summarise([Path(p) for p in args.summarise])
+        return
+    if args.centred_languages:
+        for run in args.centred_languages:
+            centred_languages(Path(run), args.min_rows)
+        return
     rows = [json.loads(line) for line in open(args.data, encoding="utf-8")]
     if args.languages:
         keep = set(args.languages.split(","))
@@ -172,6 +194,66 @@ def main() -> None:
                   + (f" [seed {seed}]" if args.seeds else ""))
         if args.seeds:
             print()
+
+
+def reconstruction_row(path: Path) -> dict:
+    """One `eval reconstruction --json` output with its run's seed, centring setting and centred languages."""
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+        run_dir = Path(result["run_dir"])
+        config = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))["config"]
+    except (OSError, ValueError, KeyError) as e:
+        raise SystemExit(f"{path}: not an eval reconstruction --json output with its run directory ({type(e).__name__}: {e})") from None
+    offsets = run_dir / "language_offsets.json"
+    accuracy = {lang: v["accuracy"] for lang, v in result["per_language"].items()}
+    worst, best = min(accuracy, key=accuracy.get), max(accuracy, key=accuracy.get)
+    known = TRAINED_ON.get(result["embedding_model"], set(accuracy))
+    trained = {lang: a for lang, a in accuracy.items() if lang in known} or accuracy
+    return {"file": path.name, "seed": config["seed"], "centre": config["embedding"]["centre_languages_min"],
+            "top": result["nmi"], "baseline": result.get("baseline", {}).get("top", {}).get("baseline", {}).get("nmi", float("nan")),
+            "base": result["base"]["nmi"], "base_k": result["base"]["clusters"], "accuracy": result["accuracy"],
+            "worst": f"{worst} {accuracy[worst]:.2f}", "best": f"{best} {accuracy[best]:.2f}",
+            "spread": 100 * (accuracy[best] - accuracy[worst]),
+            "spread_trained": 100 * (max(trained.values()) - min(trained.values())), "withheld": result["withheld"]["share"],
+            "centred": len(json.loads(offsets.read_text(encoding="utf-8"))) if offsets.exists() else 0}
+
+
+def summarise(paths: list[Path]) -> None:
+    rows = sorted((reconstruction_row(p) for p in paths), key=lambda r: (r["centre"], r["seed"]))
+    print("centre  seed  top NMI (baseline)  base NMI (k)  accuracy  worst ... best       spread (trained-on)  withheld  languages centred  file")
+    for r in rows:
+        print(f"{r['centre']:6d}  {r['seed']:4d}  {r['top']:7.3f} ({r['baseline']:.3f})  {r['base']:8.3f} ({r['base_k']})"
+              f"  {r['accuracy']:8.3f}  {r['worst']} ... {r['best']}  {r['spread']:6.1f} ({r['spread_trained']:4.1f})        {r['withheld']:8.1%}  {r['centred']:17d}  {r['file']}")
+    print("\nmean (sd) [min, max] over seeds")
+    keys = ("top", "baseline", "base", "accuracy", "spread", "spread_trained")
+    print("centre  runs  " + "  ".join(f"{k:>24s}" for k in keys))
+    for centre in sorted({r["centre"] for r in rows}):
+        group = [r for r in rows if r["centre"] == centre]
+        cells = []
+        for k in keys:
+            v = np.array([r[k] for r in group], dtype=float)
+            cells.append(f"{v.mean():.3f} ({v.std(ddof=1) if len(v) > 1 else 0:.3f}) [{v.min():.3f}, {v.max():.3f}]".rjust(24))
+        print(f"{centre:6d}  {len(group):4d}  " + "  ".join(cells))
+    settings = sorted({r["centre"] for r in rows})
+    if len(settings) == 2:  # paired by seed: the second setting minus the first
+        off, on = ({r["seed"]: r for r in rows if r["centre"] == c} for c in settings)
+        seeds = sorted(set(off) & set(on))
+        print(f"\ncentre {settings[1]} minus centre {settings[0]}, per seed ({', '.join(map(str, seeds))}):")
+        for k in keys:
+            d = [on[s][k] - off[s][k] for s in seeds]
+            print(f"  {k:14s} " + " ".join(f"{x:+.3f}" for x in d) + f"   mean {np.mean(d):+.3f}, higher at {sum(x > 1e-9 for x in d)} of {len(d)}")
+
+
+def centred_languages(run_dir: Path, min_rows: int) -> None:
+    from convoscope.store import RunStore
+
+    store = RunStore(run_dir)
+    languages = store.read_table("facets", columns=["language"]).column("language").to_pylist()
+    moved = language_offsets(store.read_array("embeddings"), languages, min_rows)
+    counts = Counter(languages).most_common()
+    print(f"{run_dir}: {len(languages):,} conversations; languages (facet): "
+          + ", ".join(f"{lang} {n:,}" for lang, n in counts[:8]) + (f", {len(counts) - 8} more" if len(counts) > 8 else ""))
+    print(f"  centre_languages_min = {min_rows} would move: {', '.join(sorted(moved)) or 'nothing (fewer than two languages reach it)'}")
 
 
 def where_is(top: np.ndarray, language: np.ndarray, code: str) -> str:
