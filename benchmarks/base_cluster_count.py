@@ -20,7 +20,6 @@ Rules compared: `old` (k = n / conversations_per_cluster, the rule before issue 
 from __future__ import annotations
 
 import argparse
-import json
 
 import numpy as np
 from sklearn.metrics import normalized_mutual_info_score
@@ -29,7 +28,7 @@ from convoscope import policy
 from convoscope.config import ClusterSettings, PrivacySettings
 from convoscope.hierarchy_levels import choose_k
 from convoscope.kmeans import kmeans
-from convoscope.stages.rows import analysed_rows
+from convoscope.eval.common import gold_labels
 from convoscope.store import RunStore
 
 
@@ -50,9 +49,7 @@ def main() -> None:
     parser.add_argument("--floors", default="15,50", help="other values of cluster.min_conversations_per_cluster to compare")
     args = parser.parse_args()
     store = RunStore(args.run)
-    rows = analysed_rows(store)
-    metadata = [json.loads(m) if m else {} for m in rows.table.column("metadata").to_pylist()]
-    gold = np.array([str(m.get(args.field)) for m in metadata], dtype=object)
+    gold = gold_labels(store, args.field).astype(str)
     vectors = np.asarray(store.read_array("embeddings", mmap=False), dtype=np.float32)
     default = ClusterSettings()
     rules = {"old": ClusterSettings(min_conversations_per_cluster=default.conversations_per_cluster),

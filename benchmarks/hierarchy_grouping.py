@@ -19,7 +19,6 @@ clusters (ours: k-means over distinct vectors, 3 initialisations; baseline: KMea
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import numpy as np
@@ -28,16 +27,8 @@ from sklearn.metrics import normalized_mutual_info_score
 
 from convoscope.kmeans import kmeans
 from convoscope.stages.hierarchy import neighbour_links, ward_cuts
-from convoscope.stages.rows import analysed_rows
+from convoscope.eval.common import gold_labels, purity
 from convoscope.store import RunStore
-
-
-def purity(gold: np.ndarray, predicted: np.ndarray) -> float:
-    _, g = np.unique(gold, return_inverse=True)
-    _, p = np.unique(predicted, return_inverse=True)
-    table = np.zeros((p.max() + 1, g.max() + 1))
-    np.add.at(table, (p, g), 1)
-    return float(table.max(axis=1).sum() / len(gold))
 
 
 def main() -> None:
@@ -49,9 +40,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2,3,4")
     args = parser.parse_args()
     store = RunStore(args.run)
-    rows = analysed_rows(store)
-    metadata = [json.loads(m) if m else {} for m in rows.table.column("metadata").to_pylist()]
-    gold = np.array([str(m.get(args.field)) for m in metadata], dtype=object)
+    gold = gold_labels(store, args.field).astype(str)
     scored = gold != args.ignore if args.ignore else np.ones(len(gold), dtype=bool)  # clustering uses everything
     vectors = np.asarray(store.read_array("embeddings", mmap=False), dtype=np.float32)
     hierarchy = store.read_table("hierarchy", columns=["level"]).column("level").to_numpy()
@@ -60,7 +49,7 @@ def main() -> None:
     print(f"{args.run}: {len(vectors):,} conversations, base k = {k}, top level = {top} clusters, gold = {args.field} "
           f"({len(set(gold[scored].tolist()))} classes, {int(scored.sum()):,} conversations scored)")
     results: dict[str, list[tuple[float, float]]] = {"ours": [], "centroids only": [], "baseline": []}
-    fine = np.array([str(m.get(args.base_field)) for m in metadata], dtype=object) if args.base_field else None
+    fine = gold_labels(store, args.base_field).astype(str) if args.base_field else None
     base_results: dict[str, list[tuple[float, float]]] = {"ours": [], "baseline": []}
     for seed in (int(s) for s in args.seeds.split(",")):
         started = time.perf_counter()

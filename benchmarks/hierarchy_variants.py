@@ -14,19 +14,18 @@ by a clear margin on both BANKING77 and CLINC150 (docs/evaluation.md).
 import numpy as np, scipy.sparse as sp
 from sklearn.metrics import normalized_mutual_info_score as nmi
 from scipy.cluster.hierarchy import fcluster, linkage
-import argparse, json
+import argparse
 from sklearn.cluster import KMeans
 from convoscope.kmeans import kmeans
 from convoscope.neighbours import cosine_knn
-from convoscope.stages.rows import analysed_rows
+from convoscope.eval.common import gold_labels
 from convoscope.store import RunStore
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("run"); parser.add_argument("--field", required=True); parser.add_argument("--seeds", default="0,1,2,3,4")
 parser.add_argument("--variants", help="comma-separated; default all")
 args = parser.parse_args()
 store = RunStore(args.run)
-_meta = [json.loads(m) if m else {} for m in analysed_rows(store).table.column("metadata").to_pylist()]
-gold = np.array([str(m.get(args.field)) for m in _meta], dtype=object)
+gold = gold_labels(store, args.field).astype(str)
 EMB = np.asarray(store.read_array("embeddings", mmap=False), dtype=np.float32)
 _levels = store.read_table("hierarchy", columns=["level"]).column("level").to_numpy()
 k = int((_levels == _levels.max()).sum()); T = int((_levels == 0).sum())

@@ -23,6 +23,17 @@ def complete_all(settings: LLMSettings, requests: Sequence[LLMRequest], descript
     return asyncio.run(go())
 
 
+def gold_labels(store, field: str) -> np.ndarray:
+    """The metadata field `field` of each analysed conversation of a run, in the run's row order, as
+    strings (None where a conversation lacks it): the known categories an evaluation scores against."""
+    import json
+
+    from convoscope.stages.rows import analysed_rows
+
+    metadata = [json.loads(m) if m else {} for m in analysed_rows(store).table.column("metadata").to_pylist()]
+    return np.array([None if m.get(field) is None else str(m[field]) for m in metadata], dtype=object)
+
+
 def purity(gold: Sequence, predicted: Sequence) -> float:
     """Share of items whose cluster's majority gold label is their own gold label."""
     gold = np.asarray(gold, dtype=object)

@@ -46,12 +46,9 @@ def score_taxonomy(store, config: Config, spec: str, label_field: str) -> dict[s
     field, at the configured thresholds and with no threshold (every cluster gets its nearest entry):
     coverage (share of conversations labelled), purity and NMI of the labels against the gold field over the
     labelled conversations, and, for comparison, NMI of the run's top level over the same conversations."""
-    import json
-
     from convoscope.components import embedder_for
     from convoscope.context import RunContext
-    from convoscope.eval.common import agreement
-    from convoscope.stages.rows import analysed_rows
+    from convoscope.eval.common import agreement, gold_labels
     from convoscope.taxonomy import load_taxonomy, match
 
     entries = load_taxonomy(spec)
@@ -59,8 +56,7 @@ def score_taxonomy(store, config: Config, spec: str, label_field: str) -> dict[s
     vectors = embedder_for(ctx).encode([f"{e.label}: {e.description}" for e in entries])
     centroids = np.asarray(store.read_array("base_centroids", mmap=False))
     base = store.read_table("base_assignments", columns=["cluster"]).column("cluster").to_numpy().astype(np.int64)
-    metadata = [json.loads(m) if m else {} for m in analysed_rows(store).table.column("metadata").to_pylist()]
-    gold = np.array([None if m.get(label_field) is None else str(m[label_field]) for m in metadata], dtype=object)
+    gold = gold_labels(store, label_field)
     top = np.array(store.read_table("assignments", columns=["level_0"]).column("level_0").to_pylist(), dtype=object)
     has_gold = np.array([g is not None for g in gold])
     out: dict[str, Any] = {"taxonomy": spec, "entries": len(entries), "gold_field": label_field, "conversations_with_gold": int(has_gold.sum())}
