@@ -27,7 +27,8 @@ Embeddings go through the vector cache, so a second run is quick.
 `--summarise` reads `convoscope eval reconstruction --json` outputs instead (one file each) and prints one
 line per run and, per language-centring setting (read from the run's manifest), the mean, sd and range over
 the runs (seeds): top NMI and the naive baseline's on the same vectors, base NMI, accuracy, worst and best
-language and their spread, and which languages were centred (the run's `language_offsets`):
+language and their spread (over the languages with at least `--min-rows` conversations), and which
+languages were centred (the run's `language_offsets`):
 
     python benchmarks/multilingual.py --summarise runs/sib16-*.json
 
@@ -126,7 +127,7 @@ def main() -> None:
                         " --min-rows would move (and do nothing else)")
     args = parser.parse_args()
     if args.summarise:
-        summarise([Path(p) for p in args.summarise])
+        summarise([Path(p) for p in args.summarise], args.min_rows)
         return
     if args.centred_languages:
         for run in args.centred_languages:
@@ -196,8 +197,10 @@ def main() -> None:
             print()
 
 
-def reconstruction_row(path: Path) -> dict:
-    """One `eval reconstruction --json` output with its run's seed, centring setting and centred languages."""
+def reconstruction_row(path: Path, min_rows: int) -> dict:
+    """One `eval reconstruction --json` output with its run's seed, centring setting and centred languages; the
+    per-language figures over the languages with at least `min_rows` conversations (one Armenian prompt's
+    accuracy is 0 or 1)."""
     try:
         result = json.loads(path.read_text(encoding="utf-8"))
         run_dir = Path(result["run_dir"])
@@ -205,7 +208,9 @@ def reconstruction_row(path: Path) -> dict:
     except (OSError, ValueError, KeyError) as e:
         raise SystemExit(f"{path}: not an eval reconstruction --json output with its run directory ({type(e).__name__}: {e})") from None
     offsets = run_dir / "language_offsets.json"
-    accuracy = {lang: v["accuracy"] for lang, v in result["per_language"].items()}
+    accuracy = {lang: v["accuracy"] for lang, v in result["per_language"].items() if v["conversations"] >= min_rows}
+    if not accuracy:
+        raise SystemExit(f"{path}: no language has {min_rows} conversations (--min-rows)")
     worst, best = min(accuracy, key=accuracy.get), max(accuracy, key=accuracy.get)
     known = TRAINED_ON.get(result["embedding_model"], set(accuracy))
     trained = {lang: a for lang, a in accuracy.items() if lang in known} or accuracy
@@ -218,8 +223,9 @@ def reconstruction_row(path: Path) -> dict:
             "centred": len(json.loads(offsets.read_text(encoding="utf-8"))) if offsets.exists() else 0}
 
 
-def summarise(paths: list[Path]) -> None:
-    rows = sorted((reconstruction_row(p) for p in paths), key=lambda r: (r["centre"], r["seed"]))
+def summarise(paths: list[Path], min_rows: int) -> None:
+    rows = sorted((reconstruction_row(p, min_rows) for p in paths), key=lambda r: (r["centre"], r["seed"]))
+    print(f"per-language accuracy and spread over the languages with at least {min_rows} conversations (--min-rows)")
     print("centre  seed  top NMI (baseline)  base NMI (k)  accuracy  worst ... best       spread (trained-on)  withheld  languages centred  file")
     for r in rows:
         print(f"{r['centre']:6d}  {r['seed']:4d}  {r['top']:7.3f} ({r['baseline']:.3f})  {r['base']:8.3f} ({r['base_k']})"
