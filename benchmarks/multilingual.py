@@ -35,6 +35,10 @@ languages were centred (the run's `language_offsets`):
 `--centred-languages RUN...` prints, for finished runs, the language facet's counts and the languages that
 centring with `--min-rows` would move (`language_offsets` on the run's own vectors and languages, the function
 the embed stage calls): none means the setting cannot change that run.
+
+`--save-demo FILE` writes the bundled demo (what `convoscope demo` runs) with a gold label in each record's
+metadata (`label`: its Arena-Hard category, else its source: coding, creative_writing, math or
+hh-rlhf-harmless), so `convoscope eval reconstruction FILE --label-field label` scores the demo's levels.
 """
 
 from __future__ import annotations
@@ -125,7 +129,12 @@ def main() -> None:
                         " by language-centring setting over seeds (and do nothing else)")
     parser.add_argument("--centred-languages", nargs="+", metavar="RUN", help="for finished runs: the languages that centring with"
                         " --min-rows would move (and do nothing else)")
+    parser.add_argument("--save-demo", metavar="JSONL", help="write the bundled demo with metadata.label (Arena-Hard category, else"
+                        " source) for `convoscope eval reconstruction` (and do nothing else)")
     args = parser.parse_args()
+    if args.save_demo:
+        save_demo(Path(args.save_demo))
+        return
     if args.summarise:
         summarise([Path(p) for p in args.summarise], args.min_rows)
         return
@@ -248,6 +257,19 @@ def summarise(paths: list[Path], min_rows: int) -> None:
         for k in keys:
             d = [on[s][k] - off[s][k] for s in seeds]
             print(f"  {k:14s} " + " ".join(f"{x:+.3f}" for x in d) + f"   mean {np.mean(d):+.3f}, higher at {sum(x > 1e-9 for x in d)} of {len(d)}")
+
+
+def save_demo(out: Path) -> None:
+    import gzip
+    from importlib import resources
+
+    with resources.as_file(resources.files("convoscope").joinpath("data/demo.jsonl.gz")) as path, gzip.open(path, "rt", encoding="utf-8") as lines:
+        rows = [json.loads(line) for line in lines]
+    for row in rows:
+        row["metadata"]["label"] = row["metadata"].get("category") or row["metadata"]["source"]
+    with open(out, "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    print(f"{out}: {len(rows):,} conversations; labels: {dict(Counter(r['metadata']['label'] for r in rows).most_common())}")
 
 
 def centred_languages(run_dir: Path, min_rows: int) -> None:
