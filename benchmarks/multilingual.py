@@ -39,6 +39,10 @@ the embed stage calls): none means the setting cannot change that run.
 `--save-demo FILE` writes the bundled demo (what `convoscope demo` runs) with a gold label in each record's
 metadata (`label`: its Arena-Hard category, else its source: coding, creative_writing, math or
 hh-rlhf-harmless), so `convoscope eval reconstruction FILE --label-field label` scores the demo's levels.
+
+`--majority RUN...` prints, for finished runs of labelled data (`metadata.label`), per level and per language
+with at least `--min-rows` conversations, the share of that language's conversations whose cluster's most
+common label is their own (on the demo: a Chinese math prompt in a cluster of mostly hh-rlhf requests is not).
 """
 
 from __future__ import annotations
@@ -131,7 +135,13 @@ def main() -> None:
                         " --min-rows would move (and do nothing else)")
     parser.add_argument("--save-demo", metavar="JSONL", help="write the bundled demo with metadata.label (Arena-Hard category, else"
                         " source) for `convoscope eval reconstruction` (and do nothing else)")
+    parser.add_argument("--majority", nargs="+", metavar="RUN", help="for finished runs of labelled data: per level and language,"
+                        " the share of conversations in a cluster whose most common label is their own (and do nothing else)")
     args = parser.parse_args()
+    if args.majority:
+        for run in args.majority:
+            majority_by_language(Path(run), args.min_rows)
+        return
     if args.save_demo:
         save_demo(Path(args.save_demo))
         return
@@ -257,6 +267,29 @@ def summarise(paths: list[Path], min_rows: int) -> None:
         for k in keys:
             d = [on[s][k] - off[s][k] for s in seeds]
             print(f"  {k:14s} " + " ".join(f"{x:+.3f}" for x in d) + f"   mean {np.mean(d):+.3f}, higher at {sum(x > 1e-9 for x in d)} of {len(d)}")
+
+
+def majority_by_language(run_dir: Path, min_rows: int) -> None:
+    from convoscope.store import RunStore
+
+    store = RunStore(run_dir)
+    language = dict(zip(*store.read_table("facets", columns=["conv_id", "language"]).to_pydict().values()))
+    meta = store.read_table("conversations", columns=["conv_id", "metadata"]).to_pydict()
+    label = {c: json.loads(m or "{}").get("label") for c, m in zip(meta["conv_id"], meta["metadata"])}
+    assignments = store.read_table("assignments").to_pydict()
+    ids = assignments.pop("conv_id")
+    if any(label[c] is None for c in ids):
+        raise SystemExit(f"{run_dir}: conversations without metadata.label (make the input with --save-demo)")
+    gold = np.array([label[c] for c in ids])
+    langs = np.array([language[c] for c in ids])
+    kept = [lang for lang, n in Counter(langs.tolist()).most_common() if n >= min_rows]
+    config = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))["config"]
+    print(f"{run_dir} (seed {config['seed']}, centre_languages_min {config['embedding']['centre_languages_min']}):"
+          f" share in a cluster whose most common label is their own")
+    levels = sorted(assignments)
+    for level in levels:
+        predicted = majority(np.array(assignments[level]), gold)
+        print(f"  {level} ({'top' if level == levels[0] else 'base' if level == levels[-1] else 'middle'}): " + ", ".join(f"{lang} {np.mean(predicted[langs == lang] == gold[langs == lang]):.2f}" for lang in kept))
 
 
 def save_demo(out: Path) -> None:
