@@ -40,7 +40,7 @@ the embed stage calls): none means the setting cannot change that run.
 metadata (`label`: its Arena-Hard category, else its source: coding, creative_writing, math or
 hh-rlhf-harmless), so `convoscope eval reconstruction FILE --label-field label` scores the demo's levels.
 
-`--majority RUN...` prints, for finished runs of labelled data (`metadata.label`), per level and per language
+`--majority RUN... [--label-key label]` prints, for finished runs of labelled data (`metadata.label`), per level and per language
 with at least `--min-rows` conversations, the share of that language's conversations whose cluster's most
 common label is their own (on the demo: a Chinese math prompt in a cluster of mostly hh-rlhf requests is not).
 """
@@ -137,10 +137,18 @@ def main() -> None:
                         " source) for `convoscope eval reconstruction` (and do nothing else)")
     parser.add_argument("--majority", nargs="+", metavar="RUN", help="for finished runs of labelled data: per level and language,"
                         " the share of conversations in a cluster whose most common label is their own (and do nothing else)")
+    parser.add_argument("--label-key", default="label", help="--majority: the metadata field holding the gold label")
     args = parser.parse_args()
     if args.majority:
+        by_setting: dict[int, list[dict[tuple[str, str], float]]] = {}
         for run in args.majority:
-            majority_by_language(Path(run), args.min_rows)
+            centre, shares = majority_by_language(Path(run), args.min_rows, args.label_key)
+            by_setting.setdefault(centre, []).append(shares)
+        print("\nmean over the runs of each centring setting")
+        for centre, runs in sorted(by_setting.items()):
+            cells = sorted(set.intersection(*(set(r) for r in runs)), key=lambda c: (c[0] != "top", c))
+            print(f"  centre_languages_min {centre} ({len(runs)} runs): "
+                  + ", ".join(f"{level} {lang} {np.mean([r[level, lang] for r in runs]):.3f}" for level, lang in cells))
         return
     if args.save_demo:
         save_demo(Path(args.save_demo))
@@ -269,17 +277,18 @@ def summarise(paths: list[Path], min_rows: int) -> None:
             print(f"  {k:14s} " + " ".join(f"{x:+.3f}" for x in d) + f"   mean {np.mean(d):+.3f}, higher at {sum(x > 1e-9 for x in d)} of {len(d)}")
 
 
-def majority_by_language(run_dir: Path, min_rows: int) -> None:
+def majority_by_language(run_dir: Path, min_rows: int, key: str = "label") -> tuple[int, dict[tuple[str, str], float]]:
+    """Prints one run's shares; returns its centring setting and {(level, language): share}."""
     from convoscope.store import RunStore
 
     store = RunStore(run_dir)
     language = dict(zip(*store.read_table("facets", columns=["conv_id", "language"]).to_pydict().values()))
     meta = store.read_table("conversations", columns=["conv_id", "metadata"]).to_pydict()
-    label = {c: json.loads(m or "{}").get("label") for c, m in zip(meta["conv_id"], meta["metadata"])}
+    label = {c: json.loads(m or "{}").get(key) for c, m in zip(meta["conv_id"], meta["metadata"])}
     assignments = store.read_table("assignments").to_pydict()
     ids = assignments.pop("conv_id")
     if any(label[c] is None for c in ids):
-        raise SystemExit(f"{run_dir}: conversations without metadata.label (make the input with --save-demo)")
+        raise SystemExit(f"{run_dir}: conversations without metadata.{key} (--label-key; the demo's: make the input with --save-demo)")
     gold = np.array([label[c] for c in ids])
     langs = np.array([language[c] for c in ids])
     kept = [lang for lang, n in Counter(langs.tolist()).most_common() if n >= min_rows]
@@ -287,9 +296,13 @@ def majority_by_language(run_dir: Path, min_rows: int) -> None:
     print(f"{run_dir} (seed {config['seed']}, centre_languages_min {config['embedding']['centre_languages_min']}):"
           f" share in a cluster whose most common label is their own")
     levels = sorted(assignments)
+    shares = {}
     for level in levels:
         predicted = majority(np.array(assignments[level]), gold)
-        print(f"  {level} ({'top' if level == levels[0] else 'base' if level == levels[-1] else 'middle'}): " + ", ".join(f"{lang} {np.mean(predicted[langs == lang] == gold[langs == lang]):.2f}" for lang in kept))
+        name = "top" if level == levels[0] else "base" if level == levels[-1] else level
+        shares.update({(name, lang): float(np.mean(predicted[langs == lang] == gold[langs == lang])) for lang in kept})
+        print(f"  {name}: " + ", ".join(f"{lang} {shares[name, lang]:.2f}" for lang in kept))
+    return config["embedding"]["centre_languages_min"], shares
 
 
 def save_demo(out: Path) -> None:
