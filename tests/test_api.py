@@ -138,6 +138,26 @@ def test_explorer_written(from_records, tmp_path):
     assert from_records.explorer() == from_records.run_dir / "explorer.html"
 
 
+def _page_conversations(page: Path) -> int:
+    data = re.search(r'<script type="application/json" id="explorer-data">(.*?)</script>', page.read_text(encoding="utf-8"), re.S)
+    return json.loads(data.group(1))["run"]["conversations"]
+
+
+def test_rerun_rewrites_an_explorer_page_of_the_previous_data(records, tmp_path):
+    """A page written by `explore` and a rerun on other data into the same directory: the page shows the new
+    release (it kept the old one, beside the new aggregates, before)."""
+    out = tmp_path / "run"
+    first = _fast().fit(records, out=out)
+    page = first.explorer()
+    assert _page_conversations(page) == first.aggregates["run"]["conversations"]
+    second = _fast().fit(records[: len(records) // 2], out=out)
+    assert second.aggregates["run"]["conversations"] < first.aggregates["run"]["conversations"]
+    assert _page_conversations(page) == second.aggregates["run"]["conversations"]
+    before = page.stat().st_mtime_ns
+    _fast().fit(records[: len(records) // 2], out=out)  # nothing changed: the page is left alone
+    assert page.stat().st_mtime_ns == before
+
+
 def test_injected_components_are_used_and_fingerprinted(records, tmp_path):
     from sklearn.cluster import KMeans
 

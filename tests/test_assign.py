@@ -179,6 +179,19 @@ def test_rerun_resumes_and_threshold_overrides(runs, tmp_path):
     assert UNASSIGNED_ID not in {h["id"] for h in everything.read_table("hierarchy").to_pylist()}
 
 
+def test_rerun_rewrites_an_explorer_page_of_the_previous_release(runs, tmp_path):
+    """`explore NEW_RUN`, then assign again into it with another threshold: the page shows the new release."""
+    from convoscope.explorer import write_explorer
+
+    out = tmp_path / "week"
+    assign(runs["run"], runs["new_input"], out, threshold=-1.0, show_progress=False)
+    page = write_explorer(out)
+    old = page.read_text(encoding="utf-8")
+    assert UNASSIGNED_NAME not in old
+    assign(runs["run"], runs["new_input"], out, threshold=0.99, show_progress=False)
+    assert UNASSIGNED_NAME in page.read_text(encoding="utf-8")
+
+
 def test_clear_errors(runs, tmp_path):
     same = cli("assign", runs["run"], runs["new_input"], "--out", runs["run"])
     assert same.returncode == 1 and "NEW_RUN" in same.stderr and "Traceback" not in same.stderr

@@ -24,6 +24,7 @@ from convoscope.config import Config, _format_validation_error, load_config
 from convoscope.errors import ConfigError
 from convoscope.ingest import MemorySource
 from convoscope.store import RunStore
+from convoscope.wording import count
 
 # Short keyword -> dotted config key. Anything else: Pipeline(config=Config(...) or "file.toml"), or
 # Pipeline(settings={"map.n_neighbors": 10}).
@@ -152,6 +153,11 @@ class Pipeline:
             if tmp is not None:
                 tmp.cleanup()
             raise
+        from rich.console import Console
+
+        from convoscope.explorer.bundle import refresh_stale_explorers
+
+        refresh_stale_explorers(store.root, self.console or Console(stderr=True))  # a page written before this rerun
         return Result(store.root, _tmp=tmp)
 
 
@@ -189,7 +195,7 @@ class Result:
     def __repr__(self) -> str:
         run = self._aggregates["run"]
         published = sum(1 for c in self._aggregates["clusters"] if c["kind"] == "cluster")
-        return (f"<convoscope.Result {run['conversations']:,} conversations, {run['levels']} levels, {published} published clusters, "
+        return (f"<convoscope.Result {count(run['conversations'], 'conversation')}, {count(run['levels'], 'level')}, {count(published, 'published cluster')}, "
                 f"{self._aggregates['withheld']['clusters']} withheld; facet {run['facet']!r}; {self.run_dir}>")
 
     # -- the release ---------------------------------------------------------------------------------

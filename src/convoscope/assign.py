@@ -280,7 +280,11 @@ def assign(run_dir: str | Path, new_input: str | Path | MemorySource, out_dir: s
     # one process writes a run directory at a time (store.RunLock); taken after the checks above, so
     # a mistaken --out (RUN itself, a normal run) is refused without being touched
     with RunLock(out, console=console or Console(stderr=True)):
-        return _assign_into(source, input_path, input_label, memory, out, config, threshold, threshold_source, show_progress, console)
+        store = _assign_into(source, input_path, input_label, memory, out, config, threshold, threshold_source, show_progress, console)
+        from convoscope.explorer.bundle import refresh_stale_explorers
+
+        refresh_stale_explorers(store.root, console or Console(stderr=True))  # a page written before this rerun
+        return store
 
 
 def _assign_into(source: RunStore, input_path: Path, input_label: str, memory: MemorySource | None, out: Path, config: Config,

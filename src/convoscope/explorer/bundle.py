@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import orjson
+from rich.markup import escape
 
 from convoscope.errors import ConvoscopeError
 from convoscope.report import run_warnings
@@ -291,3 +292,33 @@ def write_explorer(run_dir: Path, output: Path | None = None, facet: str | None 
     tmp.write_text(html, encoding="utf-8")
     tmp.replace(out)
     return out
+
+
+def refresh_stale_explorers(run_dir: Path, console: Any = None) -> list[Path]:
+    """Rewrite the explorer pages at their default places (`RUN/explorer.html`: every hierarchy; a hierarchy
+    directory's own `explorer.html`: that one) that are older than a release they show, so that a rerun into
+    the directory never leaves a page of the previous data beside the new release. Returns the pages rewritten,
+    each named on `console` (a rich Console) when given."""
+    run_dir = Path(run_dir)
+    store = RunStore(run_dir)
+    if store.parent is not None:  # a hierarchy directory: refreshed from its run
+        return []
+    pages: list[tuple[Path, str | None, list[Path]]] = []
+    dirs = hierarchy_dirs(run_dir)
+    pages.append((run_dir / "explorer.html", None, [root for _, root in dirs]))
+    for name, root in dirs:
+        if root != run_dir:
+            pages.append((root / "explorer.html", name, [root]))
+    refreshed = []
+    for page, facet, roots in pages:
+        if not page.exists():
+            continue
+        releases = [RunStore(root)._file("json:aggregates") for root in roots]  # the store alone names its files
+        if any(not r.exists() for r in releases):
+            continue
+        if page.stat().st_mtime_ns < max(r.stat().st_mtime_ns for r in releases):
+            refreshed.append(write_explorer(run_dir, page, facet=facet))
+            if console is not None:
+                console.print(f"  explorer rewritten for the new release: {escape(str(page))}")
+    return refreshed
+
