@@ -101,6 +101,19 @@ def test_estimate_calls_nothing():
     assert est["conversations"] == 2312 and est["stages"]["facets"]["calls"] == 2312 and est["total"]["cost_usd"] > 0
 
 
+def test_estimate_with_an_unpriced_model_says_unknown_not_zero(tmp_path):
+    """A local server's model has no price: its stages read 'unknown', not $0.00, and the note comes once."""
+    path = write_jsonl(tmp_path / "c.jsonl", make_records(per_topic=5, accounts=10))
+    local = "openai:Qwen2.5-7B-Instruct@http://127.0.0.1:9/v1"
+    result = cli("estimate", str(path), "--llm", local, env={"COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    assert "cost unknown" in result.stdout and "$0.00" not in result.stdout and " 0.00 " not in result.stdout
+    assert result.stdout.count(f"unknown price for {local}") == 1
+    mixed = cli("estimate", str(path), "--llm", "anthropic:claude-3-5-haiku-latest", "--naming-llm", local, env={"COLUMNS": "200"})
+    assert mixed.returncode == 0, mixed.stderr
+    assert "for the stages with a known price" in mixed.stdout
+
+
 def _all_artifacts_readable(run_dir: Path) -> None:
     for path in run_dir.iterdir():
         if path.name.endswith(".partial"):

@@ -321,18 +321,21 @@ def estimate(
     table = Table(title=f"Estimate for {input} with {llm}")
     for col in ("stage", "calls", "input tokens", "output tokens", "cost (USD)"):
         table.add_column(col, justify="right" if col != "stage" else "left")
-    for name, s in result["stages"].items():
-        table.add_row(name, f"{s['calls']:,}", f"{s['input_tokens']:,}", f"{s['output_tokens']:,}", f"{s['cost_usd']:.2f}" if s.get("cost_usd") is not None else "unknown")
+    stages = result["stages"].values()
+    priced = [s.get("price_known", True) and s.get("cost_usd") is not None for s in stages]  # an unknown price is counted as $0
+    for (name, s), known in zip(result["stages"].items(), priced):
+        table.add_row(name, f"{s['calls']:,}", f"{s['input_tokens']:,}", f"{s['output_tokens']:,}", f"{s['cost_usd']:.2f}" if known else "unknown")
     out.print(table)
     total = result["total"]
+    cost = f"${total['cost_usd']:.2f}" + ("" if all(priced) else " for the stages with a known price") if any(priced) else "cost unknown"
     out.print(f"total: {total['calls']:,} calls, {total['input_tokens']:,} input tokens, {total['output_tokens']:,} output tokens, "
-              f"${total['cost_usd']:.2f}; about {result['time_s'] / 60:.1f} minutes at {cfg.llm.max_concurrency} requests in flight")
-    if total.get("cost_usd_batch") is not None:
+              f"{cost}; about {result['time_s'] / 60:.1f} minutes at {cfg.llm.max_concurrency} requests in flight")
+    if total.get("cost_usd_batch") is not None and any(priced):
         out.print(f"with prompt caching ${total['cost_usd_cached']:.2f}; with --batch ${total['cost_usd_batch']:.2f} "
                   f"(${total['cost_usd_batch_cached']:.2f} with caching; batches take up to 24 hours)")
-    out.print(f"[dim]{result['conversations']:,} conversations; tokens counted by {result['token_counter']}; nothing was sent[/]")
-    for note in result.get("notes", []):
-        out.print(f"[yellow]note:[/] {note}")
+    out.print(f"[dim]{result['conversations']:,} conversations; tokens counted by {escape(result['token_counter'])}; nothing was sent[/]")
+    for note in dict.fromkeys(result.get("notes", [])):  # one per backend, not one per stage that uses it
+        out.print(f"[yellow]note:[/] {escape(note)}")
 
 
 def _parse_set(assignments: list[str]) -> dict[str, Any]:
