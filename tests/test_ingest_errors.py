@@ -155,6 +155,18 @@ def test_csv_errors_point_at_rows(tmp_path):
         read(tmp_path / "m.csv", table_layout="message", role_column="speaker")
 
 
+def test_csv_unclosed_quote_is_named_at_its_row(tmp_path):
+    """An unclosed quote used to swallow the rest of the file into one cell and be reported as a row
+    without an account id; a stray quote after a closed cell was dropped silently."""
+    path = tmp_path / "q.csv"
+    path.write_text('text,user\n"hello, there",bob\n"unterminated,bob\nlater row,carol\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"q\.csv:3: bad CSV: a quoted cell is never closed"):
+        read(path)
+    (tmp_path / "s.csv").write_text('text,user\n"a"b,bob\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"s\.csv:2: bad CSV"):
+        read(tmp_path / "s.csv")
+
+
 def test_chatgpt_bad_current_node(tmp_path):
     path = write_json(tmp_path / "conversations.json", [{"id": "x", "mapping": {}, "current_node": "nope"}])
     with pytest.raises(InputError, match=r"conversations\.json: record 1: field 'current_node'"):

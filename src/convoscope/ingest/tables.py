@@ -64,7 +64,9 @@ def read_csv(
     text = io.TextIOWrapper(stream, encoding="utf-8", errors="strict", newline="")
     delimiter = "\t" if path.name.lower().endswith((".tsv", ".tsv.gz")) else ","
     lines = _BoundedLines(text, options.max_record_bytes)
-    reader = csv.DictReader(lines, delimiter=delimiter)
+    # strict: a quoted cell left open would otherwise swallow every later row as its text, and the error
+    # reported would be about that row's other (now empty) cells
+    reader = csv.DictReader(lines, delimiter=delimiter, strict=True)
     try:
         columns = reader.fieldnames
     except UnicodeDecodeError:
@@ -94,7 +96,8 @@ def read_csv(
             yield start, cut_record(e)
         except (_RowTooLarge, csv.Error) as e:
             if isinstance(e, csv.Error) and "field limit" not in str(e):
-                raise InputError(f"bad CSV: {e}", path=str(path), line=start) from None
+                unclosed = "unexpected end of data" in str(e)
+                raise InputError(f"bad CSV: {'a quoted cell is never closed' if unclosed else e}", path=str(path), line=start) from None
             # After an oversize row the csv parser may be inside a quoted cell: it cannot resynchronise safely.
             error = oversize_record(options.max_record_bytes)
             yield start, RecordError(f"{error.reason}; the rest of the file was not read", hint=error.hint,
