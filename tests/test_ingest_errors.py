@@ -167,6 +167,20 @@ def test_csv_unclosed_quote_is_named_at_its_row(tmp_path):
         read(tmp_path / "s.csv")
 
 
+def test_unknown_format_names_a_format_field_of_the_wrong_type(tmp_path):
+    """{"text": 12345} was only "unknown format: first record has fields (text)"."""
+    for name, record, said in [("n.jsonl", {"text": 12345}, "field 'text' is a number, not a string"),
+                               ("m.jsonl", {"messages": "hello"}, "field 'messages' is a string, not an array")]:
+        path = write_jsonl(tmp_path / name, [record])
+        with pytest.raises(InputError, match="unknown format") as exc:
+            read(path)
+        assert said in str(exc.value)
+    path = write_jsonl(tmp_path / "o.jsonl", [{"body": "hello"}])
+    with pytest.raises(InputError, match="unknown format") as exc:
+        read(path)
+    assert "but field" not in str(exc.value)
+
+
 def test_chatgpt_bad_current_node(tmp_path):
     path = write_json(tmp_path / "conversations.json", [{"id": "x", "mapping": {}, "current_node": "nope"}])
     with pytest.raises(InputError, match=r"conversations\.json: record 1: field 'current_node'"):

@@ -10,7 +10,7 @@ from convoscope.text import clean_text
 from . import hh, prompt
 from .files import PARQUET_MAGIC, RemoteFile
 from .options import FORMATS, IngestOptions
-from .record import SHOWN_CHARS, shown
+from .record import SHOWN_CHARS, TEXT_FIELDS, shown
 
 _TABLE_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".tsv.gz")
 RECORD_FORMATS = tuple(f for f in FORMATS if f not in ("csv", "parquet"))
@@ -57,6 +57,20 @@ def describe_unknown(rec: Any) -> str:
     # keys are data too (a text used as a key): long ones are described, not shown
     keys = ", ".join(clean_text(k) if len(k) <= SHOWN_CHARS else shown(k) for k in list(rec)[:10]) or "none"
     return (
-        f"unknown format: first record has fields ({keys}); expected one of {', '.join(FORMATS)} "
+        f"unknown format: first record has fields ({keys}){_wrong_type(rec)}; expected one of {', '.join(FORMATS)} "
         "(set the format explicitly, or text_field for single-prompt data)"
     )
+
+
+# A field that names a format, with the JSON type that format needs: present with another type, it is the
+# likely mistake, and "unknown format" alone would not say so.
+_FORMAT_FIELDS = {"messages": list, "conversations": list, "mapping": dict, **{name: str for name in TEXT_FIELDS}}
+_JSON_TYPES = {list: "an array", dict: "an object", str: "a string", int: "a number", float: "a number", bool: "true/false"}
+
+
+def _wrong_type(rec: dict[str, Any]) -> str:
+    for name, wanted in _FORMAT_FIELDS.items():
+        value = rec.get(name)
+        if value is not None and not isinstance(value, wanted):
+            return f", but field '{name}' is {_JSON_TYPES.get(type(value), type(value).__name__)}, not {_JSON_TYPES[wanted]}"
+    return ""
