@@ -88,9 +88,11 @@ def print_report(store: RunStore, console: Console, depth: int = 2) -> None:
     if line:
         console.print(f"[dim]privacy: {markup_safe(line)}[/]")
     console.print(root)
-    if agg["facets_unavailable"]:
-        for name, why in agg["facets_unavailable"].items():
-            console.print(f"[dim]{markup_safe(name)}: unavailable ({markup_safe(why)})[/]")
+    by_reason: dict[str, list[str]] = {}
+    for name, why in agg["facets_unavailable"].items():  # one line per reason: "request, task: unavailable, needs an LLM"
+        by_reason.setdefault(why, []).append(name)
+    for why, names in by_reason.items():
+        console.print(f"[dim]{markup_safe(', '.join(names))}: unavailable, {markup_safe(why)}[/]")
     console.print(f"[dim]withheld by the privacy gates: {count(agg['withheld']['clusters'], 'cluster')}, {count(agg['withheld']['conversations'], 'conversation')}[/]")
     others = [f for f in store.facets() if f != run["facet"]]
     if others:
