@@ -196,26 +196,36 @@ def name_clusters(index: KeywordIndex, labels: np.ndarray, k: int, account_index
     members_of = np.argsort(labels, kind="stable")
     bounds = np.searchsorted(labels[members_of], np.arange(k + 1))
     language_of = np.asarray(languages, dtype=object)
-    checker: policy.TextChecker | None = None
     prompt_words = {policy._norm(w) for w in policy.prompt_vocabulary()}
+    candidates_of: list[list[tuple[str, str]]] = []
+    for c in range(k):
+        members = members_of[bounds[c]:bounds[c + 1]]
+        langs = cluster_languages(language_of[members].tolist(), account_index[members].tolist(), p) if chosen[c] else []
+        candidates_of.append(describe(chosen[c], langs, sizes[c] / total, labels_of[c]) if chosen[c] else [])
+    # the texts the checker may see: each cluster's candidates up to the first that passes without it,
+    # indexed in one pass over the run's texts (the checker indexes only the words it is asked about)
+    needs_checker: dict[str, bool] = {}
+    for candidates_c in candidates_of:
+        for name, desc in candidates_c:
+            text = f"{name}\n{desc}"
+            needs_checker[text] = not ((not policy.checked_tokens(text) and not _person_like(text)) or _only_prompt_words(text, prompt_words))
+            if not needs_checker[text]:
+                break
+    checker: policy.TextChecker | None = None
+    if any(needs_checker.values()):
+        checker = policy.TextChecker(texts, account_index, p)
+        checker.prepare([text for text, needed in needs_checker.items() if needed])
     names, fallbacks = [], 0
     for c in range(k):
         members = members_of[bounds[c]:bounds[c + 1]]
         if not chosen[c]:
             names.append(keyword_name([]))
             continue
-        langs = cluster_languages(language_of[members].tolist(), account_index[members].tolist(), p)
         picked = None
-        for i, (name, desc) in enumerate(describe(chosen[c], langs, sizes[c] / total, labels_of[c])):
+        for i, (name, desc) in enumerate(candidates_of[c]):
             text = f"{name}\n{desc}"
-            if (not policy.checked_tokens(text) and not _person_like(text)) or _only_prompt_words(text, prompt_words):
+            if not needs_checker[text] or (checker is not None and not checker.problems(text, members)):
                 picked = (name, desc)
-            else:
-                if checker is None:
-                    checker = policy.TextChecker(texts, account_index, p)
-                if not checker.problems(text, members):
-                    picked = (name, desc)
-            if picked:
                 fallbacks += i > 0
                 break
         if picked is None:

@@ -265,29 +265,86 @@ def _listed_name(tags: str) -> bool:
 
 class VocabularySupport:
     """Which accounts used each word in the texts (facet summaries) of a run, to check that the words
-    of a published name or description are used by enough accounts of the group it describes."""
+    of a published name or description are used by enough accounts of the group it describes.
+
+    The index holds only the words actually checked: indexing every word of every text was most of
+    the checker's cost at a million conversations, for the few dozen words names ever hold. A pass for
+    a set of words reads only the texts that contain one of them as a substring (lowercased: a token
+    normalising to a word always contains it, see `_folded`), and tokenises those as before, so each
+    word's rows are exactly what an index of every word would hold. `prepare` indexes the words of many
+    texts in one pass; after `FULL_INDEX_AFTER` passes for words not prepared, every word is indexed at
+    once (as before), so a caller that checks texts one by one never pays more than a few passes extra."""
+
+    FULL_INDEX_AFTER = 4
 
     def __init__(self, texts: Iterable[str], account_index: np.ndarray, common_accounts: int, allowed_words: Iterable[str] = ()):
+        self._texts = texts if isinstance(texts, list) else list(texts)
+        self._accounts = np.asarray(account_index)
+        self._common_accounts = common_accounts
+        self._allowed = {_norm(w) for w in allowed_words}
+        self._postings: dict[str, np.ndarray] = {}  # word -> rows using it (words in no text are absent)
+        self._indexed: set[str] = set()  # words looked up so far (with or without postings)
+        self._common: dict[str, bool] = {}
+        self._everything = False
+        self.passes = 0  # passes over the texts so far (the full index counts as one)
+
+    def prepare(self, words: Iterable[str]) -> None:
+        """Index these words (as written in a text to check, e.g. its `checked_tokens`) in one pass."""
+        self._index({_norm(w) for w in words})
+
+    def _index(self, words: set[str]) -> None:
+        missing = words - self._indexed - self._allowed
+        if not missing or self._everything:
+            return
+        if self.passes >= self.FULL_INDEX_AFTER:
+            self._index_everything()
+            return
+        self.passes += 1
+        found: dict[str, list[int]] = {w: [] for w in missing}
+        keys = sorted({w.replace("ς", "σ") for w in missing})  # a word is lowercase already: folded as texts are
+        key = keys[0] if len(keys) == 1 else None
+        for row, text in enumerate(self._texts):
+            if not text:
+                continue
+            folded = _folded(text)
+            if (key in folded) if key is not None else any(k in folded for k in keys):
+                for w in {_norm(t) for t in _TOKEN.findall(text)} & found.keys():
+                    found[w].append(row)
+        for w, rows in found.items():
+            if rows:
+                self._postings[w] = np.asarray(rows, dtype=np.int64)
+        self._indexed |= missing
+
+    def _index_everything(self) -> None:
         postings: dict[str, list[int]] = defaultdict(list)
-        for row, text in enumerate(texts):
+        for row, text in enumerate(self._texts):
             for w in {_norm(t) for t in _TOKEN.findall(text or "")}:
                 postings[w].append(row)
         self._postings = {w: np.asarray(rows, dtype=np.int64) for w, rows in postings.items()}
-        self._accounts = np.asarray(account_index)
-        self._common = {w for w, rows in self._postings.items() if len(np.unique(self._accounts[rows])) >= common_accounts}
-        self._allowed = {_norm(w) for w in allowed_words}
+        self._everything = True
+        self.passes += 1
+
+    def _is_common_word(self, w: str) -> bool:
+        if w not in self._common:
+            rows = self._postings.get(w)
+            self._common[w] = rows is not None and len(np.unique(self._accounts[rows])) >= self._common_accounts
+        return self._common[w]
 
     def is_common(self, text: str) -> bool:
         """Every checked word of `text` is used by `common_accounts` accounts across the run (a public
         figure's name, for instance) or is part of our own prompts."""
-        return all(_norm(w) in self._common or _norm(w) in self._allowed for w in checked_tokens(text))
+        words = [_norm(w) for w in checked_tokens(text)]
+        self._index(set(words))
+        return all(w in self._allowed or self._is_common_word(w) for w in words)
 
     def unsupported(self, text: str, members: np.ndarray, min_accounts: int) -> list[str]:
         """Words of `text` that fewer than `min_accounts` accounts among `members` (conversation rows)
         used, other than words of our own prompts."""
+        words = list(dict.fromkeys(checked_tokens(text)))
+        self._index({_norm(w) for w in words})
         bad = []
         member_mask = None
-        for word in dict.fromkeys(checked_tokens(text)):
+        for word in words:
             w = _norm(word)
             if w in self._allowed:
                 continue
@@ -301,6 +358,15 @@ class VocabularySupport:
                     continue
             bad.append(word)
         return bad
+
+
+def _folded(text: str) -> str:
+    """`text` lowercased with the apostrophes `_norm` unifies unified, and final sigma as sigma. Lowercasing
+    maps each character on its own except capital sigma, whose lowercase depends on its neighbours (the
+    one case where a token lowercased alone differs from the same token inside a lowercased text), so
+    the folded form of every token of a text, hence every word it normalises to (a prefix), is a
+    substring of the folded text."""
+    return text.lower().replace("’", "'").replace("ς", "σ")
 
 
 def prompt_vocabulary() -> set[str]:
@@ -321,6 +387,17 @@ class TextChecker:
         self.p = p
         self.vocabulary = VocabularySupport(texts, account_index, common_accounts=p.public_figure_accounts,
                                                    allowed_words=prompt_vocabulary() | {NAME_WITHHELD, "Other (withheld)"})
+
+    def prepare(self, texts: Iterable[str]) -> None:
+        """Index, in one pass over the run's texts, every word that checking these texts looks up (their
+        checked words and those of their person-like spans): call it before checking many texts."""
+        from convoscope.person_names import find_person_names
+
+        words: list[str] = []
+        for text in texts:
+            words += checked_tokens(text)
+            words += [w for span in find_person_names(text) for w in checked_tokens(span)]
+        self.vocabulary.prepare(words)
 
     def problems(self, text: str, members: np.ndarray) -> list[str]:
         """Words that make `text` unpublishable for the conversations `members`."""
