@@ -114,6 +114,20 @@ def test_estimate_with_an_unpriced_model_says_unknown_not_zero(tmp_path):
     assert "for the stages with a known price" in mixed.stdout
 
 
+def test_run_summary_llm_cost_of_an_unpriced_model_is_unknown():
+    from convoscope.cli import llm_usage_line
+
+    role = {"calls": 3, "cached_calls": 0, "input_tokens": 900, "output_tokens": 90, "cost_usd": 0.0}
+    local = {**role, "backend": "openai:m@http://127.0.0.1:9/v1", "price_known": False}
+    total = {key: 3 for key in ("calls", "input_tokens", "output_tokens")} | {"cached_calls": 0, "cost_usd": 0.0}
+    line = llm_usage_line({"roles": {"facets": local}, "total": total})
+    assert "cost unknown (no price known for openai:m@http://127.0.0.1:9/v1)" in line and "$" not in line
+    hosted = {**role, "backend": "anthropic:claude-3-5-haiku-latest", "price_known": True, "cost_usd": 0.5}
+    line = llm_usage_line({"roles": {"facets": hosted, "naming": local}, "total": {**total, "cost_usd": 0.5}})
+    assert "$0.5000 (no price known for openai:m@http://127.0.0.1:9/v1; not counted)" in line
+    assert llm_usage_line({"roles": {"facets": hosted}, "total": {**total, "cost_usd": 0.5}}).endswith("3 out, $0.5000")
+
+
 def _all_artifacts_readable(run_dir: Path) -> None:
     for path in run_dir.iterdir():
         if path.name.endswith(".partial"):

@@ -64,6 +64,19 @@ def _load(config: Optional[Path], overrides: dict[str, Any]):
     return load_config(config, overrides)
 
 
+def llm_usage_line(usage: dict[str, Any]) -> str:
+    """Calls, tokens and cost of a run's LLM use; a model without a known price makes the cost 'unknown',
+    not the $0 it is counted as."""
+    total = usage.get("total", usage)
+    unpriced = sorted({r.get("backend", name) for name, r in usage.get("roles", {}).items() if not r.get("price_known", True)})
+    priced = any(r.get("price_known", True) for r in usage.get("roles", {}).values()) or not unpriced
+    cost = f"${total.get('cost_usd', 0):.4f}" if priced else "cost unknown"
+    if unpriced:
+        cost += f" (no price known for {', '.join(unpriced)}{'; not counted' if priced else ''})"
+    return (f"{count(total.get('calls', 0), 'call')} ({total.get('cached_calls', 0):,} from cache), "
+            f"{count(total.get('input_tokens', 0), 'token')} in, {total.get('output_tokens', 0):,} out, {cost}")
+
+
 def _print_run_summary(store) -> None:
     m = store.manifest
     ingest = m["stages"]["ingest"]["report"]
@@ -76,9 +89,7 @@ def _print_run_summary(store) -> None:
         err.print(f"  removed {count(ingest['duplicates'], 'exact duplicate conversation')}")
     usage = m.get("llm_usage")
     if usage:
-        total = usage.get("total", usage)
-        err.print(f"  LLM: {count(total.get('calls', 0), 'call')} ({total.get('cached_calls', 0):,} from cache), "
-                  f"{count(total.get('input_tokens', 0), 'token')} in, {total.get('output_tokens', 0):,} out, ${total.get('cost_usd', 0):.4f}")
+        err.print(f"  LLM: {escape(llm_usage_line(usage))}")
     for facet in store.facets()[1:]:
         sub = store.facet_store(facet)
         agg = sub.read_json("aggregates")
