@@ -128,6 +128,15 @@ def test_run_summary_llm_cost_of_an_unpriced_model_is_unknown():
     assert llm_usage_line({"roles": {"facets": hosted}, "total": {**total, "cost_usd": 0.5}}).endswith("3 out, $0.5000")
 
 
+def test_help_texts_wrap_to_the_terminal_not_to_the_source():
+    """Command docstrings broke their help mid-sentence wherever the source line ended."""
+    result = cli("--help", env={"COLUMNS": "250"})
+    assert result.returncode == 0
+    for phrase in ("where do this week's conversations go?", "conversations without an account id.",
+                   "search). A run with several hierarchies", "every hierarchy of the run (with a switcher)"):
+        assert phrase in result.stdout, phrase
+
+
 def _all_artifacts_readable(run_dir: Path) -> None:
     for path in run_dir.iterdir():
         if path.name.endswith(".partial"):

@@ -164,9 +164,7 @@ def assign(
     llm: Optional[str] = typer.Option(None, "--llm", help="LLM mode: another endpoint for the facet model (default: RUN's; use the same model, or the summaries will not be comparable)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ) -> None:
-    """Place new conversations into a finished run's clusters, without rebuilding its hierarchy ("where do this
-    week's conversations go?"): RUN's settings, embedding model and names; counts on the new data under the same
-    privacy gates. Then `convoscope compare RUN NEW_RUN` shows what grew, shrank or appeared."""
+    """Place new conversations into a finished run's clusters, without rebuilding its hierarchy ("where do this week's conversations go?"): RUN's settings, embedding model and names; counts on the new data under the same privacy gates. Then `convoscope compare RUN NEW_RUN` shows what grew, shrank or appeared."""
     from convoscope.assign import assign as assign_new
 
     overrides = {**_ingest_overrides(fmt, skip_invalid, account_field, time_field, pool_missing_accounts), "llm.facets": llm}
@@ -208,8 +206,7 @@ def validate(
     pool_missing_accounts: bool = PoolMissingOpt,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
-    """Read every conversation and report format, counts, duplicates, invalid records and conversations without an
-    account id. Exit 0 when valid, 1 when not (invalid records, or input a run would refuse)."""
+    """Read every conversation and report format, counts, duplicates, invalid records and conversations without an account id. Exit 0 when valid, 1 when not (invalid records, or input a run would refuse)."""
     from convoscope.ingest import validate_input
 
     cfg = _load(config, _ingest_overrides(fmt, True, account_field, pool_missing_accounts=pool_missing_accounts))
@@ -272,8 +269,7 @@ def explore(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="HTML file to write (default: RUN/explorer.html, or the facet's directory)."),
     facet: Optional[str] = ExplorerFacetOpt,
 ) -> None:
-    """Write the explorer: one self-contained, offline HTML file (map, tree, cluster panel, search).
-    A run with several hierarchies gets one page with a switcher between them; --facet writes only that one."""
+    """Write the explorer: one self-contained, offline HTML file (map, tree, cluster panel, search). A run with several hierarchies gets one page with a switcher between them; --facet writes only that one."""
     from convoscope.explorer import write_explorer
     from convoscope.store import RunStore
 
@@ -295,9 +291,7 @@ def serve(
     no_browser: bool = typer.Option(False, "--no-browser", help="Do not open a browser."),
     facet: Optional[str] = ExplorerFacetOpt,
 ) -> None:
-    """Serve the explorer from the run directory (for runs too large to inline); every hierarchy of the run
-    (with a switcher), or only --facet's.
-    Only requests addressed to localhost (or to --host / --allow-host names) are answered, against DNS rebinding."""
+    """Serve the explorer from the run directory (for runs too large to inline); every hierarchy of the run (with a switcher), or only --facet's. Only requests addressed to localhost (or to --host / --allow-host names) are answered, against DNS rebinding."""
     from convoscope.explorer import serve as serve_explorer
     from convoscope.store import RunStore
 
