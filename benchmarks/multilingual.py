@@ -34,7 +34,8 @@ languages were centred (the run's `language_offsets`):
 
 `--centred-languages RUN...` prints, for finished runs, the language facet's counts and the languages that
 centring with `--min-rows` would move (`language_offsets` on the run's own vectors and languages, the function
-the embed stage calls): none means the setting cannot change that run.
+the embed stage calls): none means the setting cannot change that run; with `--label-key` (metadata), each
+moved language's mix of labels.
 
 `--save-demo FILE` writes the bundled demo (what `convoscope demo` runs) with a gold label in each record's
 metadata (`label`: its Arena-Hard category, else its source: coding, creative_writing, math or
@@ -137,7 +138,7 @@ def main() -> None:
                         " source) for `convoscope eval reconstruction` (and do nothing else)")
     parser.add_argument("--majority", nargs="+", metavar="RUN", help="for finished runs of labelled data: per level and language,"
                         " the share of conversations in a cluster whose most common label is their own (and do nothing else)")
-    parser.add_argument("--label-key", default="label", help="--majority: the metadata field holding the gold label")
+    parser.add_argument("--label-key", default="label", help="--majority, --centred-languages: the metadata field holding the gold label")
     args = parser.parse_args()
     if args.majority:
         by_setting: dict[int, list[dict[tuple[str, str], float]]] = {}
@@ -158,7 +159,7 @@ def main() -> None:
         return
     if args.centred_languages:
         for run in args.centred_languages:
-            centred_languages(Path(run), args.min_rows)
+            centred_languages(Path(run), args.min_rows, args.label_key)
         return
     rows = [json.loads(line) for line in open(args.data, encoding="utf-8")]
     if args.languages:
@@ -318,7 +319,7 @@ def save_demo(out: Path) -> None:
     print(f"{out}: {len(rows):,} conversations; labels: {dict(Counter(r['metadata']['label'] for r in rows).most_common())}")
 
 
-def centred_languages(run_dir: Path, min_rows: int) -> None:
+def centred_languages(run_dir: Path, min_rows: int, key: str = "label") -> None:
     from convoscope.store import RunStore
 
     store = RunStore(run_dir)
@@ -328,6 +329,13 @@ def centred_languages(run_dir: Path, min_rows: int) -> None:
     print(f"{run_dir}: {len(languages):,} conversations; languages (facet): "
           + ", ".join(f"{lang} {n:,}" for lang, n in counts[:8]) + (f", {len(counts) - 8} more" if len(counts) > 8 else ""))
     print(f"  centre_languages_min = {min_rows} would move: {', '.join(sorted(moved)) or 'nothing (fewer than two languages reach it)'}")
+    meta = store.read_table("conversations", columns=["conv_id", "metadata"]).to_pydict()
+    label = {c: json.loads(m or "{}").get(key) for c, m in zip(meta["conv_id"], meta["metadata"])}
+    gold = [label.get(c) for c in store.read_table("facets", columns=["conv_id"]).column("conv_id").to_pylist()]  # facets' row order
+    if moved and all(g is not None for g in gold):  # what each moved language asks about: its mean is partly that
+        for lang in sorted(moved):
+            mix = Counter(g for g, x in zip(gold, languages) if x == lang)
+            print(f"    {lang} by {key}: " + ", ".join(f"{g} {n} ({n / sum(mix.values()):.0%})" for g, n in sorted(mix.items())))
 
 
 def where_is(top: np.ndarray, language: np.ndarray, code: str) -> str:
