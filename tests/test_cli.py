@@ -137,6 +137,17 @@ def test_help_texts_wrap_to_the_terminal_not_to_the_source():
         assert phrase in result.stdout, phrase
 
 
+def test_run_summary_names_skipped_files_of_a_directory():
+    """An empty file in an input directory was skipped with no word on the terminal (only in the manifest)."""
+    from convoscope.cli import ingest_notes
+
+    notes = ingest_notes({"skipped_files": [f"d/{i}.jsonl: file is empty" for i in range(5)], "duplicates": 2})
+    assert notes[0] == ("skipped 5 files of the input holding no conversations: d/0.jsonl: file is empty; d/1.jsonl: file is empty; "
+                        "d/2.jsonl: file is empty; and 2 more (manifest.json, stages.ingest.report)")
+    assert notes[1] == "removed 2 exact duplicate conversations"
+    assert ingest_notes({"skipped_files": [], "duplicates": 0}) == []
+
+
 def _all_artifacts_readable(run_dir: Path) -> None:
     for path in run_dir.iterdir():
         if path.name.endswith(".partial"):

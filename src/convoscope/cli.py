@@ -77,6 +77,19 @@ def llm_usage_line(usage: dict[str, Any]) -> str:
             f"{count(total.get('input_tokens', 0), 'token')} in, {total.get('output_tokens', 0):,} out, {cost}")
 
 
+def ingest_notes(report: dict[str, Any]) -> list[str]:
+    """What reading the input left out, for the run summary: files of a directory that hold no conversations
+    (listed in the manifest, but a user reads the terminal) and exact duplicates."""
+    notes = []
+    skipped = report.get("skipped_files") or []
+    if skipped:
+        more = f"; and {len(skipped) - 3:,} more (manifest.json, stages.ingest.report)" if len(skipped) > 3 else ""
+        notes.append(f"skipped {count(len(skipped), 'file')} of the input holding no conversations: {'; '.join(skipped[:3])}{more}")
+    if report.get("duplicates"):
+        notes.append(f"removed {count(report['duplicates'], 'exact duplicate conversation')}")
+    return notes
+
+
 def _print_run_summary(store) -> None:
     m = store.manifest
     ingest = m["stages"]["ingest"]["report"]
@@ -85,8 +98,8 @@ def _print_run_summary(store) -> None:
     err.print(f"[green]Done[/] in {m.get('seconds', 0):.1f}s: {count(run['conversations'], 'conversation')}, {count(run['accounts'], 'account')}, "
               f"{count(run['levels'], 'level')}, {count(sum(1 for c in agg['clusters'] if c['kind'] == 'cluster'), 'published cluster')}, "
               f"{agg['withheld']['clusters']} withheld ({count(agg['withheld']['conversations'], 'conversation')} in 'other').")
-    if ingest.get("duplicates"):
-        err.print(f"  removed {count(ingest['duplicates'], 'exact duplicate conversation')}")
+    for line in ingest_notes(ingest):
+        err.print(f"  {escape(line)}")
     usage = m.get("llm_usage")
     if usage:
         err.print(f"  LLM: {escape(llm_usage_line(usage))}")
