@@ -45,6 +45,16 @@ def test_validate_reports_the_broken_line(tmp_path):
     assert "broken.jsonl:17" in report["invalid_examples"][0]
 
 
+def test_validate_table_reads_as_text(tmp_path):
+    """The table printed Python values: 'missing_account True', 'first_with_account None', a list's repr."""
+    path = tmp_path / "c.jsonl"
+    path.write_text("\n".join(json.dumps({"text": f"how do I reset my password {i}"}) for i in range(3)) + "\n{\"text\": 5}\n")
+    result = cli("validate", str(path), "--skip-invalid", env={"COLUMNS": "200"})
+    assert result.returncode == 1
+    assert "None" not in result.stdout and "True" not in result.stdout and "['" not in result.stdout
+    assert "first with account     -" in result.stdout and "missing account        yes" in result.stdout
+
+
 def test_run_stops_on_a_broken_record_with_file_and_line(tmp_path):
     records = make_records(per_topic=5, accounts=5)
     path = write_jsonl(tmp_path / "c.jsonl", records)

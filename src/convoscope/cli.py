@@ -238,11 +238,24 @@ def validate(
         table = Table(show_header=False, box=None)
         for key, value in data.items():
             if key != "account_problem":  # printed in full below
-                table.add_row(key, escape(str(value)))
+                table.add_row(key.replace("_", " "), escape(_plain(value)))
         out.print(table)
         _print_account_note(report)
         out.print("[green]valid[/]" if valid else "[red]invalid[/]")
     raise typer.Exit(0 if valid else 1)
+
+
+def _plain(value: Any) -> str:
+    """A validate value as a person reads it (the --json output keeps the JSON types)."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, (list, tuple)):
+        return "\n".join(map(str, value)) if value else "none"
+    return str(value)
 
 
 def _print_account_note(report) -> None:
