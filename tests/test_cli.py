@@ -158,6 +158,18 @@ def test_run_summary_names_skipped_files_of_a_directory():
     assert ingest_notes({"skipped_files": [], "duplicates": 0}) == []
 
 
+def test_run_summary_says_dp_counts_are_noisy():
+    """A DP run of 1,500 conversations summarised as 'Done: 1,511 conversations' with no word of noise."""
+    from convoscope.cli import release_counts
+
+    agg = {"run": {"conversations": 1511, "accounts": 1503, "levels": 1, "privacy": "dp"},
+           "clusters": [{"kind": "cluster"}, {"kind": "other"}], "withheld": {"clusters": 1, "conversations": 9}}
+    assert release_counts(agg) == (" (noisy counts: differential privacy): 1,511 conversations, 1,503 accounts, 1 level, "
+                                   "1 published cluster, 1 withheld (9 conversations in 'other').")
+    agg["run"]["privacy"] = "thresholds"
+    assert release_counts(agg).startswith(": 1,511 conversations")
+
+
 def _all_artifacts_readable(run_dir: Path) -> None:
     for path in run_dir.iterdir():
         if path.name.endswith(".partial"):

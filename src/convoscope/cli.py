@@ -90,14 +90,20 @@ def ingest_notes(report: dict[str, Any]) -> list[str]:
     return notes
 
 
+def release_counts(agg: dict[str, Any]) -> str:
+    """The run summary's counts, from the release: in DP mode they are noisy, not the numbers read, and say so."""
+    run = agg["run"]
+    noisy = " (noisy counts: differential privacy)" if run.get("privacy") == "dp" else ""
+    return (f"{noisy}: {count(run['conversations'], 'conversation')}, {count(run['accounts'], 'account')}, {count(run['levels'], 'level')}, "
+            f"{count(sum(1 for c in agg['clusters'] if c['kind'] == 'cluster'), 'published cluster')}, "
+            f"{agg['withheld']['clusters']} withheld ({count(agg['withheld']['conversations'], 'conversation')} in 'other').")
+
+
 def _print_run_summary(store) -> None:
     m = store.manifest
     ingest = m["stages"]["ingest"]["report"]
     agg = store.read_json("aggregates")
-    run = agg["run"]
-    err.print(f"[green]Done[/] in {m.get('seconds', 0):.1f}s: {count(run['conversations'], 'conversation')}, {count(run['accounts'], 'account')}, "
-              f"{count(run['levels'], 'level')}, {count(sum(1 for c in agg['clusters'] if c['kind'] == 'cluster'), 'published cluster')}, "
-              f"{agg['withheld']['clusters']} withheld ({count(agg['withheld']['conversations'], 'conversation')} in 'other').")
+    err.print(f"[green]Done[/] in {m.get('seconds', 0):.1f}s{escape(release_counts(agg))}")
     for line in ingest_notes(ingest):
         err.print(f"  {escape(line)}")
     usage = m.get("llm_usage")
