@@ -52,7 +52,7 @@ def test_validate_table_reads_as_text(tmp_path):
     result = cli("validate", str(path), "--skip-invalid", env={"COLUMNS": "200"})
     assert result.returncode == 1
     assert "None" not in result.stdout and "True" not in result.stdout and "['" not in result.stdout
-    assert "first with account     -" in result.stdout and "missing account        yes" in result.stdout
+    assert "first_with_account     -" in result.stdout and "missing_account        yes" in result.stdout
 
 
 def test_run_stops_on_a_broken_record_with_file_and_line(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 from test_ingest_helpers import read, write_json, write_jsonl
 
 from convoscope.errors import InputError
+from convoscope.ingest import IngestOptions
 
 CLINC = Path(__file__).resolve().parent / "data" / "clinc150_slice.jsonl.gz"  # the repository's slice (tests/data/README.md)
 OK = [{"role": "user", "content": "x"}]
@@ -179,6 +180,24 @@ def test_unknown_format_names_a_format_field_of_the_wrong_type(tmp_path):
     with pytest.raises(InputError, match="unknown format") as exc:
         read(path)
     assert "but field" not in str(exc.value)
+
+
+def test_a_named_field_no_conversation_has_is_an_error(tmp_path):
+    """`--account-field usr` (a typo) ran as input without account ids: the thresholds counted conversations."""
+    from convoscope.ingest import MemorySource
+
+    records = [{"id": f"c{i}", "user": f"u{i % 3}", "text": f"hello {i}", "created_at": "2026-01-01T00:00:00Z"} for i in range(6)]
+    path = write_jsonl(tmp_path / "a.jsonl", records)
+    with pytest.raises(InputError, match=r"a\.jsonl: no conversation has an account id in field 'usr' \(--account-field"):
+        read(path, account_field="usr")
+    with pytest.raises(InputError, match=r"no conversation has a time in field 'when' \(--time-field"):
+        read(path, time_field="when")
+    with pytest.raises(InputError, match="field 'usr'"):
+        list(MemorySource.from_data(records).read(IngestOptions(account_field="usr")))
+    convs, report = read(path, account_field="user", time_field="created_at")  # named and present: fine
+    assert len(convs) == 6 and report.account_ids == "present"
+    no_ids = write_jsonl(tmp_path / "b.jsonl", [{"text": f"hello {i}"} for i in range(3)])
+    assert read(no_ids)[1].account_ids == "absent"  # none named, none present: runs, as documented
 
 
 def test_chatgpt_bad_current_node(tmp_path):

@@ -222,13 +222,14 @@ def validate(
     config: Optional[Path] = ConfigOpt,
     skip_invalid: bool = typer.Option(False, "--skip-invalid", help="Count malformed records instead of stopping at the first."),
     account_field: Optional[str] = typer.Option(None, "--account-field", help="Input field holding the account (user) id."),
+    time_field: Optional[str] = typer.Option(None, "--time-field", help="Input field holding the creation time."),
     pool_missing_accounts: bool = PoolMissingOpt,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:
     """Read every conversation and report format, counts, duplicates, invalid records and conversations without an account id. Exit 0 when valid, 1 when not (invalid records, or input a run would refuse)."""
     from convoscope.ingest import validate_input
 
-    cfg = _load(config, _ingest_overrides(fmt, True, account_field, pool_missing_accounts=pool_missing_accounts))
+    cfg = _load(config, _ingest_overrides(fmt, True, account_field, time_field, pool_missing_accounts=pool_missing_accounts))
     try:
         report = validate_input(input, cfg.ingest)
     except ConvoscopeError as e:
@@ -244,7 +245,7 @@ def validate(
         table = Table(show_header=False, box=None)
         for key, value in data.items():
             if key != "account_problem":  # printed in full below
-                table.add_row(key.replace("_", " "), escape(_plain(value)))
+                table.add_row(key, escape(_plain(value)))
         out.print(table)
         _print_account_note(report)
         out.print("[green]valid[/]" if valid else "[red]invalid[/]")

@@ -29,7 +29,7 @@ from convoscope.model import Conversation
 from .detect import detect_record
 from .json_source import PARSERS, Item
 from .options import IngestOptions
-from .reader import Seen, accepted
+from .reader import Seen, accepted, check_named_fields
 from .record import RecordContext, RecordError
 from .report import IngestReport
 from .tables import _read_table
@@ -187,4 +187,5 @@ class MemorySource:
             for fmt in formats:
                 report.add_format(fmt)
         report.files = 1
+        check_named_fields(report, options, self.kind)
 

@@ -14,7 +14,7 @@ from .detect import detect_container
 from .files import RemoteFile, input_location, list_files, open_bytes
 from .json_source import Item, UnknownFormat, read_json
 from .options import IngestOptions
-from .record import RecordError
+from .record import ACCOUNT_FIELDS, TIME_FIELDS, RecordError
 from .report import IngestReport
 from .tables import read_csv, read_parquet
 
@@ -58,6 +58,21 @@ def read_conversations(
         report.files += 1
     if not read_any:
         raise InputError(f"no readable file ({'; '.join(report.skipped_files[:3])})", path=str(root))
+    check_named_fields(report, options, str(root))
+
+
+def check_named_fields(report: IngestReport, options: IngestOptions, source: str) -> None:
+    """A field named explicitly (--account-field, --time-field) that no conversation has is a mistake (a typo,
+    another file's schema), not an input without accounts or times: without it the privacy thresholds would
+    silently count conversations instead of people. Called once the whole input is read."""
+    if not report.conversations:
+        return
+    if options.account_field and report.without_account == report.conversations:
+        raise InputError(f"no conversation has an account id in field {options.account_field!r} (--account-field, ingest.account_field); "
+                         f"check the field's name, or leave the option out to use {', '.join(ACCOUNT_FIELDS)}", path=source)
+    if options.time_field and report.without_time == report.conversations:
+        raise InputError(f"no conversation has a time in field {options.time_field!r} (--time-field, ingest.time_field); "
+                         f"check the field's name, or leave the option out to use {', '.join(TIME_FIELDS)}", path=source)
 
 
 @dataclass
