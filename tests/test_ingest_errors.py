@@ -200,6 +200,14 @@ def test_a_named_field_no_conversation_has_is_an_error(tmp_path):
     assert read(no_ids)[1].account_ids == "absent"  # none named, none present: runs, as documented
 
 
+def test_scalar_metadata_field_is_kept(tmp_path):
+    """`"metadata": "web"` (not an object) was dropped without a word; it is kept as the field `metadata`."""
+    path = write_jsonl(tmp_path / "m.jsonl", [{"text": "hello", "metadata": "web", "plan": "pro"},
+                                              {"text": "again", "metadata": {"plan": "free"}}])
+    convs, _ = read(path)
+    assert convs[0].metadata == {"metadata": "web", "plan": "pro"} and convs[1].metadata == {"plan": "free"}
+
+
 def test_chatgpt_bad_current_node(tmp_path):
     path = write_json(tmp_path / "conversations.json", [{"id": "x", "mapping": {}, "current_node": "nope"}])
     with pytest.raises(InputError, match=r"conversations\.json: record 1: field 'current_node'"):

@@ -166,6 +166,8 @@ def build(
     extra = rec.get("metadata")
     if isinstance(extra, dict):
         metadata.update(extra)
+    elif extra is not None and isinstance(extra, _SCALARS):  # a plain value (a CSV column "metadata"): a field like any other
+        metadata["metadata"] = extra
     for key, value in rec.items():
         if key not in skip and isinstance(value, _SCALARS):
             metadata[key] = value
