@@ -192,6 +192,17 @@ def test_rerun_rewrites_an_explorer_page_of_the_previous_release(runs, tmp_path)
     assert UNASSIGNED_NAME in page.read_text(encoding="utf-8")
 
 
+def test_a_run_into_an_assigned_directory_is_refused(runs, tmp_path):
+    """`convoscope run` into NEW_RUN overwrote the placed data and left the manifest saying it was assigned."""
+    import shutil
+
+    copy = tmp_path / "new"
+    shutil.copytree(runs["new"], copy)
+    result = cli("run", runs["new_input"], "--out", copy, "--quiet")
+    assert result.returncode == 1 and "convoscope assign" in result.stderr and "Traceback" not in result.stderr
+    assert RunStore(copy).read_json("aggregates") == RunStore(runs["new"]).read_json("aggregates")
+
+
 def test_clear_errors(runs, tmp_path):
     same = cli("assign", runs["run"], runs["new_input"], "--out", runs["run"])
     assert same.returncode == 1 and "NEW_RUN" in same.stderr and "Traceback" not in same.stderr

@@ -21,7 +21,7 @@ from typing import Any, Mapping
 from convoscope.analyses.common import AnalysisError, Run, parse_date
 from convoscope.components import Components
 from convoscope.config import Config, _format_validation_error, load_config
-from convoscope.errors import ConfigError
+from convoscope.errors import ConfigError, ConvoscopeError
 from convoscope.ingest import MemorySource
 from convoscope.store import RunStore
 from convoscope.wording import count
@@ -142,6 +142,10 @@ class Pipeline:
         from convoscope.pipeline import run_pipeline
 
         source = _input(data)
+        if out is not None and (Path(out) / "manifest.json").is_file() and "assigned_from" in RunStore(Path(out)).manifest:
+            # the mirror of assign's check: a run would overwrite the placed data and keep its assigned_from
+            raise ConvoscopeError(f"{out}: holds conversations placed into another run's clusters by `convoscope assign`; "
+                              "choose another output directory for a new run")
         tmp = None
         if out is None:
             tmp = tempfile.TemporaryDirectory(prefix="convoscope-run-")  # 0700
