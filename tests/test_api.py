@@ -158,6 +158,18 @@ def test_rerun_rewrites_an_explorer_page_of_the_previous_data(records, tmp_path)
     assert page.stat().st_mtime_ns == before
 
 
+def test_a_run_of_other_input_into_a_run_directory_says_it_replaced_it(records, tmp_path):
+    from rich.console import Console
+
+    first, second = write_jsonl(tmp_path / "a.jsonl", records), write_jsonl(tmp_path / "b.jsonl", records[:60])
+    console = Console(record=True, width=300)
+    _fast(console=console).fit(first, out=tmp_path / "run")
+    _fast(console=console).fit(first, out=tmp_path / "run")  # a resume: no note
+    assert "held a run of" not in console.export_text()
+    _fast(console=console).fit(second, out=tmp_path / "run")
+    assert f"held a run of {first.resolve()}; it now holds this run of {second.resolve()}" in console.export_text()
+
+
 def test_injected_components_are_used_and_fingerprinted(records, tmp_path):
     from sklearn.cluster import KMeans
 

@@ -142,10 +142,10 @@ class Pipeline:
         from convoscope.pipeline import run_pipeline
 
         source = _input(data)
-        if out is not None and (Path(out) / "manifest.json").is_file() and "assigned_from" in RunStore(Path(out)).manifest:
-            # the mirror of assign's check: a run would overwrite the placed data and keep its assigned_from
+        earlier = RunStore(Path(out)).manifest if out is not None and (Path(out) / "manifest.json").is_file() else {}
+        if "assigned_from" in earlier:  # the mirror of assign's check: a run would overwrite the placed data and keep its assigned_from
             raise ConvoscopeError(f"{out}: holds conversations placed into another run's clusters by `convoscope assign`; "
-                              "choose another output directory for a new run")
+                                  "choose another output directory for a new run")
         tmp = None
         if out is None:
             tmp = tempfile.TemporaryDirectory(prefix="convoscope-run-")  # 0700
@@ -158,10 +158,15 @@ class Pipeline:
                 tmp.cleanup()
             raise
         from rich.console import Console
+        from rich.markup import escape
 
         from convoscope.explorer.bundle import refresh_stale_explorers
 
-        refresh_stale_explorers(store.root, self.console or Console(stderr=True))  # a page written before this rerun
+        console = self.console or Console(stderr=True)
+        if earlier.get("input") and earlier["input"] != store.manifest.get("input"):  # a resume is silent; a replacement is not
+            console.print(f"  note: {escape(str(out))} held a run of {escape(str(earlier['input']))}; it now holds this run of "
+                          f"{escape(str(store.manifest.get('input')))}")
+        refresh_stale_explorers(store.root, console)  # a page written before this rerun
         return Result(store.root, _tmp=tmp)
 
 
