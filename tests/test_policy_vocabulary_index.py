@@ -28,6 +28,13 @@ class FullIndex:
         self.common = {w for w, rows in self.postings.items() if len(np.unique(self.accounts[rows])) >= common_accounts}
         self.allowed = {policy._norm(w) for w in allowed_words}
 
+    def problems(self, text, members, min_accounts):
+        """TextChecker.problems over this index."""
+        from convoscope.person_names import find_person_names
+
+        bad = self.unsupported(text, members, min_accounts) + [s for s in find_person_names(text) if not self.is_common(s)]
+        return list(dict.fromkeys(bad))
+
     def is_common(self, text):
         return all(policy._norm(w) in self.common or policy._norm(w) in self.allowed for w in policy.checked_tokens(text))
 
@@ -131,3 +138,61 @@ def test_unprepared_checks_fall_back_to_the_full_index_after_a_few_passes():
         vocab.unsupported(f"About Word{i}", np.arange(20), 1)
     assert vocab.passes == vocab.FULL_INDEX_AFTER + 1 and vocab._everything
     assert vocab.unsupported("About Word19 and Word99", np.arange(20), 1) == ["Word99"]
+
+
+class FullSharedCallChecker:
+    """analysis_text.SharedCallChecker as it was: every word of every summary counted up front (the reference)."""
+
+    def __init__(self, texts, units, p):
+        from convoscope.analysis_text import SharedCallChecker
+
+        self.base = FullIndex(texts, units, p.public_figure_accounts, policy.prompt_vocabulary() | {policy.NAME_WITHHELD, "Other (withheld)"})
+        self.need = p.min_accounts
+        seen = {}
+        for text, unit in zip(texts, units.tolist()):
+            for word in set(SharedCallChecker._WORD.findall((text or "").lower())):
+                found = seen.setdefault(word, set())
+                if found is not None:
+                    found.add(unit)
+                    if len(found) >= self.need:
+                        seen[word] = None
+        self.rare = {w for w, found in seen.items() if found is not None}
+        self.min_accounts = p.min_accounts
+
+    def rare_words(self, text):
+        from convoscope.analysis_text import SharedCallChecker
+
+        return [w for w in SharedCallChecker._WORD.findall(text) if w.lower() in self.rare]
+
+
+@pytest.mark.parametrize("full_after", [4, 0])
+def test_shared_call_checker_counts_buckets_like_the_full_count(full_after):
+    from convoscope.analysis_text import SharedCallChecker
+
+    rng = random.Random(3)
+    words = ["zorblax", "Zorblax", "bicycle", "repair", "Quargmire", "ΟΔΟΣ", "it's", "co-op", "İstanbul", "x-ray", "Maria", "tips"]
+    texts = [" ".join(rng.choice(words) for _ in range(rng.randrange(0, 6))) for _ in range(200)] + [None, ""]
+    texts += ["ZEBULON visited", "met Zebulon's bike", "zebulon again", "Ὀδυσσεύς ΣΟΦΟΣ"]  # rare: 3 buckets
+    units = np.array([rng.randrange(12) for _ in texts[:-4]] + [20, 21, 22, 23])
+    words += ["Zebulon", "zebulon's", "Ὀδυσσεύς", "σοφος", "ΣΟΦΟΣ"]
+    p = PrivacySettings()
+    reference = FullSharedCallChecker(texts, units, p)
+    lazy = SharedCallChecker(texts, units, p)
+    lazy._full_after = full_after
+    members = np.arange(len(texts))
+    for _ in range(60):
+        text = " ".join(rng.choice(words + ["Tips", "new", "Bicycles"]) for _ in range(4))
+        expected = list(dict.fromkeys(reference.base.problems(text, members, p.min_accounts) + reference.rare_words(text)))
+        assert lazy.problems(text, members) == expected, text
+
+
+def test_shared_call_checker_prepares_in_one_pass():
+    from convoscope.analysis_text import SharedCallChecker
+
+    texts = ["zorblax repair"] * 3 + ["bicycle repair"] * 10
+    units = np.arange(len(texts))
+    checker = SharedCallChecker(texts, units, PrivacySettings())
+    checker.prepare(["Zorblax repair tips", "Bicycle repair"])
+    assert checker.passes == 1 and checker.base.vocabulary.passes <= 1
+    assert checker.problems("Zorblax repair tips", units) == ["Zorblax"]  # 3 buckets < 5
+    assert checker.problems("Bicycle repair", units) == [] and checker.passes == 1

@@ -80,7 +80,12 @@ class SharedCallChecker:
     namer picks it up as a frequent word of the cluster. So, when calls were shared, every word of a
     published text that occurs in the summaries must occur in those of at least `min_accounts` buckets
     across the run: a word copied inside one bucket never does, a word genuinely used by that many
-    buckets has that many accounts behind it. Words in no summary (the namer's own) are not data."""
+    buckets has that many accounts behind it. Words in no summary (the namer's own) are not data.
+
+    Like TextChecker's, the count is kept only for the words checked: a pass over the summaries reads only
+    those containing one of them (as a substring of the lowercased summary, which any of its words is), and
+    `prepare` counts the words of many texts in one pass; after `policy.VocabularySupport.FULL_INDEX_AFTER`
+    passes for words not prepared, every word of every summary is counted at once."""
 
     _WORD = re.compile(r"[^\W\d_][\w'-]*")
 
@@ -89,19 +94,59 @@ class SharedCallChecker:
 
         self.base = policy.TextChecker(texts, units, p)
         self.need = p.min_accounts
+        self._texts = texts
+        self._units = np.asarray(units)
+        self._rare: dict[str, bool] = {}  # word -> in the summaries of at least one and fewer than `need` buckets
+        self._everything = False
+        self.passes = 0
+        self._full_after = policy.VocabularySupport.FULL_INDEX_AFTER
+
+    def prepare(self, texts: list[str]) -> None:
+        """Count, in one pass each, every word checking these texts looks up (see TextChecker.prepare)."""
+        self.base.prepare(texts)
+        self._count({w.lower() for text in texts for w in self._WORD.findall(text)})
+
+    def _count(self, words: set[str]) -> None:
+        missing = words - self._rare.keys()
+        if not missing or self._everything:
+            return
+        if self.passes >= self._full_after:
+            self._count_everything()
+            return
+        self.passes += 1
+        found: dict[str, set[int]] = {w: set() for w in missing}
+        keys = sorted(missing)
+        for text, unit in zip(self._texts, self._units.tolist()):
+            if not text:
+                continue
+            lowered = text.lower()
+            if any(k in lowered for k in keys):
+                for word in set(self._WORD.findall(lowered)) & found.keys():
+                    found[word].add(unit)
+        for word, buckets in found.items():
+            self._rare[word] = 0 < len(buckets) < self.need
+
+    def _count_everything(self) -> None:
         seen: dict[str, set[int] | None] = {}  # word -> buckets using it, None once there are enough
-        for text, unit in zip(texts, units.tolist()):
+        for text, unit in zip(self._texts, self._units.tolist()):
             for word in set(self._WORD.findall((text or "").lower())):
                 found = seen.setdefault(word, set())
                 if found is not None:
                     found.add(unit)
                     if len(found) >= self.need:
                         seen[word] = None
-        self.rare = {w for w, found in seen.items() if found is not None}
+        self._rare = {w: found is not None for w, found in seen.items()}
+        self._everything = True
+        self.passes += 1
+
+    def _is_rare(self, word: str) -> bool:
+        return self._rare.get(word, False)  # after the full count, a word absent is in no summary
 
     def problems(self, text: str, members: np.ndarray) -> list[str]:
         bad = self.base.problems(text, members)
-        rare = [w for w in self._WORD.findall(text) if w.lower() in self.rare]
+        words = self._WORD.findall(text)
+        self._count({w.lower() for w in words})
+        rare = [w for w in words if self._is_rare(w.lower())]
         return list(dict.fromkeys(bad + rare))
 
 
