@@ -36,8 +36,10 @@ LINKED = ["embeddings.npy"]  # large and only read (memory-mapped)
 COMPARED = {"name": ["base_clusters", "base_term_counts"], "hierarchy": ["hierarchy", "assignments"], "privacy": ["clusters"]}
 
 
-def scratch_copy(run: Path, where: Path) -> None:
-    for name in UPSTREAM:
+def scratch_copy(run: Path, where: Path, stages: list[str]) -> None:
+    # the outputs of the stages not rerun that a rerun one reads (e.g. the names, for --stages hierarchy,privacy)
+    earlier = [f"{a}.parquet" for stage in ("name", "hierarchy") if stage not in stages for a in COMPARED[stage]]
+    for name in UPSTREAM + earlier:
         if (run / name).exists():
             shutil.copy2(run / name, where / name)
     for name in LINKED:
@@ -90,7 +92,7 @@ def main() -> None:
         where = Path(tmp.name)
     failed = False
     try:
-        scratch_copy(args.run, where)
+        scratch_copy(args.run, where, args.stages.split(","))
         ctx = RunContext(config=config, store=RunStore(where), input_path=input_path, show_progress=False)
         for name in args.stages.split(","):
             profiler = cProfile.Profile(time.process_time) if args.profile else None  # CPU time: the machine is shared
