@@ -26,8 +26,15 @@ def extractive_text(user_text: str, max_chars: int, scrub_text: bool) -> str:
     return scrub(text) if scrub_text else text
 
 
-def analysis_texts(ctx: "RunContext") -> Iterator[str]:
-    """The text clustered for each row of the facets table, in row order."""
+def analysis_texts(ctx: "RunContext", *, keep: bool = True) -> Iterator[str]:
+    """The text clustered for each row of the facets table, in row order.
+
+    Extractive mode: the texts of the last full read are kept in this process's memory (never on disk) for
+    the next read of the same run with the same input, facets rows and settings, which takes them instead of
+    reading the input again: the embed stage reads them and the name stage a few minutes later, and the
+    re-read (parsing every record) was half the name stage at a million conversations. Only the first full
+    read of a run is kept (a later one, e.g. of a resumed run's naming, is not), and `keep=False` keeps none."""
+    global _kept
     config = ctx.config
     facets = ctx.store.read_table("facets", columns=["conv_id"] + ([_facet_column(ctx)] if config.llm_mode else []))
     if config.llm_mode:
@@ -35,15 +42,42 @@ def analysis_texts(ctx: "RunContext") -> Iterator[str]:
             yield value if value else FAILED_SUMMARY
         return
     wanted = facets.column("conv_id").to_pylist()
+    key = _read_key(ctx, wanted)
+    if _kept is not None and _kept[0] == key:
+        texts, _kept = _kept[1], None
+        _served.add(key)
+        yield from texts
+        return
+    keeping = keep and key not in _served
+    read: list[str] = []
     position = 0
     for conv in ctx.iter_input():
         if position < len(wanted) and conv.id == wanted[position]:
             position += 1
-            yield extractive_text(conv.user_text(" "), config.facets.extractive_max_chars, config.privacy.scrub_identifiers)
+            text = extractive_text(conv.user_text(" "), config.facets.extractive_max_chars, config.privacy.scrub_identifiers)
+            if keeping:
+                read.append(text)
+            yield text
     if position != len(wanted):
         from convoscope.errors import InputError
 
         raise InputError("the input changed while the run was using it; start the run again", path=str(ctx.input_path))
+    if keeping:
+        _kept = (key, read)
+
+
+_kept: tuple[tuple, list[str]] | None = None  # (read key, texts) of the last full extractive read, for one more use
+_served: set[tuple] = set()  # read keys whose kept texts were used: not kept again
+
+
+def _read_key(ctx: "RunContext", wanted: list[str]) -> tuple:
+    """What the extractive texts depend on: the run, the input (its files' sizes and times, as the ingest
+    stage's fingerprint), the rows and the settings."""
+    from convoscope.ingest.files import file_stats
+
+    source = ctx.memory.fingerprint if ctx.memory is not None else tuple(file_stats(ctx.input_path))
+    settings = (ctx.config.ingest.model_dump_json(), ctx.config.facets.extractive_max_chars, ctx.config.privacy.scrub_identifiers)
+    return (str(ctx.store.root.resolve()), source, settings, len(wanted), hash(tuple(wanted)))
 
 
 def word_check_units(ctx: "RunContext", account_index: np.ndarray) -> np.ndarray:

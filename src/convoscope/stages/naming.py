@@ -108,7 +108,7 @@ def _name(ctx: RunContext) -> StageOutput[NameRecord]:
     centroids = ctx.store.read_array("base_centroids", mmap=False)
     rows = analysed_rows(ctx.store)
     k = len(centroids)
-    texts = list(analysis_texts(ctx))
+    texts = list(analysis_texts(ctx, keep=False))  # the embed stage's read when this process ran it
     _, account_index = np.unique(rows.accounts, return_inverse=True)
     account_index = account_index.reshape(-1)
     extra_artifacts: list[str] = []
