@@ -71,3 +71,22 @@ def test_kept_texts_are_not_used_when_what_they_depend_on_changed(tmp_path, chan
         ctx.store = other.store
         expected = ["bake bread", "plot a dataframe", "book a train"]
     assert list(analysis_texts(ctx)) == expected and len(reads) == 2
+
+
+def test_a_run_names_from_the_embed_stages_texts_as_from_a_fresh_read(tmp_path, monkeypatch):
+    from convoscope.config import load_config
+    from convoscope.pipeline import run_pipeline
+    from fakes.corpus import make_records, write_jsonl
+
+    data = write_jsonl(tmp_path / "convs.jsonl", make_records(per_topic=30, accounts=20))
+    cfg = load_config(None, {"cluster.conversations_per_cluster": 12, "privacy.min_conversations": 5, "privacy.min_accounts": 3})
+    reads = []
+    real = RunContext.iter_input
+    monkeypatch.setattr(RunContext, "iter_input", lambda self, report=None: reads.append(1) or real(self, report))
+    kept = run_pipeline(data, tmp_path / "kept", cfg, show_progress=False)
+    assert len(reads) == 3  # ingest, language facets, embed: naming took the embed stage's texts
+    monkeypatch.setattr(analysis_text, "_read_key", lambda ctx, wanted: object())  # nothing ever matches: naming reads
+    fresh = run_pipeline(data, tmp_path / "fresh", cfg, show_progress=False)
+    assert len(reads) == 7
+    for table in ("base_clusters", "base_term_counts", "hierarchy"):
+        assert kept.read_table(table).equals(fresh.read_table(table)), table
