@@ -3,6 +3,7 @@ run, and a check that their artifacts come out identical to the run's own.
 
     python benchmarks/name_hierarchy_speed.py RUN                 # e.g. a run kept by benchmarks/pipeline.py --keep
     python benchmarks/name_hierarchy_speed.py RUN --profile 25    # plus the 25 costliest functions per stage (cProfile)
+    python benchmarks/name_hierarchy_speed.py RUN --stages name --embed-read   # naming as inside a whole run
 
 The run directory is not touched: its manifest and the upstream artifacts the three stages read are copied
 (the embeddings are linked) into a scratch directory, the stages' work functions run there in this process
@@ -66,6 +67,9 @@ def main() -> None:
     parser.add_argument("--input", type=Path, help="its input (default: the path in its manifest)")
     parser.add_argument("--stages", default="name,hierarchy,privacy", help="comma-separated, in order (default: %(default)s)")
     parser.add_argument("--profile", type=int, default=0, metavar="N", help="print the N costliest functions of each stage (cProfile, in CPU seconds)")
+    parser.add_argument("--embed-read", action="store_true",
+                        help="first read the texts as the embed stage of a whole run does (not timed), so the name stage takes them "
+                             "from memory as in `convoscope run`; without it the name stage re-reads the input, as a resumed run does")
     parser.add_argument("--keep", type=Path, help="write the scratch run here (default: a temporary directory, removed)")
     args = parser.parse_args()
 
@@ -94,6 +98,12 @@ def main() -> None:
     try:
         scratch_copy(args.run, where, args.stages.split(","))
         ctx = RunContext(config=config, store=RunStore(where), input_path=input_path, show_progress=False)
+        if args.embed_read:
+            from convoscope.analysis_text import analysis_texts
+
+            cpu = time.process_time()
+            n = sum(1 for _ in analysis_texts(ctx))
+            print(f"  (the embed stage's read of {n:,} texts, not counted below: {time.process_time() - cpu:.1f} CPU s)")
         for name in args.stages.split(","):
             profiler = cProfile.Profile(time.process_time) if args.profile else None  # CPU time: the machine is shared
             cpu, wall = time.process_time(), time.perf_counter()
