@@ -157,7 +157,20 @@ def test_compare_report_explore_and_analyze_work_on_the_new_run(runs, tmp_path):
     rows = json.loads(result.stdout)["clusters"]
     bucket = [r for r in rows if r["name"] == UNASSIGNED_NAME]
     assert bucket and bucket[0]["status"] == "appeared" and bucket[0]["before"] == 0
-    assert any(r["match"] == "name" and r["before"] > 0 and r["after"] > 0 for r in rows)  # known clusters matched by name
+    assert any(r["match"] == "id" and r["before"] > 0 and r["after"] > 0 for r in rows)  # one lineage: matched by cluster id
+    # RUN's python clusters are withheld in the new run (two accounts): "not published", not "disappeared", and untested
+    python_ids = {c["id"] for c in RunStore(runs["run"]).read_json("aggregates")["clusters"]
+                  if c["kind"] == "cluster" and c["id"] not in {x["id"] for x in RunStore(runs["new"]).read_json("aggregates")["clusters"]}}
+    unpublished = [r for r in rows if r["before_id"] in python_ids]
+    assert unpublished and all(r["status"] == "not published" and r["after"] is None and r["p"] is None and not r["beyond_noise"]
+                               for r in unpublished)
+    assert not any(r["status"] == "disappeared" for r in rows)
+    tested = [r for r in rows if r["p"] is not None]
+    assert all(r["p_bonferroni"] == pytest.approx(min(1.0, r["p"] * len(tested))) for r in tested)
+    # the other way round: withheld in the OLD run
+    reverse = json.loads(cli("compare", runs["new"], runs["run"], "--json").stdout)["clusters"]
+    assert {r["after_id"] for r in reverse if r["status"] == "not published" and r["before"] is None} == {r["before_id"] for r in unpublished}
+    assert not any(r["status"] == "appeared" for r in reverse)
     assert cli("report", runs["new"]).returncode == 0
     explorer = cli("explore", runs["new"], "--output", tmp_path / "e.html")
     assert explorer.returncode == 0, explorer.stderr
