@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from convoscope.errors import ConfigError
 from convoscope.ingest import IngestOptions
@@ -76,6 +76,10 @@ class FacetSettings(_Section):
 
 
 E5_MODELS = ("multilingual-e5-small", "e5-small")  # convoscope.embedders.make_embedder's names for it
+# every name and prefix convoscope.embedders.make_embedder takes: checked when the settings load, before any stage runs
+EMBEDDING_MODELS = ("use-multilingual", "use", *E5_MODELS, "minilm")
+EMBEDDING_PREFIXES = ("st:", "openai:")
+EMBEDDING_CHOICES = "use-multilingual, multilingual-e5-small, minilm, st:NAME_OR_PATH or openai:MODEL[@BASE_URL]"
 E5_CENTRE_LANGUAGES_MIN = 50
 
 
@@ -84,6 +88,13 @@ class EmbeddingSettings(_Section):
     batch_size: int = Field(256, ge=1, description="Texts per embedding batch.")
     cache: bool = Field(True, description="Cache vectors on disk by text hash and model (in the LLM cache directory).")
     centre_languages_min: int = Field(0, ge=0, description="Topics across languages: in a run with two or more languages of at least this many conversations, each such language's mean embedding is moved onto their common mean before clustering (a one-language run is unchanged). 0: off. Off by default with USE: it helps where every language asks about the same topics (SIB-200: top NMI +0.04 over five seeds) but mixes topics where languages differ in them, as real prompts do (Arena-Hard v2 -0.03, the demo -0.02: a language's mean is then partly its topics); 50 by default with multilingual-e5-small, whose raw vectors cluster by language (docs/evaluation.md). Not applied in --privacy dp.")
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, model: str) -> str:
+        if model in EMBEDDING_MODELS or any(model.startswith(p) and model[len(p):].strip() for p in EMBEDDING_PREFIXES):
+            return model
+        raise ValueError(f"unknown embedding model {model!r}: use {EMBEDDING_CHOICES}")
 
     @model_validator(mode="after")
     def _centre_languages_for_e5(self) -> "EmbeddingSettings":
@@ -179,14 +190,43 @@ class Config(_Section):
         return self
 
 
-def _format_validation_error(err: ValidationError, source: str) -> str:
+SETTINGS_HELP = "`convoscope config` lists every setting with its meaning, `convoscope config --show` prints them as TOML"
+
+
+def _known_keys(loc: tuple) -> list[str]:
+    """The setting names valid at `loc`'s section (for a did-you-mean); none where it is not a settings section."""
+    model: Any = Config
+    for part in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return []
+        model = field.annotation
+    return list(getattr(model, "model_fields", {}))
+
+
+def _format_validation_error(err: ValidationError, source: str, set_keys: frozenset[str] = frozenset()) -> str:
+    """One line per problem; an unknown key says which setting, where it came from (the file, or --set for
+    `set_keys`), the closest known name and where every setting is listed."""
+    import difflib
+
     lines = []
+    unknown = False
     for e in err.errors():
+        loc = tuple(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden" and loc:
+            section, key = ".".join(loc[:-1]), loc[-1]
+            what = f"setting [{section}] {key}" if section else (f"section [{key}]" if isinstance(e.get("input"), dict) else f"setting {key}")
+            origin = "--set" if ".".join(loc) in set_keys else source
+            close = difflib.get_close_matches(key, _known_keys(loc), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            lines.append(f"unknown {what} in {origin}{hint}")
+            unknown = True
+            continue
         message = e["msg"].removeprefix("Value error, ")
-        where = ".".join(str(p) for p in e["loc"])
+        where = ".".join(loc)
         # checks across sections name their own settings in the message
         lines.append(f"{source}: {where}: {message}" if where else f"{source}: {message}")
-    return "; ".join(lines)
+    return "; ".join(lines) + (f" ({SETTINGS_HELP})" if unknown else "")
 
 
 def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> Config:
@@ -213,7 +253,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None
     try:
         return Config.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_format_validation_error(e, source)) from None
+        set_keys = frozenset(k for k, v in (overrides or {}).items() if v is not None)
+        raise ConfigError(_format_validation_error(e, source, set_keys)) from None
 
 
 def describe_settings(model: type[BaseModel] = Config, prefix: str = "") -> list[tuple[str, str, str]]:
