@@ -25,6 +25,7 @@ import pyarrow as pa
 from convoscope import prompts
 from convoscope.config import Config, CustomFacet
 from convoscope.context import RunContext
+from convoscope.errors import ConvoscopeError
 from convoscope.languages import RULE_VERSION as LANGUAGE_RULE_VERSION, detect_languages
 from convoscope.llm.base import ChatMessage, LLMRequest
 from convoscope.conversation_format import LLM_BATCH, TRUNCATION_RULE, approx_tokens, batches, call_groups, format_conversation
@@ -157,8 +158,34 @@ def conversations_per_call(ctx: RunContext) -> int:
 
 def _single_row(resp: Any) -> dict[str, Any]:
     if resp.failed or not isinstance(resp.parsed, dict):
-        return {"failed": True}
+        return {"failed": True, "error": resp.error or "the answer is not a JSON object"}
     return {**resp.parsed, "failed": False}
+
+
+class FacetsFailed(ConvoscopeError):
+    """No conversation got its facets (every LLM call failed): a run built on empty facets would only look complete."""
+
+
+def reason_without_text(error: str | None, text: str) -> str:
+    """An LLM error as the user may see it: never a piece of the conversation it was about (an endpoint's
+    error body can quote the prompt): then only the part before its first ':'."""
+    reason = " ".join((error or "no reason given").split())[:300]
+    flat = " ".join(text.split()).lower()
+    window = 20
+    if any(reason[i:i + window].lower() in flat for i in range(max(1, len(reason) - window + 1))):
+        return reason.split(":")[0][:80] + " (its details quote the conversation and are left out)"
+    return reason
+
+
+def check_some_facets(ctx: RunContext, failed: int, rows: int, first_error: str | None) -> None:
+    """Facet extraction that failed for every conversation stops the run before the facets table is written (a
+    partial failure does not: those conversations are kept with empty facets, counted as `failed`)."""
+    if not ctx.config.llm_mode or rows == 0 or failed < rows:
+        return
+    raise FacetsFailed(
+        f"facet extraction failed for every conversation ({failed:,} of {rows:,}, facet model {ctx.config.llm.facets}); "
+        f"first error: {first_error or 'unknown'}. Nothing was written after ingest. Check the model and its endpoint "
+        "(convoscope estimate, or the LLM settings in docs/llm.md), then rerun the same command: it resumes at the facets stage.")
 
 
 def _entry_problem(entry: Any, validator: Any, openings: dict[str, str]) -> str | None:
@@ -248,6 +275,7 @@ def _llm_facets(ctx: RunContext, texts: list[str]) -> list[dict[str, Any]]:
                 resp = responses[i * len(keys) + j]
                 if resp.failed or not isinstance(resp.parsed, dict):
                     row["failed"] = True
+                    row.setdefault("error", resp.error or "the answer is not a JSON object")
                 else:
                     row[key] = resp.parsed.get(key)
             merged.append(row)
@@ -267,6 +295,7 @@ class FacetsRecord(StageRecord):
     conversations_per_call: int | None = optional_field()  # LLM mode: at most this many conversations shared a call
     call_buckets: int | None = optional_field()  # account buckets calls were formed in (shared calls only)
     calls: dict[str, int] | None = optional_field()  # shared calls, single calls, conversations re-asked alone
+    first_error: str | None = optional_field()  # a Ray shard whose every conversation failed: why (no text), for the driver's check
 
 
 def _settings(ctx: RunContext) -> tuple:
@@ -313,12 +342,21 @@ def _facets(ctx: RunContext, selected: set[str] | None) -> StageOutput[FacetsRec
     pending: list[tuple[int, int, str]] = []  # (row, bucket, text) waiting for a shared call
     pending_chars = 0
     calls = {"shared": 0, "single": 0, "asked_alone_again": 0}
+    first_error: list[str] = []  # the first failed conversation's error, without its text
+
+    def note_error(rows: list[dict[str, Any]], texts: list[str]) -> None:
+        # every failed row comes from a call about that conversation alone (shared calls re-ask failures alone)
+        if not first_error:
+            bad = next((j for j, row in enumerate(rows) if row.get("failed")), None)
+            if bad is not None:
+                first_error.append(reason_without_text(rows[bad].get("error"), texts[bad]))
     with ctx.progress() as progress:
         task = progress.add_task("Facets", total=len(selected) if selected is not None else total)
 
         def flush() -> None:
             nonlocal pending_chars
             rows, counts = _grouped_facets(ctx, [t for _, _, t in pending], [b for _, b, _ in pending], size)
+            note_error(rows, [t for _, _, t in pending])
             for (position, _, _), row in zip(pending, rows):
                 llm_rows[position] = row
             for key, value in counts.items():
@@ -340,6 +378,7 @@ def _facets(ctx: RunContext, selected: set[str] | None) -> StageOutput[FacetsRec
             texts = [format_conversation(c, config.facets.max_conversation_tokens, scrub_text=config.privacy.scrub_identifiers) for c in batch]
             if size == 1:
                 llm_rows[first:] = _llm_facets(ctx, texts)
+                note_error(llm_rows[first:], texts)  # type: ignore[arg-type]
                 calls["single"] += len(batch)
                 progress.advance(task, len(batch))
                 continue
@@ -373,7 +412,10 @@ def _facets(ctx: RunContext, selected: set[str] | None) -> StageOutput[FacetsRec
     types = {"concerning": pa.int8(), "failed": pa.bool_(), "call_bucket": pa.int32()}
     table = pa.table({k: pa.array(v, type=types.get(k, pa.string())) for k, v in cols.items()})
     failed = sum(cols["failed"])
-    if failed:
+    on_shard = getattr(ctx, "shard", None) is not None  # a Ray shard: the driver checks the merged count
+    if not on_shard:
+        check_some_facets(ctx, failed, table.num_rows, first_error[0] if first_error else None)
+    if failed and not on_shard:
         ctx.console.print(f"[yellow]warning:[/] facet extraction failed for {count(failed, 'conversation')}; they are kept with empty facets and counted in the manifest")
     artifact = ctx.store.write_table("facets", table)
     return StageOutput([artifact], FacetsRecord(
@@ -381,6 +423,7 @@ def _facets(ctx: RunContext, selected: set[str] | None) -> StageOutput[FacetsRec
         truncation_rule=TRUNCATION_RULE, max_conversation_tokens=config.facets.max_conversation_tokens,
         unavailable={} if config.llm_mode else {"request": "needs an LLM", "task": "needs an LLM", "concerning": "needs an LLM (run with --llm)"},
         conversations_per_call=size if config.llm_mode else None, call_buckets=n_buckets or None, calls=calls if config.llm_mode else None,
+        first_error=first_error[0] if on_shard and first_error and failed == table.num_rows else None,
     ))
 
 
