@@ -116,9 +116,8 @@ class SharedCallChecker:
     across the run: a word copied inside one bucket never does, a word genuinely used by that many
     buckets has that many accounts behind it. Words in no summary (the namer's own) are not data.
 
-    Like TextChecker's, the count is kept only for the words checked: a pass over the summaries reads only
-    those containing one of them (as a substring of the lowercased summary, which any of its words is), and
-    `prepare` counts the words of many texts in one pass; after `policy.VocabularySupport.FULL_INDEX_AFTER`
+    Like TextChecker's, the count is kept only for the words checked (a pass intersects each summary's words
+    with them, in C), and `prepare` counts the words of many texts in one pass; after `policy.VocabularySupport.FULL_INDEX_AFTER`
     passes for words not prepared, every word of every summary is counted at once."""
 
     _WORD = re.compile(r"[^\W\d_][\w'-]*")
@@ -149,13 +148,9 @@ class SharedCallChecker:
             return
         self.passes += 1
         found: dict[str, set[int]] = {w: set() for w in missing}
-        keys = sorted(missing)
         for text, unit in zip(self._texts, self._units.tolist()):
-            if not text:
-                continue
-            lowered = text.lower()
-            if any(k in lowered for k in keys):
-                for word in set(self._WORD.findall(lowered)) & found.keys():
+            if text:
+                for word in found.keys() & self._WORD.findall(text.lower()):  # in C: no Python step per word of a text
                     found[word].add(unit)
         for word, buckets in found.items():
             self._rare[word] = 0 < len(buckets) < self.need

@@ -268,10 +268,10 @@ class VocabularySupport:
     of a published name or description are used by enough accounts of the group it describes.
 
     The index holds only the words actually checked: indexing every word of every text was most of
-    the checker's cost at a million conversations, for the few dozen words names ever hold. A pass for
-    a set of words reads only the texts that contain one of them as a substring (lowercased: a token
-    normalising to a word always contains it, see `_folded`), and tokenises those as before, so each
-    word's rows are exactly what an index of every word would hold. `prepare` indexes the words of many
+    the checker's cost at a million conversations, for the few hundred words names ever hold. A pass
+    for a set of words skips, in C, the ASCII texts whose lowercased tokens include none of the forms
+    of those words, and tokenises the rest as before, so each word's rows are exactly what an index of
+    every word would hold. `prepare` indexes the words of many
     texts in one pass; after `FULL_INDEX_AFTER` passes for words not prepared, every word is indexed at
     once (as before), so a caller that checks texts one by one never pays more than a few passes extra."""
 
@@ -301,15 +301,16 @@ class VocabularySupport:
             return
         self.passes += 1
         found: dict[str, list[int]] = {w: [] for w in missing}
-        keys = sorted({w.replace("ς", "σ") for w in missing})  # a word is lowercase already: folded as texts are
-        key = keys[0] if len(keys) == 1 else None
+        forms = {form for w in missing for form in _lowercase_forms(w)}
         for row, text in enumerate(self._texts):
             if not text:
                 continue
-            folded = _folded(text)
-            if (key in folded) if key is not None else any(k in folded for k in keys):
-                for w in {_norm(t) for t in _TOKEN.findall(text)} & found.keys():
-                    found[w].append(row)
+            # an ASCII text's tokens lowercased are the tokens of the text lowercased (no character changes
+            # class or length), so without one of the forms it holds none of the words: skipped in C
+            if text.isascii() and forms.isdisjoint(_TOKEN.findall(text.lower())):
+                continue
+            for w in {_norm(t) for t in _TOKEN.findall(text)} & found.keys():
+                found[w].append(row)
         for w, rows in found.items():
             if rows:
                 self._postings[w] = np.asarray(rows, dtype=np.int64)
@@ -360,13 +361,9 @@ class VocabularySupport:
         return bad
 
 
-def _folded(text: str) -> str:
-    """`text` lowercased with the apostrophes `_norm` unifies unified, and final sigma as sigma. Lowercasing
-    maps each character on its own except capital sigma, whose lowercase depends on its neighbours (the
-    one case where a token lowercased alone differs from the same token inside a lowercased text), so
-    the folded form of every token of a text, hence every word it normalises to (a prefix), is a
-    substring of the folded text."""
-    return text.lower().replace("’", "'").replace("ς", "σ")
+def _lowercase_forms(word: str) -> list[str]:
+    """The lowercase tokens `_norm` maps to `word` (it drops at most a final "'s", then one final "s")."""
+    return [form for form in (word, word + "s", word + "'s", word + "s's") if _norm(form) == word]
 
 
 def prompt_vocabulary() -> set[str]:
