@@ -109,6 +109,19 @@ def test_extractive_run_is_the_local_engines_and_a_rerun_resumes(tmp_path, monke
     assert RunStore(tmp_path / "local").stage_record("embed")["finished_at"] == local.stage_record("embed")["finished_at"]
 
 
+@pytest.mark.parametrize("setting", ["ingest.account_field", "ingest.time_field"])
+def test_a_named_field_no_conversation_has_is_an_error_as_on_the_local_engine(tmp_path, setting):
+    """A mistyped --account-field / --time-field: an error at ingest, checked on the merged report of all files."""
+    data = _input_dir(tmp_path, 60)
+    cfg = load_config(None, {**SETTINGS, "engine.kind": "ray", setting: "usr"})
+    with pytest.raises(InputError, match="no conversation has .* in field 'usr'"):
+        run_pipeline(data, tmp_path / "ray", cfg, show_progress=False)
+    # at ingest, before any other stage ran (it used to surface only when the name stage re-read the input locally)
+    assert all(RunStore(tmp_path / "ray").stage_record(stage) is None for stage in ("ingest", "facets", "embed", "cluster"))
+    with pytest.raises(InputError, match="no conversation has .* in field 'usr'"):  # the local engine says the same
+        run_pipeline(data, tmp_path / "local", load_config(None, {**SETTINGS, setting: "usr"}), show_progress=False)
+
+
 def test_input_on_s3_reads_as_the_same_files_on_disk(tmp_path, local_ray, monkeypatch):
     s3 = local_ray
     if s3 is None:

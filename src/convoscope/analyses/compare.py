@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 from rich.console import Console
@@ -52,17 +52,19 @@ def _status(x1: int, x2: int, diff: float, significant: bool) -> str:
     return "grew" if diff > 0 else "shrank"
 
 
-def _rows(pairs: list[tuple[dict | None, dict | None, int | None, int | None]], n1: int, n2: int, alpha: float) -> list[dict[str, Any]]:
+def _rows(pairs: Sequence[tuple[dict | None, dict | None, int | None, int | None]], n1: int, n2: int, alpha: float) -> list[dict[str, Any]]:
     """One row per pair; a count of None is a cluster not published in that run: no test, and not counted in
     the Bonferroni correction."""
     m = max(1, sum(1 for _, _, x1, x2 in pairs if x1 is not None and x2 is not None))
     out = []
     for before, after, x1, x2 in pairs:
         ref = after or before
+        assert ref is not None  # a pair holds at least one cluster
         row: dict[str, Any] = {"name": ref["name"], "before_id": before["id"] if before else None, "after_id": after["id"] if after else None,
                                "before_name": before["name"] if before else None, "match": None, "before": x1, "after": x2}
         if x1 is None or x2 is None:
-            share = (x2 / n2 if n2 else 0.0) if x1 is None else (x1 / n1 if n1 else 0.0)
+            known, n = (x2, n2) if x1 is None else (x1, n1)
+            share = (known or 0) / n if n else 0.0
             row.update({"share_before": None if x1 is None else share, "share_after": None if x2 is None else share, "share_diff": None,
                         "z": None, "p": None, "p_bonferroni": None, "beyond_noise": False, "status": NOT_PUBLISHED})
             out.append(row)

@@ -49,13 +49,13 @@ from convoscope.errors import ConfigError, ConvoscopeError, InputError
 from convoscope.ingest import IngestReport
 from convoscope.ingest.files import input_location, list_files
 from convoscope.ingest.json_source import UnknownFormat
-from convoscope.ingest.reader import SKIP_INVALID_HINT, mixed_accounts_error, read_file
+from convoscope.ingest.reader import SKIP_INVALID_HINT, check_named_fields, mixed_accounts_error, read_file
 from convoscope.model import Conversation
 from convoscope.secrets_key import key_id, keyed_hash, secret_key
 from convoscope.stage_runner import Stage, StageOutput, optional_field
 from convoscope.stages.cluster import ClusterRecord
 from convoscope.stages.embed import EMBED, EMBEDDING_DTYPE, EmbedRecord, centre_languages, embed_texts
-from convoscope.stages.facets import FACETS, FacetsRecord
+from convoscope.stages.facets import FACETS, FacetsRecord, check_some_facets
 from convoscope.stages.ingest import INGEST, IngestRecord
 from convoscope.stages.screen import SCREEN, ScreenRecord
 from convoscope.store import RunStore
@@ -458,6 +458,7 @@ class RayEngine:
         table = pa.concat_tables([r["table"] for r in results])
         first = results[0]["record"]
         failed = sum(r["record"]["failed"] for r in results)
+        check_some_facets(ctx, failed, table.num_rows, next((r["record"].get("first_error") for r in results if r["record"].get("first_error")), None))
         if failed:
             ctx.console.print(f"[yellow]warning:[/] facet extraction failed for {count(failed, 'conversation')}; they are kept with empty facets and counted in the manifest")
         artifact = ctx.store.write_table("facets", table)
@@ -689,6 +690,7 @@ def _merge_ingest(ctx: RunContext, files: list[tuple[Path, str]], results: list[
         raise InputError(f"no readable file ({'; '.join(report.skipped_files[:3])})", path=str(ctx.input_path))
     if not report.conversations:
         raise InputError("no conversations to analyse", path=str(ctx.input_path))
+    check_named_fields(report, options, str(ctx.input_path))  # a mistyped --account-field/--time-field, as the local reader
     table = pa.concat_tables(tables)
     report.accounts = len(set(table.column("account").to_pylist()))
     pooling = options.missing_accounts == "pool"
