@@ -167,15 +167,16 @@ class Pipeline:
             console.print(f"  note: {escape(str(out))} held a run of {escape(str(earlier['input']))}; it now holds this run of "
                           f"{escape(str(store.manifest.get('input')))}")
         refresh_stale_explorers(store.root, console)  # a page written before this rerun
-        return Result(store.root, _tmp=tmp)
+        return Result(store.root, _tmp=tmp, _embedder=self.components.embedder)
 
 
 class Result:
     """A finished run: its published release as DataFrames and dicts, and methods for the report, the
     explorer and the analyses. `facet` picks one hierarchy when the run built several."""
 
-    def __init__(self, run_dir: str | os.PathLike, facet: str | None = None, *, _tmp: Any = None):
+    def __init__(self, run_dir: str | os.PathLike, facet: str | None = None, *, _tmp: Any = None, _embedder: Any = None):
         self._tmp = _tmp  # keeps a temporary run directory alive as long as a Result uses it
+        self._embedder = _embedder  # the embedder injected into the fit that made this run: assign's default
         self._root = RunStore(Path(run_dir))
         self.store = self._root.for_facet(facet)
         self.store.require_finished()  # an interrupted run: names the missing stage and how to resume
@@ -199,7 +200,7 @@ class Result:
 
     def for_facet(self, facet: str) -> "Result":
         """The Result of another hierarchy of the same run."""
-        return Result(self._root.root, facet, _tmp=self._tmp)
+        return Result(self._root.root, facet, _tmp=self._tmp, _embedder=self._embedder)
 
     def __repr__(self) -> str:
         run = self._aggregates["run"]
@@ -345,19 +346,22 @@ class Result:
         assert isinstance(other, Result)  # checked above: exactly one of other and split_at
         return compare_runs(self._run(), other._run(), **options)
 
-    def assign(self, new_input: Any, out: str | os.PathLike, *, threshold: float | None = None,
+    def assign(self, new_input: Any, out: str | os.PathLike, *, threshold: float | None = None, embedder: Any = None,
                **overrides: Any) -> "Result":
         """Place new conversations into this run's clusters without rebuilding the hierarchy (`convoscope
         assign`, docs/analyses.md): facets and embeddings with this run's settings, each conversation in its
         nearest base cluster or in "Unassigned (new topic)" below `threshold`, published under the same
         privacy gates. new_input: what `Pipeline.fit` takes (a path, record dicts, a DataFrame or a pyarrow
         Table; in-memory data is never written anywhere). `overrides`: dotted ingest.* / llm.* settings, e.g.
-        **{"ingest.skip_invalid": True}. Compare the two with `result.compare(new)`."""
+        **{"ingest.skip_invalid": True}. Compare the two with `result.compare(new)`.
+        embedder: for a run made with an injected embedder (`Pipeline(embedder=...)`), the same embedder (same
+        `name`); the Result of that `fit` passes its own by default. A mismatch is refused before anything is read."""
         from convoscope.assign import assign
 
+        embedder = embedder if embedder is not None else self._embedder
         store = assign(self._root.root, _input(new_input), Path(out), threshold=threshold, config_overrides=overrides or None,
-                       show_progress=False)
-        return Result(store.root)
+                       show_progress=False, embedder=embedder)
+        return Result(store.root, _embedder=embedder)
 
     def _root_facet(self) -> str:
         return self.facets[0] if self.facets else self.facet

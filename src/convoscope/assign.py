@@ -255,11 +255,32 @@ def _place(ctx: RunContext, source: RunStore, upstream: str, threshold: float, t
     return fp, fp
 
 
+def check_embedding_model(source: RunStore, embedder: Any) -> None:
+    """The new data must be embedded by RUN's model: checked before anything is read or embedded. A run made with
+    an injected embedder (`Pipeline(embedder=...)`, its name in the manifest's `components`) needs one of the same
+    name passed again; a run of a configured model gets that model from RUN's configuration (assign_config)."""
+    run_custom = (source.manifest.get("components") or {}).get("embedder")
+    run_model = (source.stage_record("embed") or {}).get("model")
+    if embedder is None:
+        if run_custom:
+            raise ConfigError(f"the run was embedded with an injected embedder named {run_custom!r}; pass the same embedder: "
+                              "load_run(RUN).assign(NEW_INPUT, OUT, embedder=...) in Python (`convoscope assign` cannot load it)")
+        return
+    from convoscope.components import Components
+
+    Components(embedder=embedder)  # its own checks: a `name` and an `encode` method
+    if embedder.name != (run_custom or run_model):
+        made_with = f"an injected embedder named {run_custom!r}" if run_custom else f"its configured model {run_model!r}"
+        raise ConfigError(f"the run was embedded with {made_with}, the embedder passed is named {embedder.name!r}; they cannot be compared: "
+                          + ("pass the embedder the run was made with" if run_custom else "leave out embedder= to use the run's model"))
+
+
 def assign(run_dir: str | Path, new_input: str | Path | MemorySource, out_dir: str | Path, *, threshold: float | None = None,
-           config_overrides: dict[str, Any] | None = None, show_progress: bool = True, console: Console | None = None) -> RunStore:
+           config_overrides: dict[str, Any] | None = None, show_progress: bool = True, console: Console | None = None,
+           embedder: Any = None) -> RunStore:
     """Place the conversations of `new_input` (a file or directory, or conversations held in memory) into the
     finished run `run_dir`'s clusters and write a run directory `out_dir` with the usual published aggregates
-    (module docstring). Returns its store."""
+    (module docstring). `embedder`: the injected embedder RUN was made with, if any. Returns its store."""
     source = _finished_run(run_dir)
     out = Path(out_dir)
     run_root = (source.parent.root if source.parent is not None else source.root).resolve()
@@ -273,6 +294,7 @@ def assign(run_dir: str | Path, new_input: str | Path | MemorySource, out_dir: s
     if threshold is not None and not -1.0 <= threshold <= 1.0:
         raise ConfigError(f"--threshold {threshold}: a cosine similarity, between -1 and 1")
     config = assign_config(source, config_overrides)
+    check_embedding_model(source, embedder)
     threshold_source = "given"
     if threshold is None:
         threshold, threshold_source = run_threshold(source), f"{THRESHOLD_PERCENTILE:g}th percentile of the run's own members' similarity to their centroid"
@@ -280,7 +302,8 @@ def assign(run_dir: str | Path, new_input: str | Path | MemorySource, out_dir: s
     # one process writes a run directory at a time (store.RunLock); taken after the checks above, so
     # a mistaken --out (RUN itself, a normal run) is refused without being touched
     with RunLock(out, console=console or Console(stderr=True)):
-        store = _assign_into(source, input_path, input_label, memory, out, config, threshold, threshold_source, show_progress, console)
+        store = _assign_into(source, input_path, input_label, memory, out, config, threshold, threshold_source, show_progress, console,
+                             embedder)
         from convoscope.explorer.bundle import refresh_stale_explorers
 
         refresh_stale_explorers(store.root, console or Console(stderr=True))  # a page written before this rerun
@@ -288,7 +311,8 @@ def assign(run_dir: str | Path, new_input: str | Path | MemorySource, out_dir: s
 
 
 def _assign_into(source: RunStore, input_path: Path, input_label: str, memory: MemorySource | None, out: Path, config: Config,
-                 threshold: float, threshold_source: str, show_progress: bool, console: Console | None) -> RunStore:
+                 threshold: float, threshold_source: str, show_progress: bool, console: Console | None, embedder: Any = None) -> RunStore:
+    from convoscope.components import Components
     from convoscope.pipeline import open_run
     from convoscope.stages.aggregates import run_aggregates
     from convoscope.stages.embed import run_embed
@@ -299,7 +323,8 @@ def _assign_into(source: RunStore, input_path: Path, input_label: str, memory: M
 
     assigned_from = {"run": str(source.root.resolve()), "threshold": threshold, "threshold_source": threshold_source,
                      "facet": config.facets.hierarchy_facets[0]}
-    with open_run(input_path, input_label, out, config, console=console, show_progress=show_progress, memory=memory,
+    components = Components(embedder=embedder) if embedder is not None else None
+    with open_run(input_path, input_label, out, config, console=console, show_progress=show_progress, memory=memory, components=components,
                   manifest={"hierarchy_facets": config.facets.hierarchy_facets, "assigned_from": assigned_from}) as ctx:
         fp = run_ingest(ctx)
         fp, selected = run_screen(ctx, fp)
