@@ -14,7 +14,8 @@ facets, embed); then, instead of clustering, naming and building a hierarchy:
 - **Tables.** `base_assignments` (cluster -1: unassigned, plus each conversation's best
   `similarity`), `base_centroids` (RUN's), `base_clusters`, `hierarchy` and `assignments` (levels
   through RUN's parent links) and `map`, so the normal privacy and aggregates stages run unchanged.
-  Clusters without a new conversation are left out (compare shows them as gone).
+  Clusters without a new conversation are left out (compare shows them as "not published", as any
+  cluster withheld here: it cannot tell the two apart without saying whether a withheld count is 0).
 - **Names.** Names come from RUN's release (its `clusters` table: after the privacy stage's rewrites),
   never from a model run here. A name RUN published is marked `name_source = "inherited"`: the privacy
   stage does not check or audit it again. Any other node (withheld in RUN, or shown there as "Name
@@ -26,6 +27,9 @@ facets, embed); then, instead of clustering, naming and building a hierarchy:
   conversations by embedding, searched among the RUN conversations of base clusters RUN published
   (so published positions are averages of positions RUN itself published; all RUN conversations only
   when RUN published no base cluster).
+
+- **Embedder.** A RUN made with an injected embedder (`Pipeline(embedder=...)`) needs the same one
+  (`embedder=`, same `name`); without it, or with another, assign refuses before reading anything.
 
 Every artifact above is recorded with a fingerprint, so re-running assign resumes.
 """
