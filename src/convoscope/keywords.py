@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -95,7 +95,7 @@ def phrase_analyzer(stop_words: Iterable[str], max_words: int = 3):
     return analyze
 
 
-def build_keyword_index(texts: list[str], accounts: list[str], min_accounts: int, *,
+def build_keyword_index(texts: list[str], accounts: Sequence | np.ndarray, min_accounts: int, *,
                         public_figure_accounts: int = PUBLIC_FIGURE_ACCOUNTS, stop_words: list[str] | None = None,
                         phrases: bool = False) -> KeywordIndex:
     """Terms of each text. Default (the hierarchy's parents and the privacy tests): 1-2 word terms over the
