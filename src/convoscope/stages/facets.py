@@ -184,8 +184,8 @@ def check_some_facets(ctx: RunContext, failed: int, rows: int, first_error: str 
         return
     raise FacetsFailed(
         f"facet extraction failed for every conversation ({failed:,} of {rows:,}, facet model {ctx.config.llm.facets}); "
-        f"first error: {first_error or 'unknown'}. Nothing was written after ingest. Check the model and its endpoint "
-        "(convoscope estimate, or the LLM settings in docs/llm.md), then rerun the same command: it resumes at the facets stage.")
+        f"first error: {first_error or 'unknown'}. Nothing was written after ingest. Check the facet model and its endpoint "
+        "(--llm and the llm.* settings: docs/llm.md), then rerun the same command: it resumes at the facets stage.")
 
 
 def _entry_problem(entry: Any, validator: Any, openings: dict[str, str]) -> str | None:
