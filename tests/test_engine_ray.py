@@ -122,6 +122,19 @@ def test_a_named_field_no_conversation_has_is_an_error_as_on_the_local_engine(tm
         run_pipeline(data, tmp_path / "local", load_config(None, {**SETTINGS, setting: "usr"}), show_progress=False)
 
 
+def test_facets_failing_for_every_conversation_stop_the_run_as_on_the_local_engine(tmp_path):
+    """Checked by the driver over every shard's count (each shard alone may fail wholly in a partial failure)."""
+    from convoscope.stages.facets import FacetsFailed
+
+    data = _input_dir(tmp_path, 60)
+    with FakeOpenAIServer(responder=lambda body: "not json") as server:
+        cfg = load_config(None, {**SETTINGS, "engine.kind": "ray", "engine.shard_conversations": 20, "llm.facets": f"openai:fake@{server.url}",
+                                 "llm.cache": False, "llm.schema_retries": 0})
+        with pytest.raises(FacetsFailed, match=r"failed for every conversation \(60 of 60.*first error: the answer contains no JSON object"):
+            run_pipeline(data, tmp_path / "ray", cfg, show_progress=False)
+    assert RunStore(tmp_path / "ray").stage_record("facets") is None and not RunStore(tmp_path / "ray").has("table:facets")
+
+
 def test_input_on_s3_reads_as_the_same_files_on_disk(tmp_path, local_ray, monkeypatch):
     s3 = local_ray
     if s3 is None:
