@@ -57,6 +57,7 @@ def check_texts(ctx: RunContext, checker: policy.TextChecker | SharedCallChecker
     are rewritten once by the naming model with the offending words named, then checked again."""
     out = []
     retry = []
+    checker.prepare([f"{name}\n{desc}" for name, desc, _ in items])  # one pass over the run's texts, not one per word
     for i, (name, desc, members) in enumerate(items):
         bad = checker.problems(f"{name}\n{desc}", members)
         out.append((name, desc, bad))
