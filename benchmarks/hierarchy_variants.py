@@ -8,8 +8,9 @@ of the base clusters into the run's top-level count, against scikit-learn KMeans
 Variants: Ward over [centroid, sqrt(neighbour-link shares)] with 5/10/30 neighbours, weights, diffusion
 (P^2, P^3), symmetric or off-diagonal link profiles, smoothed centroids, spectral embeddings, greedy
 modularity (networkx) on the link graph, size-weighted Ward, k-means refinement of the Ward cut,
-PCA-whitened or centred centroids, consensus of coarse k-means runs. None beat `links10` (the pipeline's)
-by a clear margin on both BANKING77 and CLINC150 (docs/evaluation.md).
+PCA-whitened or centred centroids, consensus of coarse k-means runs, members' mean UMAP coordinates (10 dims),
+Leiden communities of the conversations' 15-NN graph (needs `pip install igraph`). None beat `links10` (the pipeline's)
+by a clear margin on both BANKING77 and CLINC150 (docs/evaluation.md, with the measured table).
 """
 import numpy as np, scipy.sparse as sp
 from sklearn.metrics import normalized_mutual_info_score as nmi
@@ -181,6 +182,39 @@ def c_links_off30(c, l): P = links(l, 10); return ward(np.hstack([c, np.sqrt(P),
 def c_links_offsym(c, l):
     P = links(l, 10); Q = offdiag(P); w = np.bincount(l)[:, None]; S = Q * w; S = S + S.T; S /= np.maximum(S.sum(1, keepdims=True), 1e-12)
     return ward(np.hstack([c, np.sqrt(P), np.sqrt(S)]), T)
+_UMAP = {}
+def umap_means(l, d):
+    # UMAP (cosine, 15 neighbours, min_dist 0) of every conversation, fitted once per run, averaged per base cluster
+    if d not in _UMAP:
+        import umap
+        _UMAP[d] = umap.UMAP(n_components=d, n_neighbors=15, min_dist=0.0, metric="cosine", random_state=0).fit_transform(EMB)
+    Z = _UMAP[d]; S = np.zeros((l.max() + 1, d)); np.add.at(S, l, Z); M = S / np.bincount(l)[:, None]
+    return M / np.sqrt(((M[l] - M[l].mean(0)) ** 2).sum(1).mean())  # unit spread, comparable to the unit centroids
+@V
+def umap10(c, l): return ward(umap_means(l, 10), T)
+@V
+def umap10_c(c, l): return ward(np.hstack([c, 0.5 * umap_means(l, 10)]), T)
+@V
+def umap10_links(c, l): return ward(np.hstack([0.5 * umap_means(l, 10), np.sqrt(links(l, 10))]), T)
+def leiden_T(edges, n, T, weights=None):
+    # Leiden (modularity) with the resolution bisected until it gives T communities (or the nearest count)
+    import igraph  # not a dependency: pip install igraph
+    g = igraph.Graph(n=n, edges=edges); best = None; lo, hi = 1e-4, 10.0
+    for _ in range(30):
+        res = np.sqrt(lo * hi)
+        m = np.array(g.community_leiden(objective_function="modularity", resolution=res, weights=weights, n_iterations=-1).membership)
+        if best is None or abs(m.max() + 1 - T) < abs(best.max() + 1 - T): best = m
+        if m.max() + 1 == T: break
+        lo, hi = (res, hi) if m.max() + 1 < T else (lo, res)
+    return best
+@V
+def leiden_conv15_vote(c, l):
+    # communities of the conversations' 15-NN graph; each base cluster joins its members' most common one
+    import random; random.seed(0)
+    n = len(EMB); A = sp.csr_matrix((np.ones(n * 15), (np.repeat(np.arange(n), 15), NN[:, :15].ravel())), shape=(n, n))
+    A = A.maximum(A.T).tocoo(); keep = A.row < A.col
+    comm = leiden_T(list(zip(A.row[keep], A.col[keep])), n, T)
+    M = np.zeros((l.max() + 1, comm.max() + 1)); np.add.at(M, (l, comm), 1); return M.argmax(1)
 pick = args.variants.split(",") if args.variants else list(variants)
 res = {v: [] for v in pick + ["baseline"]}
 for seed in (int(s) for s in args.seeds.split(",")):

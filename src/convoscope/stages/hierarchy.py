@@ -112,10 +112,10 @@ def _link_row(members: np.ndarray, candidates: np.ndarray, vectors: np.ndarray, 
 def ward_cuts(centroids: np.ndarray, sizes: list[int], links: sp.csr_matrix | None = None) -> list[np.ndarray]:
     """Each base cluster's group when Ward's dendrogram over the base clusters is cut into each size.
 
-    A base cluster is the point [unit centroid, sqrt(neighbour-link shares)]: Ward on the centroids
-    alone ties a plain k-means + Ward baseline on CLINC150's domains, adding where the members'
-    nearest neighbours lie beats it (docs/evaluation.md; benchmarks/hierarchy_grouping.py measures it
-    over several seeds). Distances are computed from dot products (the link part is sparse), and cuts
+    A base cluster is the point [unit centroid, sqrt(neighbour-link shares)]: adding where the members'
+    nearest neighbours lie to the centroids gains about 0.01-0.015 NMI over five seeds on BANKING77 and
+    CLINC150, which puts ours 0.020 above a plain k-means + Ward baseline on BANKING77 and level with it
+    on CLINC150 (docs/evaluation.md; benchmarks/hierarchy_grouping.py measures it). Distances are computed from dot products (the link part is sparse), and cuts
     of one dendrogram are nested, so every level is a proper grouping of the level below."""
     from scipy.cluster.hierarchy import fcluster, linkage
     from scipy.spatial.distance import squareform
