@@ -56,3 +56,17 @@ def test_an_unknown_setting_in_a_config_file_names_section_key_and_file(tmp_path
 def test_config_show_the_error_points_to_exists():
     result = cli("config", "--show")
     assert result.returncode == 0 and "[embedding]" in result.stdout
+
+
+def test_every_embedding_name_the_settings_accept_is_one_make_embedder_knows():
+    from convoscope.embedders import make_embedder
+
+    for name in EMBEDDING_MODELS:
+        try:
+            make_embedder(name)
+        except ConfigError as exc:  # an optional package missing is fine; an unknown name is not
+            assert "unknown embedding model" not in str(exc), name
+        except ImportError:
+            pass
+    with pytest.raises(ConfigError, match="unknown embedding model 'nope'"):
+        make_embedder("nope")

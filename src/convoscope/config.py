@@ -75,9 +75,11 @@ class FacetSettings(_Section):
     extractive_max_chars: int = Field(1000, ge=50, description="Extractive mode: characters of the user's messages embedded per conversation.")
 
 
-E5_MODELS = ("multilingual-e5-small", "e5-small")  # convoscope.embedders.make_embedder's names for it
-# every name and prefix convoscope.embedders.make_embedder takes: checked when the settings load, before any stage runs
-EMBEDDING_MODELS = ("use-multilingual", "use", *E5_MODELS, "minilm")
+# the names and prefixes convoscope.embedders.make_embedder takes (it reads them from here): checked when
+# the settings load, before any stage runs
+USE_MODELS = ("use-multilingual", "use")
+E5_MODELS = ("multilingual-e5-small", "e5-small")
+EMBEDDING_MODELS = (*USE_MODELS, *E5_MODELS, "minilm")
 EMBEDDING_PREFIXES = ("st:", "openai:")
 EMBEDDING_CHOICES = "use-multilingual, multilingual-e5-small, minilm, st:NAME_OR_PATH or openai:MODEL[@BASE_URL]"
 E5_CENTRE_LANGUAGES_MIN = 50

@@ -175,9 +175,11 @@ class OpenAIEmbeddingEndpoint:
 
 
 def make_embedder(spec: str) -> Embedder:
-    if spec in ("use-multilingual", "use"):
+    from convoscope.config import E5_MODELS, EMBEDDING_CHOICES, USE_MODELS
+
+    if spec in USE_MODELS:
         return UniversalSentenceEncoder()
-    if spec in ("multilingual-e5-small", "e5-small"):
+    if spec in E5_MODELS:
         return MultilingualE5Small()
     if spec == "minilm":
         return SentenceTransformerEmbedder("minilm")
@@ -185,7 +187,7 @@ def make_embedder(spec: str) -> Embedder:
         return SentenceTransformerEmbedder(spec[3:])
     if spec.startswith("openai:"):
         return OpenAIEmbeddingEndpoint(spec[len("openai:") :])
-    raise ConfigError(f"unknown embedding model '{spec}': use use-multilingual, multilingual-e5-small, minilm, st:NAME_OR_PATH or openai:MODEL[@BASE_URL]")
+    raise ConfigError(f"unknown embedding model '{spec}': use {EMBEDDING_CHOICES}")
 
 
 class VectorCache:
