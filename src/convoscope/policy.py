@@ -125,29 +125,49 @@ def threshold_cells(cell_accounts: dict[str, Counter], min_accounts: int, max_ac
 
     `cell_accounts[cell]` counts the conversations of each account in the cell. A cell is shown with at
     least `min_accounts` accounts and no account supplying more than `max_account_share` of it. The
-    merged cell must itself hold `min_accounts` accounts, else the smallest shown cells join it until
-    it does (or every cell is in it), so no subtraction isolates a small cell."""
-    size = {c: sum(acc.values()) for c, acc in cell_accounts.items()}
+    merged cell must itself hold `min_accounts` accounts, so no subtraction isolates a small cell: when
+    it holds fewer, whole accounts of the largest shown cell join it (the fewest-conversation accounts
+    first) if that cell still passes without them, else the smallest shown cell joins it whole; repeated
+    until it does (or every cell is in it). Topping up from the largest cell keeps a 99%-English cluster
+    with one undetermined request "English 96, other 5" instead of "other 101": a shown cell may then
+    count a few conversations fewer than it has, never more, and "other" says how many are not named."""
+    shown, other = threshold_cell_members(cell_accounts, min_accounts, max_account_share, max_cells)
+    out = {c: sum(acc.values()) for c, acc in shown.items()}
+    if other:
+        out[OTHER] = sum(other.values())
+    return out
 
-    def passes(cell: str) -> bool:
-        acc = cell_accounts[cell]
-        return len(acc) >= min_accounts and max(acc.values()) <= max_account_share * size[cell]
 
-    order = sorted(size, key=lambda c: (-size[c], str(c)))
-    shown = [c for c in order if c != OTHER and passes(c)]
+def threshold_cell_members(cell_accounts: dict[str, Counter], min_accounts: int, max_account_share: float = 1.0,
+                           max_cells: int | None = None) -> tuple[dict[str, Counter], Counter]:
+    """`threshold_cells` as memberships: each shown cell's accounts (conversations per account) and those
+    of "other", keyed by (cell, account): its accounts are {account for _, account in other}."""
+    cells = {c: Counter(acc) for c, acc in cell_accounts.items()}  # a copy: accounts may move out
+
+    def passes(acc: Counter) -> bool:
+        return len(acc) >= min_accounts and max(acc.values()) <= max_account_share * sum(acc.values())
+
+    order = sorted(cells, key=lambda c: (-sum(cells[c].values()), str(c)))
+    shown = [c for c in order if c != OTHER and passes(cells[c])]
     if max_cells is not None:
         shown = shown[:max_cells]
     hidden = [c for c in order if c not in set(shown)]
-    hidden_accounts: set = set().union(*(cell_accounts[c].keys() for c in hidden)) if hidden else set()
+    other = Counter({(c, a): n for c in hidden for a, n in cells[c].items()})
+    hidden_accounts = {a for _, a in other}
     while hidden and len(hidden_accounts) < min_accounts and shown:
+        largest = cells[shown[0]]
+        needed = min_accounts - len(hidden_accounts)
+        movers = sorted((a for a in largest if a not in hidden_accounts), key=lambda a: (largest[a], str(a)))[:needed]
+        rest = Counter({a: n for a, n in largest.items() if a not in set(movers)})
+        if len(movers) == needed and passes(rest):
+            other.update({(shown[0], a): largest[a] for a in movers})
+            cells[shown[0]] = rest
+            break
         smallest = shown.pop()  # fewest conversations
         hidden.append(smallest)
-        hidden_accounts |= cell_accounts[smallest].keys()
-    out = {c: int(size[c]) for c in shown}
-    merged = sum(int(size[c]) for c in hidden)
-    if merged:
-        out[OTHER] = merged
-    return out
+        other.update({(smallest, a): n for a, n in cells[smallest].items()})
+        hidden_accounts |= cells[smallest].keys()
+    return {c: cells[c] for c in shown}, other
 
 
 def breakdown_cells(cells: Sequence, accounts: Sequence, min_accounts: int, max_account_share: float = 1.0,

@@ -89,6 +89,25 @@ def test_attack4a_parent_minus_children_reveals_nothing_withheld(run):
     assert any(not c["published"] and c["kind"] == "cluster" and c["parent"] in pub for c in tables["clusters"])
 
 
+def test_attack4a_other_beside_named_cells_is_never_a_small_group(run):
+    """A breakdown's "other" beside named cells is the cluster minus them: it must hold min_accounts
+    accounts, or subtracting isolates the few conversations with a rare value (a rare language, a
+    metadata value of two accounts). When the rare values alone are too few, conversations of the
+    largest cell join "other" (policy.threshold_cell_members), so "other" is never under MIN_ACCOUNTS."""
+    if _guarantee(run.run_dir) is not None:
+        pytest.skip("DP release: its cells are noisy counts, not thresholded ones")
+    beside = 0
+    for facet in report_json(run.run_dir)["hierarchies"]:
+        for c in published(report_json(run.run_dir, facet)):
+            for key, cells in _cells(c).items():
+                if key in ("size", "timeline") or key.endswith(".n") or "other" not in cells or len(cells) < 2:
+                    continue
+                beside += 1
+                assert cells["other"] >= MIN_ACCOUNTS, f"{facet}/{c['id']} {key}: other = {cells['other']} beside {cells}"
+                assert all(v >= MIN_ACCOUNTS for v in cells.values()), f"{facet}/{c['id']} {key}: {cells}"
+    assert beside  # the attack data has rare values beside common ones
+
+
 def test_attack4a_distinctive_signature_is_not_published(run):
     dp_mode = _guarantee(run.run_dir) is not None
     for facet in report_json(run.run_dir)["hierarchies"]:
