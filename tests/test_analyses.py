@@ -145,8 +145,9 @@ def test_coordination_burst(run):
     assert bursts["bursts"], "the tax burst should be found"
     top = bursts["bursts"][0]
     burst_bucket = bucket_start(BURST_DAY, bursts["unit"])
-    assert top["bucket"] == burst_bucket
-    assert top["count"] >= 30 and top["z"] >= 4
+    assert top["bucket"] == burst_bucket and top["z"] >= 4
+    # the tax topic's parent shows it whole (its base clusters' bursts may rank above it by z)
+    assert any(b["bucket"] == burst_bucket and b["count"] >= 30 and b["z"] >= 4 for b in bursts["bursts"])
     # nothing else bursts, except the crypto topic that only exists from NEW_TOPIC_FROM on (in month
     # buckets its first full months stand out against its own zero baseline before)
     others = [b for b in bursts["bursts"] if b["bucket"] != burst_bucket]

@@ -115,9 +115,9 @@ def test_description_names_only_languages_that_pass_the_cell_rule():
     for i in np.flatnonzero(labels == 2)[:6]:  # travel: 2 accounts (6 conversations) in Spanish
         languages[i] = "Spanish"
     named, _ = names_of(texts, accounts, labels, centroids, languages=languages)
-    # Spanish (2 accounts) fails the cell rule, and "other" would then hold 2 accounts, so English joins it too
-    # (complementary suppression, as in the published breakdown): no language is named
-    assert "Spanish" not in named.names[2][1] and "Language" not in named.names[2][1]
+    # Spanish (2 accounts) fails the cell rule, and "other" would then hold 2 accounts, so 3 English accounts
+    # join it (complementary suppression, as in the published breakdown): English is named, Spanish is not
+    assert "Spanish" not in named.names[2][1] and "Language: English." in named.names[2][1]
     for i in np.flatnonzero(labels == 2)[:15]:  # 5 accounts in Spanish: a published cell
         languages[i] = "Spanish"
     named, _ = names_of(texts, accounts, labels, centroids, languages=languages)
