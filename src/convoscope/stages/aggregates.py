@@ -205,6 +205,13 @@ def build_aggregates(ctx: RunContext) -> tuple[dict[str, Any], pa.Table]:
            for name, vals in category_facets.items()}
     hist = {name: _cells_by_group(direct, f.labels, accounts, n_direct, min_acc, None, max_share) for name, f in numeric_facets.items()}
     sums = {name: _gated_sums(direct, f, accounts, n_direct, min_acc, max_share) for name, f in numeric_facets.items()}
+    for name in hist:
+        # a node whose values are gated (too few accounts, or one dominant) shows no mean and no histogram; it
+        # counts whole in its parents' "other" bin, so their histograms still add up to their size and say
+        # nothing of where the dominant account's values lie
+        for g in np.flatnonzero(sums[name][1] == 0):
+            if hist[name][g]:
+                hist[name][g] = {policy.OTHER: sum(hist[name][g].values())}
     timelines: list[dict[str, int]] = [{} for _ in range(n_direct)]
     if times:
         time_unit, timelines = _timelines(direct, created, accounts, n_direct, min_acc, max_share, time_unit)
