@@ -142,7 +142,7 @@ def threshold_cell_members(cell_accounts: dict[str, Counter], min_accounts: int,
                            max_cells: int | None = None) -> tuple[dict[str, Counter], Counter]:
     """`threshold_cells` as memberships: each shown cell's accounts (conversations per account) and those
     of "other", keyed by (cell, account): its accounts are {account for _, account in other}."""
-    cells = {c: Counter(acc) for c, acc in cell_accounts.items()}  # a copy: accounts may move out
+    cells = dict(cell_accounts)  # the caller's counters are never changed: a donor cell gets a new one
 
     def passes(acc: Counter) -> bool:
         return len(acc) >= min_accounts and max(acc.values()) <= max_account_share * sum(acc.values())
