@@ -95,6 +95,55 @@ def test_attack4a_parent_minus_children_reveals_nothing_withheld(run):
     assert any(not c["published"] and c["kind"] == "cluster" and c["parent"] in pub for c in tables["clusters"])
 
 
+@pytest.fixture(scope="module")
+def dominated_remainder(tmp_path_factory):
+    """A topic one account dominates (25 of its 42 conversations; 6 accounts 2 each aged 19, 5 accounts 1 each
+    aged 70 like the dominant one): its base cluster is withheld (share cap) and lands in its parent's
+    remainder, whose numeric values are then gated. The remainder's own histogram would show a passing
+    "<28" bin of 12 (its ">=60" bin fails for the dominant account's share, with 6 accounts beside it)."""
+    import random as _random
+
+    from privacy.harness import background, config_file, write_records
+
+    root = tmp_path_factory.mktemp("dominated-remainder")
+    records, rng = background(), _random.Random(1)
+    topics = ["What pH should the water of my axolotl tank have", "How cold must an axolotl aquarium be kept",
+              "Which filter is gentle enough for an axolotl tank", "Can axolotls share an aquarium with shrimp",
+              "How often do I change the water in an axolotl tank"]
+    for i in range(25):
+        records.append({"id": f"dom-{i}", "user": "acct-dominant", "created_at": f"2024-03-0{1 + i % 9}T10:00:00+00:00",
+                        "text": f"{rng.choice(topics)}? (tank {i})", "age": 70})
+    for a in range(6):
+        for j in range(2):
+            records.append({"id": f"few-{a}-{j}", "user": f"acct-axo-{a}", "created_at": "2024-03-05T10:00:00+00:00",
+                            "text": f"{rng.choice(topics)}? (mine {a}{j})", "age": 19})
+    for a in range(5):  # the dominant account's bin then holds 6 accounts: hidden for its share, not for its accounts
+        records.append({"id": f"old-{a}", "user": f"acct-old-{a}", "created_at": "2024-03-06T10:00:00+00:00",
+                        "text": f"{rng.choice(topics)}? (old {a})", "age": 70})
+    write_records(root / "in.jsonl", records)
+    result = invoke(["run", str(root / "in.jsonl"), "--out", str(root / "run"), "--config", str(config_file(root))])
+    assert result.exit_code == 0, result.output
+    return root / "run"
+
+
+def test_attack4a_a_remainder_gated_for_one_account_is_not_recovered_from_its_parent(dominated_remainder):
+    report = report_json(dominated_remainder)
+    kids: dict[str, list[dict]] = {}
+    for c in report["clusters"]:
+        kids.setdefault(c["parent"], []).append(c)
+    gated = [c for c in report["clusters"] if c["kind"] == "other" and "meta.age" not in (c.get("facets") or {})]
+    assert any(c["accounts"] >= 12 and c["size"] >= 42 for c in gated), "the planted remainder is not there: the test needs new data"
+    for parent in published(report):
+        if not kids.get(parent["id"]) or "meta.age" not in (parent.get("facets") or {}):
+            continue
+        parts: dict[str, float] = {}
+        for k in kids[parent["id"]]:
+            for cell, n in _cells(k, ("meta.age",)).get("meta.age.hist", {}).items():
+                parts[cell] = parts.get(cell, 0) + n
+        # the parent's histogram is exactly the sum of what its parts show (a gated part: all "other")
+        assert {k: v for k, v in parent["facets"]["meta.age"]["hist"].items() if v} == {k: v for k, v in parts.items() if v}, parent["id"]
+
+
 def test_attack4a_other_beside_named_cells_is_never_a_small_group(run):
     """A breakdown's "other" beside named cells is the cluster minus them: it must hold min_accounts
     accounts, or subtracting isolates the few conversations with a rare value (a rare language, a
