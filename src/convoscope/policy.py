@@ -151,14 +151,14 @@ def threshold_cell_members(cell_accounts: dict[str, Counter], min_accounts: int,
     shown = [c for c in order if c != OTHER and passes(cells[c])]
     if max_cells is not None:
         shown = shown[:max_cells]
-    hidden = [c for c in order if c not in set(shown)]
+    hidden = [c for c in order if c not in shown]
     other = Counter({(c, a): n for c in hidden for a, n in cells[c].items()})
     hidden_accounts = {a for _, a in other}
     while hidden and len(hidden_accounts) < min_accounts and shown:
         largest = cells[shown[0]]
         needed = min_accounts - len(hidden_accounts)
-        movers = sorted((a for a in largest if a not in hidden_accounts), key=lambda a: (largest[a], str(a)))[:needed]
-        rest = Counter({a: n for a, n in largest.items() if a not in set(movers)})
+        movers = set(sorted((a for a in largest if a not in hidden_accounts), key=lambda a: (largest[a], str(a)))[:needed])
+        rest = Counter({a: n for a, n in largest.items() if a not in movers})
         if len(movers) == needed and passes(rest):
             other.update({(shown[0], a): largest[a] for a in movers})
             cells[shown[0]] = rest
