@@ -85,7 +85,7 @@ def neighbour_links(vectors: np.ndarray, labels: np.ndarray, centroids: np.ndarr
     # Clusters in parallel threads (numpy releases the GIL), each product on one BLAS thread: the products are
     # small (a cluster by its candidates), and a threaded BLAS spent about half its CPU waking and spinning
     # its threads. Rows come back in cluster order, so the links do not depend on the thread count.
-    # 100,000 conversations on 2 quiet cores: threaded BLAS 13.9-15.4 s wall / 27-32 CPU s, this 8.3-9.8 s / 16-19 s;
+    # 100,000 conversations on 2 quiet cores: threaded BLAS 13.9-16.5 s wall / 27-32 CPU s, this 8.3-9.8 s / 16-19 s;
     # CLINC150 1.7 -> 1.0 s wall, links identical.
     def row(c: int) -> tuple[np.ndarray, np.ndarray]:
         if len(members[c]) == 0:
